@@ -1,0 +1,140 @@
+"""Shared building blocks of every message schema: the label vocabulary, size limits and error reporting.
+
+Contract:
+- Labels use one vocabulary everywhere (``../shared/docs/gold-format.md``): pairwise ``A``/``B``/``tie``,
+  pointwise ``pass``/``fail``. A verdict, a teacher label and a human label are directly comparable.
+- Every text field is bounded (``MAX_TEXT_CHARS``), metadata is bounded in size and depth, and a raw message is
+  bounded in bytes (``MAX_MESSAGE_BYTES``) before it is parsed at all.
+- A message that breaks a rule raises :class:`InvalidMessage`, whose ``reason`` names each offending field and
+  what to do about it; it is what lands in a dead letter.
+- Messages are strict: unknown fields are rejected (a typo must not silently drop data).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_TEXT_CHARS = 32_000
+MAX_ID_CHARS = 128
+MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 6
+
+Kind = Literal["pointwise", "pairwise"]
+PairwiseLabel = Literal["A", "B", "tie"]
+PointwiseLabel = Literal["pass", "fail"]
+Label = Literal["A", "B", "tie", "pass", "fail"]
+LABELS_BY_KIND: dict[str, tuple[str, ...]] = {"pairwise": ("A", "B", "tie"), "pointwise": ("pass", "fail")}
+SWAPPED_LABEL = {"A": "B", "B": "A", "tie": "tie", "pass": "pass", "fail": "fail"}
+
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\s\x00-\x1f]+$")]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def _bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    depth = _depth(value)
+    if depth > MAX_METADATA_DEPTH:
+        raise ValueError(f"nested {depth} levels deep; at most {MAX_METADATA_DEPTH} are allowed, flatten it")
+    size = len(json.dumps(value, ensure_ascii=False, default=str).encode())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"{size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed, send less metadata")
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_bounded_metadata)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Naive timestamps are taken as UTC; aware ones are converted to UTC."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Message(BaseModel):
+    """Base of every message: strict, immutable, JSON-serialisable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=False,
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+    )
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode()
+
+
+class InvalidMessage(ValueError):
+    """A message that cannot be accepted. ``reason`` is one line per offending field, naming field and fix."""
+
+    def __init__(self, model: str, reason: str):
+        super().__init__(f"invalid {model}: {reason}")
+        self.model = model
+        self.reason = reason
+
+
+M = TypeVar("M", bound=Message)
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """Pydantic's errors as '; '-joined 'field.path: message' items (the field first, always)."""
+    parts = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"]) or "(message)"
+        msg = e["msg"]
+        if e["type"] == "missing":
+            msg = "required field is missing; add it"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or put it under metadata"
+        elif e["type"] == "string_too_long":
+            msg = f"{msg}; shorten it"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_json_bytes(model: type[M], raw: bytes | str, *, max_bytes: int = MAX_MESSAGE_BYTES) -> M:
+    """Parse one JSON message, raising :class:`InvalidMessage` for every way it can be wrong."""
+    name = model.__name__
+    if isinstance(raw, str):
+        raw = raw.encode()
+    if len(raw) > max_bytes:
+        raise InvalidMessage(name, f"(message): {len(raw)} bytes, over the limit of {max_bytes}; send less")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidMessage(name, f"(message): not valid UTF-8 at byte {e.start}; encode the message as UTF-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidMessage(name, f"(message): not JSON ({e.msg} at line {e.lineno} column {e.colno})")
+    except RecursionError:
+        raise InvalidMessage(name, "(message): JSON nested too deeply")
+    if not isinstance(data, dict):
+        raise InvalidMessage(name, f"(message): expected a JSON object, got {type(data).__name__}")
+    return validate(model, data)
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise InvalidMessage(model.__name__, describe_validation_error(e)) from None
+    except RecursionError:
+        raise InvalidMessage(model.__name__, "(message): nested too deeply") from None

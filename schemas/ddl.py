@@ -1,0 +1,155 @@
+"""ClickHouse DDL as versioned migrations (text only; ``infra/migrate.py`` applies them).
+
+Contract:
+- ``MIGRATIONS`` is append-only: a migration, once released, never changes (its checksum is recorded when it is
+  applied and checked on every later run). Fix a table with a new migration (``ALTER TABLE ... ADD COLUMN``).
+- Every statement is idempotent (``IF NOT EXISTS``), so a migration interrupted half-way is safe to re-run.
+- ``{db}`` in a statement is the configured database (a validated identifier).
+- Writes are idempotent under redelivery: each table is a ReplacingMergeTree whose sort key is the row's identity
+  (trace and judge version for verdicts; topic/partition/offset for dead letters), partitioned by the day of an
+  attribute of the message itself (never of the time it was stored), so a redelivered row lands in the same
+  partition and replaces its twin. Read with ``FINAL`` (or the ``*_latest`` views) for exact counts.
+- Sort keys lead with the columns analytics filter on (tenant, app, criterion); enums are ``LowCardinality``;
+  timestamps are ``DateTime64(3, 'UTC')``. The same statements run on the embedded chDB engine and on a server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+MIGRATIONS_TABLE = "schema_migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256("\n;\n".join(self.statements).encode()).hexdigest()[:16]
+
+    def render(self, database: str) -> list[str]:
+        return [s.replace("{db}", database) for s in self.statements]
+
+
+def bootstrap_statements(database: str) -> list[str]:
+    """The database and the bookkeeping table, created before any migration runs."""
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {database}",
+        f"""CREATE TABLE IF NOT EXISTS {database}.{MIGRATIONS_TABLE} (
+            version UInt32,
+            name String,
+            checksum String,
+            applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+        ) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version""",
+    ]
+
+
+_V1 = (
+    """CREATE TABLE IF NOT EXISTS {db}.verdicts (
+        trace_id String,
+        tenant LowCardinality(String),
+        app LowCardinality(String),
+        model LowCardinality(String),
+        kind LowCardinality(String),
+        criterion LowCardinality(String),
+        label LowCardinality(String),
+        score Float32,
+        confidence Float32,
+        judge_name LowCardinality(String),
+        judge_version LowCardinality(String),
+        source LowCardinality(String),
+        latency_ms Float32,
+        critique String,
+        route_reason LowCardinality(String),
+        routed Bool MATERIALIZED route_reason != '',
+        trace_time DateTime64(3, 'UTC'),
+        produced_at Nullable(DateTime64(3, 'UTC')),
+        judged_at DateTime64(3, 'UTC'),
+        stored_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    ) ENGINE = ReplacingMergeTree(judged_at)
+    PARTITION BY toDate(trace_time)
+    ORDER BY (tenant, app, criterion, trace_id, judge_name, judge_version)""",
+    """CREATE TABLE IF NOT EXISTS {db}.frontier_verdicts (
+        trace_id String,
+        tenant LowCardinality(String),
+        app LowCardinality(String),
+        kind LowCardinality(String),
+        criterion LowCardinality(String),
+        judge_name LowCardinality(String),
+        status LowCardinality(String),
+        label LowCardinality(String),
+        label_swapped LowCardinality(String),
+        confidence Float32,
+        critique String,
+        error String,
+        request_reason LowCardinality(String),
+        inline_label LowCardinality(String),
+        inline_judge_version LowCardinality(String),
+        input_tokens UInt32,
+        output_tokens UInt32,
+        cost_usd Float64,
+        attempts UInt16,
+        latency_ms Float32,
+        trace_time DateTime64(3, 'UTC'),
+        judged_at DateTime64(3, 'UTC'),
+        stored_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    ) ENGINE = ReplacingMergeTree(judged_at)
+    PARTITION BY toDate(trace_time)
+    ORDER BY (tenant, app, criterion, trace_id, judge_name)""",
+    """CREATE TABLE IF NOT EXISTS {db}.disagreements (
+        trace_id String,
+        tenant LowCardinality(String),
+        app LowCardinality(String),
+        kind LowCardinality(String),
+        criterion LowCardinality(String),
+        inline_label LowCardinality(String),
+        inline_confidence Float32,
+        inline_judge_version LowCardinality(String),
+        frontier_label LowCardinality(String),
+        frontier_judge LowCardinality(String),
+        request_reason LowCardinality(String),
+        trace_time DateTime64(3, 'UTC'),
+        detected_at DateTime64(3, 'UTC')
+    ) ENGINE = ReplacingMergeTree(detected_at)
+    PARTITION BY toDate(trace_time)
+    ORDER BY (criterion, inline_judge_version, tenant, app, trace_id, frontier_judge)""",
+    """CREATE TABLE IF NOT EXISTS {db}.gold_labels (
+        id String,
+        source LowCardinality(String),
+        kind LowCardinality(String),
+        criterion LowCardinality(String),
+        question String,
+        answer Nullable(String),
+        answer_a Nullable(String),
+        answer_b Nullable(String),
+        reference Nullable(String),
+        human_label LowCardinality(String),
+        teacher Map(String, String),
+        teacher_swapped Map(String, String),
+        meta String,
+        imported_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    ) ENGINE = ReplacingMergeTree(imported_at)
+    PARTITION BY kind
+    ORDER BY (source, criterion, id)""",
+    """CREATE TABLE IF NOT EXISTS {db}.dead_letters (
+        topic LowCardinality(String),
+        partition UInt32,
+        offset UInt64,
+        stage LowCardinality(String),
+        error String,
+        raw String,
+        key Nullable(String),
+        message_time DateTime64(3, 'UTC'),
+        received_at DateTime64(3, 'UTC')
+    ) ENGINE = ReplacingMergeTree(received_at)
+    PARTITION BY toDate(message_time)
+    ORDER BY (topic, partition, offset)""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "core tables", _V1),)
+
+TABLES = ("verdicts", "frontier_verdicts", "disagreements", "gold_labels", "dead_letters")

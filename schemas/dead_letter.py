@@ -1,0 +1,43 @@
+"""`DeadLetter`: a message judgeline could not accept, kept whole with the reason.
+
+Contract:
+- ``raw`` holds the exact bytes received (base64 in JSON), so nothing is lost and the message can be replayed
+  once fixed; ``error`` names the offending field and the fix (from ``InvalidMessage.reason``).
+- ``topic``/``partition``/``offset`` identify the source message; together they are the dead letter's identity,
+  which makes storing it idempotent under redelivery.
+- ``stage`` says where it failed (``parse`` for bad input, ``judge``/``frontier``/``store`` for permanent errors
+  further on).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from schemas.base import MAX_MESSAGE_BYTES, Message, Name, as_utc, utc_now
+
+Stage = Literal["parse", "judge", "frontier", "store"]
+
+
+class DeadLetter(Message):
+    raw: bytes = Field(max_length=MAX_MESSAGE_BYTES * 4)
+    error: str = Field(max_length=4096)
+    stage: Stage = "parse"
+    topic: Name
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    key: bytes | None = Field(None, max_length=4096)
+    message_time: datetime
+    received_at: datetime = Field(default_factory=utc_now)
+
+    @field_validator("message_time", "received_at")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        return as_utc(v)
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _clip_error(cls, v: object) -> object:
+        return v[:4096] if isinstance(v, str) else v

@@ -1,0 +1,70 @@
+"""`GoldLabel`: one line of the gold format (``../shared/docs/gold-format.md``), a human-labelled judge item.
+
+Contract:
+- Field names and the label vocabulary are those of the gold format; a retrain dataset written by judgeline is a
+  valid gold file too.
+- The human label and every teacher label must fit the item's kind; answers must match the kind.
+- ``read_gold_file`` yields ``(line_number, item_or_error)`` so callers can report every bad line and go on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import Field, model_validator
+
+from schemas.base import (
+    LABELS_BY_KIND,
+    InvalidMessage,
+    Kind,
+    Label,
+    Message,
+    Name,
+    Text,
+    parse_json_bytes,
+)
+from schemas.trace import DEFAULT_CRITERION
+
+
+class GoldLabel(Message):
+    id: Name
+    source: Name
+    kind: Kind
+    criterion: Name = DEFAULT_CRITERION
+    question: Text = Field(min_length=1)
+    answer: Text | None = None
+    answer_a: Text | None = None
+    answer_b: Text | None = None
+    reference: Text | None = None
+    human_label: Label | None = None
+    teacher: dict[str, Label | None] = Field(default_factory=dict)
+    teacher_swapped: dict[str, Label | None] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> "GoldLabel":
+        allowed = LABELS_BY_KIND[self.kind]
+        labels = {"human_label": self.human_label}
+        labels.update({f"teacher.{k}": v for k, v in self.teacher.items()})
+        labels.update({f"teacher_swapped.{k}": v for k, v in self.teacher_swapped.items()})
+        for field, label in labels.items():
+            if label is not None and label not in allowed:
+                raise ValueError(f"{field}={label!r} is not a {self.kind} label; use one of {'/'.join(allowed)}")
+        if self.kind == "pairwise" and (self.answer_a is None or self.answer_b is None):
+            raise ValueError("pairwise items need answer_a and answer_b")
+        if self.kind == "pointwise" and self.answer is None:
+            raise ValueError("pointwise items need answer")
+        return self
+
+
+def read_gold_file(path: str | Path) -> Iterator[tuple[int, GoldLabel | InvalidMessage]]:
+    """Each non-blank line of a gold file as (1-based line number, item or the error that line raised)."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, parse_json_bytes(GoldLabel, line.rstrip(b"\r\n"), max_bytes=4 * 1024 * 1024)
+            except InvalidMessage as e:
+                yield number, e

@@ -1,0 +1,256 @@
+"""The one settings object of judgeline.
+
+Contract:
+- Every setting comes from the environment with the prefix ``JUDGELINE_`` (nested groups use ``__``:
+  ``JUDGELINE_KAFKA__BOOTSTRAP_SERVERS``), or from a ``.env`` file in the working directory.
+- The object is frozen: code never mutates settings, it asks for a new object (``settings.model_copy``).
+- Secrets (frontier API key, SASL password, ClickHouse password) are ``SecretStr``; ``masked()`` is the only
+  representation that leaves the process (``judgeline config``, logs).
+- Defaults are the embedded stack on 127.0.0.1 (Tansu broker, chDB store, CPU Triton); production points the
+  same names at Apache Kafka, a ClickHouse server and a GPU Triton (see ``infra/compose`` and ``infra/k8s``).
+- No I/O happens here beyond reading the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "JUDGELINE_"
+ENV_NESTED_DELIMITER = "__"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TopicSettings(_Group):
+    """Topic names; partition counts apply when judgeline creates the topics (embedded stack, `judgeline topics`)."""
+
+    traces: str = "judgeline.traces"
+    frontier_requests: str = "judgeline.frontier-requests"
+    verdicts: str = "judgeline.verdicts"
+    frontier_verdicts: str = "judgeline.frontier-verdicts"
+    dead_letters: str = "judgeline.dead-letters"
+    partitions: int = Field(4, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1, le=7)
+
+    def names(self) -> list[str]:
+        return [self.traces, self.frontier_requests, self.verdicts, self.frontier_verdicts, self.dead_letters]
+
+
+class KafkaSettings(_Group):
+    """Kafka client settings, passed through to confluent-kafka and Faust."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    consumer_group: str = "judgeline-inline"
+    frontier_consumer_group: str = "judgeline-frontier"
+    # Short timeouts suit the embedded broker (group joins take about half the session timeout);
+    # production raises them (e.g. 45 s session, 3 s heartbeat).
+    session_timeout_ms: int = Field(6000, ge=1000, le=300_000)
+    heartbeat_interval_ms: int = Field(1000, ge=100, le=60_000)
+    topics: TopicSettings = TopicSettings()
+
+    @model_validator(mode="after")
+    def _heartbeat_below_session(self) -> "KafkaSettings":
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError(
+                "kafka.heartbeat_interval_ms must be at most a third of kafka.session_timeout_ms "
+                f"(got {self.heartbeat_interval_ms} and {self.session_timeout_ms}); "
+                "set JUDGELINE_KAFKA__HEARTBEAT_INTERVAL_MS lower"
+            )
+        return self
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka configuration shared by producers, consumers and the admin client (secrets included)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        return conf
+
+
+class ClickHouseSettings(_Group):
+    """Where verdicts are stored.
+
+    ``dsn`` is ``chdb:///abs/path`` for the embedded engine (the default, under the state directory) or
+    ``http(s)://host:8123`` for a ClickHouse server. With a chdb DSN, a process first looks for the embedded store
+    server that ``judgeline up`` started on that path and talks to it over HTTP (chDB allows one process per path);
+    only when none runs does it open the path in process.
+    """
+
+    dsn: str | None = None
+    database: str = "judgeline"
+    username: str = "default"
+    password: SecretStr | None = None
+    insert_batch_rows: int = Field(500, ge=1, le=1_000_000)
+
+    @field_validator("dsn")
+    @classmethod
+    def _known_scheme(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not (v.startswith("chdb://") or v.startswith("http://") or v.startswith("https://")):
+            raise ValueError(
+                f"clickhouse.dsn must start with chdb:// (embedded) or http(s):// (server), got {v!r}; "
+                "set JUDGELINE_CLICKHOUSE__DSN"
+            )
+        return v
+
+    @field_validator("database")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not v.replace("_", "").isalnum() or v[0].isdigit():
+            raise ValueError(
+                f"clickhouse.database must be a plain identifier (letters, digits, _), got {v!r}"
+            )
+        return v
+
+
+class TritonSettings(_Group):
+    """The inline judge's model server."""
+
+    url: str = "127.0.0.1:8001"  # gRPC endpoint
+    http_url: str = "127.0.0.1:8000"
+    model_name: str = "judge"
+    model_version: str = ""  # empty: the server's latest loaded version
+    timeout_s: float = Field(5.0, gt=0, le=600)
+    max_retries: int = Field(3, ge=0, le=20)
+
+
+class FrontierSettings(_Group):
+    """The frontier judge: any OpenAI-compatible endpoint (the embedded default is `judgeline frontier-replay`)."""
+
+    base_url: str = "http://127.0.0.1:8090/v1"
+    model: str = "gpt-4"
+    api_key: SecretStr = SecretStr("not-needed-for-the-embedded-replay")
+    concurrency: int = Field(8, ge=1, le=1024)
+    rate_limit_rps: float = Field(20.0, gt=0, le=100_000)
+    budget_usd: float = Field(10.0, ge=0)
+    price_per_1k_input_tokens_usd: float = Field(0.01, ge=0)
+    price_per_1k_output_tokens_usd: float = Field(0.03, ge=0)
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    max_retries: int = Field(5, ge=0, le=50)
+    judge_both_orders: bool = True
+
+
+class RoutingSettings(_Group):
+    """Which inline verdicts also go to the frontier judge."""
+
+    threshold: float = Field(0.7, ge=0.0, le=1.0)
+    calibration_sample_rate: float = Field(0.05, ge=0.0, le=1.0)
+    accepted_error_rate: float = Field(0.05, ge=0.0, le=1.0)
+
+
+class StreamSettings(_Group):
+    """Micro-batching of the inline agent."""
+
+    batch_size: int = Field(32, ge=1, le=4096)
+    batch_within_s: float = Field(0.05, gt=0, le=60)
+    worker_web_port: int = Field(6066, ge=1, le=65535)
+
+
+class StackSettings(_Group):
+    """The embedded stack started by `judgeline up` (ports 0 mean: pick a free one)."""
+
+    state_dir: Path = Path(".judgeline")
+    bind_host: str = "127.0.0.1"
+    broker_port: int = Field(0, ge=0, le=65535)
+    triton_http_port: int = Field(0, ge=0, le=65535)
+    triton_grpc_port: int = Field(0, ge=0, le=65535)
+    triton_metrics_port: int = Field(0, ge=0, le=65535)
+    store_port: int = Field(0, ge=0, le=65535)
+    serving_venv: Path | None = None  # default: ~/.cache/judgeline/serving-venv-<hash of its requirements>
+    model_repository: Path | None = None  # default: the repository's triton_models/
+    start_timeout_s: float = Field(120.0, gt=0, le=3600)
+
+    @field_validator("bind_host")
+    @classmethod
+    def _loopback_only(cls, v: str) -> str:
+        if v not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(
+                f"stack.bind_host must be a loopback address (127.0.0.1, localhost or ::1), got {v!r}: "
+                "the embedded stack is for one machine; use production services for anything else"
+            )
+        return v
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one judgeline process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        env_file=".env",
+        extra="forbid",
+        frozen=True,
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    triton: TritonSettings = TritonSettings()
+    frontier: FrontierSettings = FrontierSettings()
+    routing: RoutingSettings = RoutingSettings()
+    stream: StreamSettings = StreamSettings()
+    stack: StackSettings = StackSettings()
+
+    @property
+    def state_dir(self) -> Path:
+        return self.stack.state_dir.expanduser().resolve()
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        """The configured DSN, or the embedded chDB path under the state directory."""
+        return self.clickhouse.dsn or f"chdb://{self.state_dir / 'clickhouse'}"
+
+    def masked(self) -> dict[str, Any]:
+        """All settings as plain data, every secret replaced by '**********' (or None when unset)."""
+        return _mask(self.model_dump(mode="python"))
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return "**********"
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def env_names(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> set[str]:
+    """Every environment variable name the settings accept (used to validate deploy files)."""
+    names: set[str] = set()
+    for field_name, field in model.model_fields.items():
+        name = f"{prefix}{field_name.upper()}"
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            names.add(name)  # a whole group as JSON is accepted too
+            names |= env_names(ann, name + ENV_NESTED_DELIMITER)
+        else:
+            names.add(name)
+    return names
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
