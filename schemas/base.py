@@ -73,8 +73,6 @@ class Message(BaseModel):
         extra="forbid",
         frozen=True,
         str_strip_whitespace=False,
-        ser_json_bytes="base64",
-        val_json_bytes="base64",
     )
 
     def to_bytes(self) -> bytes:

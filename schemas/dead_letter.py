@@ -11,10 +11,12 @@ Contract:
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_serializer, field_validator
 
 from schemas.base import MAX_MESSAGE_BYTES, Message, Name, as_utc, utc_now
 
@@ -36,6 +38,20 @@ class DeadLetter(Message):
     @classmethod
     def _utc(cls, v: datetime) -> datetime:
         return as_utc(v)
+
+    @field_validator("raw", "key", mode="before")
+    @classmethod
+    def _from_base64(cls, v: object, info: ValidationInfo) -> object:
+        if isinstance(v, str):  # JSON carries bytes as standard base64
+            try:
+                return base64.b64decode(v, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"{info.field_name} must be standard base64 in JSON") from None
+        return v
+
+    @field_serializer("raw", "key", when_used="json")
+    def _to_base64(self, v: bytes | None) -> str | None:
+        return None if v is None else base64.b64encode(v).decode()
 
     @field_validator("error", mode="before")
     @classmethod

@@ -112,6 +112,10 @@ class Trace(Message):
                 "Trace", "gen_ai.input.messages: no user message with text; record the prompt on the span"
             )
         answer = _join_text(m for m in outputs if m.get("role", "assistant") == "assistant")
+        if not answer:
+            raise InvalidMessage(
+                "Trace", "gen_ai.output.messages: no assistant message with text; record the completion on the span"
+            )
         tool_context = _join_text(m for m in inputs if m.get("role") == "tool")
         kind = attrs.get("judgeline.kind") or ("pairwise" if "judgeline.answer_b" in attrs else "pointwise")
         fields: dict[str, Any] = {

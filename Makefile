@@ -1,0 +1,45 @@
+# judgeline: the two commands a new user needs are `make demo` and `make test`; both install what is missing.
+# The install is idempotent: the venv is rebuilt only when pyproject.toml changes (pip's cache keeps it quick),
+# and the Triton serving venv is built once per machine under ~/.cache/judgeline by `judgeline up`.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: install test test-unit demo up down status bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/python -c "import infra.cli, faust, confluent_kafka, clickhouse_connect, tritonclient.grpc, openai, torch" \
+		|| (echo "install failed: see the pip output above" && exit 1)
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/judgeline demo
+
+up: install
+	$(BIN)/judgeline up
+
+down:
+	@test -x $(BIN)/judgeline && $(BIN)/judgeline down || true
+
+status: install
+	$(BIN)/judgeline status
+
+bench: install
+	@echo "no benchmark yet: the judge and streaming issues add theirs to 'make bench'"
+
+clean: down
+	rm -rf $(VENV) .judgeline

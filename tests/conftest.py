@@ -1,0 +1,72 @@
+"""Shared fixtures.
+
+- ``clean_env`` (autouse): no JUDGELINE_* variable or .env file from the developer's shell leaks into a test.
+- ``stack`` (session): the real embedded stack (Tansu broker, chDB store server, Triton) started once in a temporary
+  state directory and stopped by PID at the end. Triton serves a copy of ``triton_models/`` plus the test models
+  under ``tests/triton_test_models/``.
+- ``store``: a clickhouse-connect client on the session store with a database of the test's own (dropped after), and
+  the settings that name it; migrations applied.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_GOLD = REPO_ROOT.parent / "shared" / "data" / "gold"
+TEST_MODELS = Path(__file__).resolve().parent / "triton_test_models"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.startswith("JUDGELINE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env file is read
+
+
+def make_settings(**groups):
+    """Settings with the given groups (dicts of fields), independent of the environment."""
+    from schemas.settings import Settings
+
+    return Settings(**groups)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    from infra import stack as stack_mod
+
+    state = tmp_path_factory.mktemp("stack")
+    models = state / "models"
+    shutil.copytree(REPO_ROOT / "triton_models", models, ignore=shutil.ignore_patterns("__pycache__"))
+    for model in TEST_MODELS.iterdir():
+        shutil.copytree(model, models / model.name)
+    settings = make_settings(
+        stack={"state_dir": state, "model_repository": models},
+        clickhouse={"database": "judgeline_session"},
+    )
+    try:
+        stack_mod.up(settings, log=lambda *_: None)
+    except BaseException:
+        stack_mod.down(settings, log=lambda *_: None)
+        raise
+    yield stack_mod.effective_settings(settings)
+    stack_mod.down(settings, log=lambda *_: None)
+
+
+@pytest.fixture
+def store(stack):
+    from infra.clickhouse import connect
+    from infra.migrate import migrate
+
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    settings = stack.model_copy(update={"clickhouse": stack.clickhouse.model_copy(update={"database": database})})
+    client = connect(settings)
+    migrate(client, database)
+    yield client, settings
+    client.command(f"DROP DATABASE IF EXISTS {database}")
