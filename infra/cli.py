@@ -26,6 +26,15 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 
 
+@app.callback()
+def _main() -> None:
+    import logging
+
+    logging.basicConfig(
+        level=_settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
 def _settings():
     from pydantic import ValidationError
 

@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import signal
+import sys
 import tempfile
 import threading
 import uuid
@@ -32,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
+
+from infra import process
 
 log = logging.getLogger("judgeline.store")
 
@@ -199,12 +202,8 @@ if __name__ == "__main__":
 # --- how `judgeline up` runs this server (see infra/stack.py) ---
 
 
-def start(settings) -> "process.ServiceRecord":
+def start(settings) -> process.ServiceRecord:
     """Start this server over the embedded chDB path of ``settings`` (``chdb://`` DSNs only)."""
-    import sys
-
-    from infra import process
-
     dsn = settings.clickhouse_dsn
     if not dsn.startswith("chdb://") or dsn == "chdb://memory":
         raise ValueError(f"the embedded store needs a chdb:///path DSN, not {dsn!r}")

@@ -16,7 +16,7 @@ import json
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_TEXT_CHARS = 32_000
@@ -77,6 +77,36 @@ class Message(BaseModel):
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=False).encode()
+
+
+DEFAULT_CRITERION = "overall"
+
+
+class JudgedItem(Message):
+    """What a judge looks at, shared by traces and gold items: a question and answers that match the kind."""
+
+    kind: Kind
+    criterion: Name = DEFAULT_CRITERION
+    question: Text = Field(min_length=1)
+    answer: Text | None = None
+    answer_a: Text | None = None
+    answer_b: Text | None = None
+    reference: Text | None = None
+
+    @model_validator(mode="after")
+    def _answers_match_kind(self) -> "JudgedItem":
+        if self.kind == "pointwise":
+            if self.answer is None:
+                raise ValueError("pointwise items need `answer` (the answer to judge)")
+            if self.answer_a is not None or self.answer_b is not None:
+                raise ValueError("pointwise items take `answer`, not answer_a/answer_b; set kind=pairwise instead")
+        else:
+            missing = [f for f in ("answer_a", "answer_b") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"pairwise items need answer_a and answer_b; missing {', '.join(missing)}")
+            if self.answer is not None:
+                raise ValueError("pairwise items take answer_a and answer_b, not `answer`; set kind=pointwise")
+        return self
 
 
 class InvalidMessage(ValueError):

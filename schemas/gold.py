@@ -14,29 +14,12 @@ from typing import Any, Iterator
 
 from pydantic import Field, model_validator
 
-from schemas.base import (
-    LABELS_BY_KIND,
-    InvalidMessage,
-    Kind,
-    Label,
-    Message,
-    Name,
-    Text,
-    parse_json_bytes,
-)
-from schemas.trace import DEFAULT_CRITERION
+from schemas.base import LABELS_BY_KIND, InvalidMessage, JudgedItem, Label, Name, parse_json_bytes
 
 
-class GoldLabel(Message):
+class GoldLabel(JudgedItem):
     id: Name
     source: Name
-    kind: Kind
-    criterion: Name = DEFAULT_CRITERION
-    question: Text = Field(min_length=1)
-    answer: Text | None = None
-    answer_a: Text | None = None
-    answer_b: Text | None = None
-    reference: Text | None = None
     human_label: Label | None = None
     teacher: dict[str, Label | None] = Field(default_factory=dict)
     teacher_swapped: dict[str, Label | None] = Field(default_factory=dict)
@@ -51,10 +34,6 @@ class GoldLabel(Message):
         for field, label in labels.items():
             if label is not None and label not in allowed:
                 raise ValueError(f"{field}={label!r} is not a {self.kind} label; use one of {'/'.join(allowed)}")
-        if self.kind == "pairwise" and (self.answer_a is None or self.answer_b is None):
-            raise ValueError("pairwise items need answer_a and answer_b")
-        if self.kind == "pointwise" and self.answer is None:
-            raise ValueError("pointwise items need answer")
         return self
 
 

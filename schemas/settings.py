@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -236,18 +236,24 @@ def _mask(value: Any) -> Any:
     return value
 
 
-def env_names(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> set[str]:
-    """Every environment variable name the settings accept (used to validate deploy files)."""
-    names: set[str] = set()
+def env_fields(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> Iterator[tuple[str, Any]]:
+    """(environment variable name, annotation) of every setting; a group is listed too (it accepts JSON)."""
     for field_name, field in model.model_fields.items():
         name = f"{prefix}{field_name.upper()}"
         ann = field.annotation
+        yield name, ann
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            names.add(name)  # a whole group as JSON is accepted too
-            names |= env_names(ann, name + ENV_NESTED_DELIMITER)
-        else:
-            names.add(name)
-    return names
+            yield from env_fields(ann, name + ENV_NESTED_DELIMITER)
+
+
+def env_names() -> set[str]:
+    """Every environment variable name the settings accept (used to validate deploy files)."""
+    return {name for name, _ in env_fields()}
+
+
+def secret_env_names() -> set[str]:
+    """The names of the settings typed ``SecretStr`` (or ``SecretStr | None``)."""
+    return {name for name, ann in env_fields() if ann is SecretStr or SecretStr in get_args(ann)}
 
 
 @lru_cache(maxsize=1)

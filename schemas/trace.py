@@ -15,13 +15,13 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from schemas.base import (
+    DEFAULT_CRITERION,
     Identifier,
+    JudgedItem,
     InvalidMessage,
-    Kind,
-    Message,
     Metadata,
     Name,
     Text,
@@ -30,23 +30,13 @@ from schemas.base import (
     validate,
 )
 
-DEFAULT_CRITERION = "overall"
-
-
-class Trace(Message):
+class Trace(JudgedItem):
     trace_id: Identifier
     span_id: Identifier | None = None
     timestamp: datetime = Field(default_factory=utc_now)
     tenant: Name = "default"
     app: Name = "default"
     model: Name | None = None
-    kind: Kind
-    criterion: Name = DEFAULT_CRITERION
-    question: Text = Field(min_length=1)
-    answer: Text | None = None
-    answer_a: Text | None = None
-    answer_b: Text | None = None
-    reference: Text | None = None
     context: Text | None = None
     metadata: Metadata = Field(default_factory=dict)
 
@@ -54,21 +44,6 @@ class Trace(Message):
     @classmethod
     def _utc(cls, v: datetime) -> datetime:
         return as_utc(v)
-
-    @model_validator(mode="after")
-    def _answers_match_kind(self) -> "Trace":
-        if self.kind == "pointwise":
-            if self.answer is None:
-                raise ValueError("pointwise traces need `answer` (the answer to judge)")
-            if self.answer_a is not None or self.answer_b is not None:
-                raise ValueError("pointwise traces take `answer`, not answer_a/answer_b; set kind=pairwise instead")
-        else:
-            missing = [f for f in ("answer_a", "answer_b") if getattr(self, f) is None]
-            if missing:
-                raise ValueError(f"pairwise traces need answer_a and answer_b; missing {', '.join(missing)}")
-            if self.answer is not None:
-                raise ValueError("pairwise traces take answer_a and answer_b, not `answer`; set kind=pointwise")
-        return self
 
     @classmethod
     def from_gold(cls, item: Any, **overrides: Any) -> "Trace":

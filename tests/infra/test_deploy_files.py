@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import typing
 from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +26,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from schemas.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings, env_names
+from schemas.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings, env_names, secret_env_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "infra" / "compose" / "docker-compose.yml"
@@ -162,19 +161,6 @@ def judgeline_names_in_k8s(docs: Iterable[Mapping[str, Any]]) -> list[Found]:
 def unknown_names(found: Iterable[Found], known: set[str] | None = None) -> list[Found]:
     known = env_names() if known is None else known
     return [(where, name) for where, name in found if name not in known]
-
-
-def secret_env_names(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> set[str]:
-    """Names of the settings typed SecretStr (or SecretStr | None)."""
-    names: set[str] = set()
-    for field_name, field in model.model_fields.items():
-        name = f"{prefix}{field_name.upper()}"
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            names |= secret_env_names(ann, name + ENV_NESTED_DELIMITER)
-        elif ann is SecretStr or SecretStr in typing.get_args(ann):
-            names.add(name)
-    return names
 
 
 _VARIABLE = re.compile(
