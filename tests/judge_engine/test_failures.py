@@ -1,0 +1,126 @@
+"""The failure policy: real library errors classified, backoff honours Retry-After, permanent errors never retried."""
+
+import asyncio
+import random
+from email.utils import format_datetime
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from judge_engine.failures import Backoff, GaveUp, call_with_retries, call_with_retries_sync, classify, retry_after
+from schemas.base import InvalidMessage
+
+
+def _openai_error(cls_name: str, status: int, headers=None):
+    import openai
+
+    try:
+        import httpx2 as httpx
+    except ImportError:  # older openai releases use httpx
+        import httpx
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx.Response(status, headers=headers or {}, request=request)
+    return getattr(openai, cls_name)("boom", response=response, body=None)
+
+
+def test_openai_errors():
+    assert classify(_openai_error("RateLimitError", 429)) == "transient"
+    assert classify(_openai_error("InternalServerError", 503)) == "transient"
+    assert classify(_openai_error("BadRequestError", 400)) == "permanent"
+    assert classify(_openai_error("AuthenticationError", 401)) == "permanent"
+
+
+def test_kafka_errors():
+    from confluent_kafka import KafkaError, KafkaException
+
+    assert classify(KafkaException(KafkaError(KafkaError._TRANSPORT))) == "transient"
+    assert classify(KafkaException(KafkaError(KafkaError._ALL_BROKERS_DOWN))) == "transient"
+    assert classify(KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))) == "permanent"
+
+
+def test_triton_errors():
+    from tritonclient.utils import InferenceServerException
+
+    assert classify(InferenceServerException("down", status="StatusCode.UNAVAILABLE")) == "transient"
+    assert classify(InferenceServerException("slow", status="StatusCode.DEADLINE_EXCEEDED")) == "transient"
+    assert classify(InferenceServerException("bad shape", status="StatusCode.INVALID_ARGUMENT")) == "permanent"
+    assert classify(InferenceServerException("http", status="503")) == "transient"
+
+
+def test_clickhouse_errors():
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+    assert classify(OperationalError("connection refused")) == "transient"
+    overloaded = DatabaseError("too many parts")
+    overloaded.code = 252
+    syntax = DatabaseError("syntax error")
+    syntax.code = 62
+    assert (classify(overloaded), classify(syntax)) == ("transient", "permanent")
+
+
+def test_plain_python_errors():
+    assert classify(TimeoutError()) == "transient"
+    assert classify(ConnectionRefusedError()) == "transient"
+    assert classify(InvalidMessage("Trace", "answer: missing")) == "permanent"
+    assert classify(ValueError("bad")) == "permanent"
+    assert classify(RuntimeError("who knows")) == "transient"  # unknown: stall visibly, lose nothing
+
+
+def test_retry_after_seconds_and_http_date():
+    assert retry_after(_openai_error("RateLimitError", 429, {"retry-after": "7"})) == 7.0
+    assert retry_after(_openai_error("RateLimitError", 429, {"retry-after-ms": "250"})) == 0.25
+    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= retry_after(_openai_error("RateLimitError", 429, {"retry-after": when})) <= 31
+    assert retry_after(TimeoutError()) is None
+
+
+def test_backoff_grows_with_jitter_and_respects_retry_after():
+    b = Backoff(initial_s=0.1, max_s=2.0)
+    rng = random.Random(1)
+    delays = [b.delay(n, rng=rng) for n in range(1, 9)]
+    assert all(0 <= d <= min(2.0, 0.1 * 2 ** (n - 1)) for n, d in zip(range(1, 9), delays))
+    assert b.delay(1, _openai_error("RateLimitError", 429, {"retry-after": "3"})) >= 3.0
+    assert b.delay(1, _openai_error("RateLimitError", 429, {"retry-after": "3600"})) == b.max_retry_after_s
+
+
+def test_transient_errors_are_retried_until_success():
+    calls, sleeps = [], []
+
+    async def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise TimeoutError("slow")
+        return "ok"
+
+    async def fake_sleep(s):
+        sleeps.append(s)
+
+    assert asyncio.run(call_with_retries(flaky, what="judge", attempts=5, sleep=fake_sleep)) == "ok"
+    assert len(calls) == 3 and len(sleeps) == 2
+
+
+def test_permanent_errors_are_raised_at_once():
+    calls = []
+
+    def bad():
+        calls.append(1)
+        raise InvalidMessage("Trace", "question: required field is missing; add it")
+
+    with pytest.raises(InvalidMessage):
+        call_with_retries_sync(bad, what="parse", attempts=5, sleep=lambda s: None)
+    assert len(calls) == 1
+
+
+def test_giving_up_reports_attempts_and_last_error():
+    seen = []
+
+    def down():
+        raise ConnectionRefusedError("store down")
+
+    with pytest.raises(GaveUp) as e:
+        call_with_retries_sync(down, what="store insert", attempts=4, sleep=lambda s: None,
+                               on_retry=lambda n, exc, pause: seen.append(n))
+    assert e.value.attempts == 4 and isinstance(e.value.last, ConnectionRefusedError)
+    assert "store insert: gave up after 4 attempts" in str(e.value) and seen == [1, 2, 3]
+    with pytest.raises(ValueError):
+        call_with_retries_sync(down, what="x", attempts=0)
