@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_GOLD = REPO_ROOT.parent / "shared" / "data" / "gold"
+from tests_support import REPO_ROOT
+
 TEST_MODELS = Path(__file__).resolve().parent / "triton_test_models"
 
 
