@@ -66,6 +66,16 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+
+
+def check_label(kind: str, label: str | None, field: str) -> None:
+    """Raise ValueError naming ``field`` when ``label`` is not in the vocabulary of ``kind`` (None passes)."""
+    if label is not None and label not in LABELS_BY_KIND[kind]:
+        allowed = "/".join(LABELS_BY_KIND[kind])
+        raise ValueError(f"{field}={label!r} is not a {kind} label; use one of {allowed}")
+
+
 class Message(BaseModel):
     """Base of every message: strict, immutable, JSON-serialisable."""
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_serializer, field_validator
 
-from schemas.base import MAX_MESSAGE_BYTES, Message, Name, as_utc, utc_now
+from schemas.base import MAX_MESSAGE_BYTES, Message, Name, UtcDatetime, utc_now
 
 Stage = Literal["parse", "judge", "frontier", "store"]
 
@@ -31,13 +30,8 @@ class DeadLetter(Message):
     partition: int = Field(ge=0)
     offset: int = Field(ge=0)
     key: bytes | None = Field(None, max_length=4096)
-    message_time: datetime
-    received_at: datetime = Field(default_factory=utc_now)
-
-    @field_validator("message_time", "received_at")
-    @classmethod
-    def _utc(cls, v: datetime) -> datetime:
-        return as_utc(v)
+    message_time: UtcDatetime
+    received_at: UtcDatetime = Field(default_factory=utc_now)
 
     @field_validator("raw", "key", mode="before")
     @classmethod

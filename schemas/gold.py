@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from pydantic import Field, model_validator
 
-from schemas.base import LABELS_BY_KIND, InvalidMessage, JudgedItem, Label, Name, parse_json_bytes
+from schemas.base import InvalidMessage, JudgedItem, Label, Name, check_label, parse_json_bytes
 
 
 class GoldLabel(JudgedItem):
@@ -27,13 +27,11 @@ class GoldLabel(JudgedItem):
 
     @model_validator(mode="after")
     def _fits_kind(self) -> "GoldLabel":
-        allowed = LABELS_BY_KIND[self.kind]
         labels = {"human_label": self.human_label}
         labels.update({f"teacher.{k}": v for k, v in self.teacher.items()})
         labels.update({f"teacher_swapped.{k}": v for k, v in self.teacher_swapped.items()})
         for field, label in labels.items():
-            if label is not None and label not in allowed:
-                raise ValueError(f"{field}={label!r} is not a {self.kind} label; use one of {'/'.join(allowed)}")
+            check_label(self.kind, label, field)
         return self
 
 

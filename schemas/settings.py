@@ -13,7 +13,6 @@ Contract:
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Literal, get_args
 
@@ -254,9 +253,3 @@ def env_names() -> set[str]:
 def secret_env_names() -> set[str]:
     """The names of the settings typed ``SecretStr`` (or ``SecretStr | None``)."""
     return {name for name, ann in env_fields() if ann is SecretStr or SecretStr in get_args(ann)}
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process's settings, read once from the environment."""
-    return Settings()

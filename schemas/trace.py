@@ -15,7 +15,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from schemas.base import (
     DEFAULT_CRITERION,
@@ -25,7 +25,7 @@ from schemas.base import (
     Metadata,
     Name,
     Text,
-    as_utc,
+    UtcDatetime,
     utc_now,
     validate,
 )
@@ -33,17 +33,12 @@ from schemas.base import (
 class Trace(JudgedItem):
     trace_id: Identifier
     span_id: Identifier | None = None
-    timestamp: datetime = Field(default_factory=utc_now)
+    timestamp: UtcDatetime = Field(default_factory=utc_now)
     tenant: Name = "default"
     app: Name = "default"
     model: Name | None = None
     context: Text | None = None
     metadata: Metadata = Field(default_factory=dict)
-
-    @field_validator("timestamp")
-    @classmethod
-    def _utc(cls, v: datetime) -> datetime:
-        return as_utc(v)
 
     @classmethod
     def from_gold(cls, item: Any, **overrides: Any) -> "Trace":

@@ -14,20 +14,19 @@ Contract:
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from schemas.base import (
-    LABELS_BY_KIND,
     Identifier,
     Kind,
     Label,
     Message,
     Name,
     Text,
-    as_utc,
+    UtcDatetime,
+    check_label,
     utc_now,
 )
 from schemas.trace import Trace
@@ -36,20 +35,7 @@ RouteReason = Literal["low_confidence", "calibration_sample", "forced", "judge_u
 FrontierStatus = Literal["ok", "unparseable", "budget_exhausted", "retries_exhausted", "rejected"]
 
 
-class _Timestamped(Message):
-    @field_validator("*", mode="after")
-    @classmethod
-    def _utc(cls, v: object) -> object:
-        return as_utc(v) if isinstance(v, datetime) else v
-
-
-def _check_label(kind: str, label: str | None, field: str) -> None:
-    if label is not None and label not in LABELS_BY_KIND[kind]:
-        allowed = "/".join(LABELS_BY_KIND[kind])
-        raise ValueError(f"{field}={label!r} is not a {kind} label; use one of {allowed}")
-
-
-class Verdict(_Timestamped):
+class Verdict(Message):
     trace_id: Identifier
     tenant: Name = "default"
     app: Name = "default"
@@ -65,13 +51,13 @@ class Verdict(_Timestamped):
     latency_ms: float = Field(ge=0.0)
     critique: Text | None = None
     route_reason: RouteReason | None = None
-    trace_time: datetime
-    produced_at: datetime | None = None
-    judged_at: datetime = Field(default_factory=utc_now)
+    trace_time: UtcDatetime
+    produced_at: UtcDatetime | None = None
+    judged_at: UtcDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
     def _label_fits_kind(self) -> "Verdict":
-        _check_label(self.kind, self.label, "label")
+        check_label(self.kind, self.label, "label")
         return self
 
     @property
@@ -79,13 +65,13 @@ class Verdict(_Timestamped):
         return self.route_reason is not None
 
 
-class FrontierRequest(_Timestamped):
+class FrontierRequest(Message):
     """A trace sent to the frontier judge, with the inline verdict it is to be compared to and why it was sent."""
 
     trace: Trace
     reason: RouteReason
     inline_verdict: Verdict | None = None
-    requested_at: datetime = Field(default_factory=utc_now)
+    requested_at: UtcDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
     def _same_trace(self) -> "FrontierRequest":
@@ -94,7 +80,7 @@ class FrontierRequest(_Timestamped):
         return self
 
 
-class FrontierVerdict(_Timestamped):
+class FrontierVerdict(Message):
     trace_id: Identifier
     tenant: Name = "default"
     app: Name = "default"
@@ -115,14 +101,14 @@ class FrontierVerdict(_Timestamped):
     cost_usd: float = Field(0.0, ge=0.0)
     attempts: int = Field(0, ge=0)
     latency_ms: float = Field(0.0, ge=0.0)
-    trace_time: datetime
-    judged_at: datetime = Field(default_factory=utc_now)
+    trace_time: UtcDatetime
+    judged_at: UtcDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
     def _consistent(self) -> "FrontierVerdict":
-        _check_label(self.kind, self.label, "label")
-        _check_label(self.kind, self.label_swapped, "label_swapped")
-        _check_label(self.kind, self.inline_label, "inline_label")
+        check_label(self.kind, self.label, "label")
+        check_label(self.kind, self.label_swapped, "label_swapped")
+        check_label(self.kind, self.inline_label, "inline_label")
         if self.status == "ok" and self.label is None:
             raise ValueError("label is required when status is ok")
         if self.status != "ok" and self.label is not None:
@@ -130,7 +116,7 @@ class FrontierVerdict(_Timestamped):
         return self
 
 
-class Disagreement(_Timestamped):
+class Disagreement(Message):
     trace_id: Identifier
     tenant: Name = "default"
     app: Name = "default"
@@ -142,13 +128,13 @@ class Disagreement(_Timestamped):
     frontier_label: Label
     frontier_judge: Name
     request_reason: RouteReason
-    trace_time: datetime
-    detected_at: datetime = Field(default_factory=utc_now)
+    trace_time: UtcDatetime
+    detected_at: UtcDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
     def _differs(self) -> "Disagreement":
-        _check_label(self.kind, self.inline_label, "inline_label")
-        _check_label(self.kind, self.frontier_label, "frontier_label")
+        check_label(self.kind, self.inline_label, "inline_label")
+        check_label(self.kind, self.frontier_label, "frontier_label")
         if self.inline_label == self.frontier_label:
             raise ValueError("a disagreement needs inline_label != frontier_label")
         return self
