@@ -155,3 +155,27 @@ def loaded_models(settings: Settings, record: process.ServiceRecord) -> list[dic
     )
     with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
+
+
+def load_model(settings: Settings, name: str, timeout_s: float = 120.0) -> str:
+    """(Re)load ``name`` through the repository API and return the version now serving.
+
+    Triton loads the new version beside the old one and switches only when it is ready, so requests in flight
+    and arriving meanwhile are answered (explicit model control; the version policy serves the latest one).
+    """
+    import time
+
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(settings.triton.http_url, network_timeout=timeout_s,
+                                              connection_timeout=10.0)
+    try:
+        client.load_model(name)
+        deadline = time.monotonic() + timeout_s
+        while not client.is_model_ready(name):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} did not become ready within {timeout_s} s")
+            time.sleep(0.2)
+        return str(max(int(v) for v in client.get_model_metadata(name)["versions"]))
+    finally:
+        client.close()

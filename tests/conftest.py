@@ -4,6 +4,8 @@
 - ``stack`` (session): the real embedded stack (Tansu broker, chDB store server, Triton) started once in a temporary
   state directory and stopped by PID at the end. Triton serves a copy of ``triton_models/`` plus the test models
   under ``tests/triton_test_models/``.
+- ``sample_gold`` / ``tiny_judge`` (session): the project's synthetic gold sample and a student judge trained on it
+  (seconds), for the tests of training, export and serving.
 - ``store``: a clickhouse-connect client on the session store with a database of the test's own (dropped after), and
   the settings that name it; migrations applied.
 """
@@ -43,7 +45,10 @@ def stack(tmp_path_factory):
 
     state = tmp_path_factory.mktemp("stack")
     models = state / "models"
-    shutil.copytree(REPO_ROOT / "triton_models", models, ignore=shutil.ignore_patterns("__pycache__"))
+    # the repository's models without exported versions (a developer's trained judge is not the tests' business)
+    shutil.copytree(REPO_ROOT / "triton_models", models,
+                    ignore=lambda d, names: [n for n in names if n == "__pycache__" or n.startswith(".export-")
+                                             or (n.isdigit() and Path(d).name == "judge")])
     for model in TEST_MODELS.iterdir():
         shutil.copytree(model, models / model.name)
     settings = make_settings(
@@ -70,3 +75,21 @@ def store(stack):
     migrate(client, database)
     yield client, settings
     client.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+@pytest.fixture(scope="session")
+def sample_gold(tmp_path_factory):
+    from judge_engine.sample import write_sample
+
+    path = tmp_path_factory.mktemp("sample") / "sample.jsonl"
+    write_sample(path, n_pairwise=160, n_pointwise=300)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_judge(sample_gold, tmp_path_factory):
+    from judge_engine.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("judge") / "model"
+    cfg = TrainConfig(gold=(sample_gold,), out=out, progress=False, epochs=40, val_fraction=0.2, test_fraction=0.25)
+    return train(cfg, log=lambda *_: None)

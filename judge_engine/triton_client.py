@@ -1,0 +1,131 @@
+"""The async client of the served judge: micro-batches of items -> verdicts with calibrated confidence.
+
+Contract:
+- ``TritonJudge(settings.triton)`` talks gRPC to Triton (``tritonclient.grpc.aio``); ``await judge(items)`` takes
+  traces, gold items or item dicts (``dataset.item_dict``) and returns one ``JudgeResult`` per item, in order.
+- A batch larger than the model's ``max_batch_size`` is split into requests sent concurrently; Triton's dynamic
+  batcher merges concurrent requests from every client again on the server.
+- Every request has a deadline (``timeout_s``). Failures go through the one failure policy
+  (``judge_engine.failures``): transient ones (UNAVAILABLE, DEADLINE_EXCEEDED, connection refused...) are retried
+  with backoff up to ``max_retries`` times, then ``GaveUp`` is raised; permanent ones (INVALID_ARGUMENT: bad
+  input the model refused, unknown model) are raised at once. The caller decides what a failure means (the
+  inline agent dead-letters bad input and applies its routing policy to an unavailable judge).
+- Each result carries the model name and the version that answered (Triton's response), so every verdict names
+  the judge version that produced it, and the round-trip time of its request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from judge_engine.dataset import item_dict
+from judge_engine.failures import Backoff, call_with_retries
+from schemas.settings import TritonSettings
+
+INPUTS = ("KIND", "CRITERION", "QUESTION", "ANSWER_A", "ANSWER_B", "REFERENCE")
+OUTPUTS = ("LABEL", "SCORE", "CONFIDENCE", "PROBS", "SWAP_CONSISTENT")
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    label: str
+    score: float
+    confidence: float
+    probs: tuple[float, ...]
+    swap_consistent: bool
+    model_name: str
+    model_version: str
+    latency_ms: float
+
+
+def _columns(items: list[dict]) -> dict[str, list[str]]:
+    cols = {name: [] for name in INPUTS}
+    for it in items:
+        pair = it["kind"] == "pairwise"
+        cols["KIND"].append(it["kind"])
+        cols["CRITERION"].append(it.get("criterion") or "overall")
+        cols["QUESTION"].append(it["question"])
+        cols["ANSWER_A"].append(it["answer_a"] if pair else it["answer"])
+        cols["ANSWER_B"].append(it["answer_b"] if pair else "")
+        cols["REFERENCE"].append(it.get("reference") or "")
+    return cols
+
+
+class TritonJudge:
+    def __init__(self, settings: TritonSettings, max_batch_size: int = 64, backoff: Backoff = Backoff()):
+        import tritonclient.grpc.aio as grpcclient
+
+        self._grpc = grpcclient
+        self.settings = settings
+        self.max_batch_size = max_batch_size
+        self.backoff = backoff
+        self.client = grpcclient.InferenceServerClient(settings.url)
+
+    async def __aenter__(self) -> "TritonJudge":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ready(self) -> bool:
+        return await self.client.is_model_ready(self.settings.model_name, self.settings.model_version)
+
+    async def _infer(self, items: list[dict]) -> list[JudgeResult]:
+        g = self._grpc
+        inputs = []
+        for name, values in _columns(items).items():
+            tensor = g.InferInput(name, [len(items), 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([v.encode("utf-8") for v in values], dtype=object).reshape(-1, 1))
+            inputs.append(tensor)
+        started = time.perf_counter()
+        result = await self.client.infer(
+            self.settings.model_name,
+            inputs,
+            model_version=self.settings.model_version,
+            outputs=[g.InferRequestedOutput(n) for n in OUTPUTS],
+            client_timeout=self.settings.timeout_s,
+        )
+        latency = (time.perf_counter() - started) * 1000.0
+        response = result.get_response()
+        labels = result.as_numpy("LABEL").reshape(-1)
+        score = result.as_numpy("SCORE").reshape(-1)
+        conf = result.as_numpy("CONFIDENCE").reshape(-1)
+        probs = result.as_numpy("PROBS").reshape(len(items), -1)
+        consistent = result.as_numpy("SWAP_CONSISTENT").reshape(-1)
+        return [
+            JudgeResult(
+                label=labels[i].decode() if isinstance(labels[i], bytes) else str(labels[i]),
+                score=float(score[i]),
+                confidence=float(conf[i]),
+                probs=tuple(float(p) for p in probs[i]),
+                swap_consistent=bool(consistent[i]),
+                model_name=response.model_name,
+                model_version=response.model_version,
+                latency_ms=latency,
+            )
+            for i in range(len(items))
+        ]
+
+    async def _infer_with_retries(self, items: list[dict]) -> list[JudgeResult]:
+        return await call_with_retries(
+            lambda: self._infer(items),
+            what=f"triton {self.settings.model_name} ({len(items)} items)",
+            attempts=self.settings.max_retries + 1,
+            backoff=self.backoff,
+        )
+
+    async def judge(self, items: Iterable) -> list[JudgeResult]:
+        rows = [item_dict(it) for it in items]
+        if not rows:
+            return []
+        chunks = [rows[i : i + self.max_batch_size] for i in range(0, len(rows), self.max_batch_size)]
+        parts = await asyncio.gather(*(self._infer_with_retries(c) for c in chunks))
+        return [r for part in parts for r in part]
