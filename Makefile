@@ -39,7 +39,7 @@ status: install
 	$(BIN)/judgeline status
 
 bench: install
-	@echo "no benchmark yet: the judge and streaming issues add theirs to 'make bench'"
+	$(BIN)/python -m benchmarks.judge
 
 clean: down
 	rm -rf $(VENV) .judgeline

@@ -1,0 +1,155 @@
+"""Judge benchmark: per-micro-batch latency and throughput of the student judge, in process and through Triton.
+
+Contract:
+- Starts its own Triton (``infra.stack`` with a private state directory under ``bench-results/``), exports the
+  judge into a private model repository, and stops Triton by PID at the end; touches no running stack.
+- The judge is the one ``--model`` names, else one trained here on the shared pairwise sets (seconds once their
+  embeddings are cached), else on the project's synthetic sample when ``../shared`` is absent.
+- Items are real pairwise gold items (realistic lengths: PandaLM's questions and answers), cycled. For each batch
+  size it times whole micro-batches one after another: the model in process (``student.Judge``, torch threads as
+  in the Triton config), then the same batches through Triton's gRPC (``TritonJudge``). Reported: items/s,
+  p50/p95 ms per batch, and the server's overhead as the ratio of the p50s. Both run on the same cores, never at
+  the same time. Results: a printed table and ``bench-results/judge.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_GOLD = REPO.parent / "shared" / "data" / "gold"
+OUT = REPO / "bench-results"
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def _items(n: int) -> list[dict]:
+    from judge_engine.dataset import item_dict, load_gold
+    from judge_engine.sample import write_sample
+
+    source = SHARED_GOLD / "pandalm-test.jsonl"
+    if not source.exists():
+        source = OUT / "sample.jsonl"
+        write_sample(source)
+    items = [item_dict(i) for i in load_gold([source]).items if i.kind == "pairwise"]
+    return [items[i % len(items)] for i in range(n)]
+
+
+def _model(args) -> Path:
+    if args.model:
+        return Path(args.model)
+    from judge_engine.sample import write_sample
+    from judge_engine.training import TrainConfig, train
+
+    gold = [SHARED_GOLD / f for f in ("pandalm-test.jsonl", "llmbar-processed.jsonl") if (SHARED_GOLD / f).exists()]
+    if not gold:
+        gold = [OUT / "sample.jsonl"]
+        write_sample(gold[0])
+    out = OUT / "judge-bench-model"
+    train(TrainConfig(gold=tuple(gold), out=out, progress=False), log=lambda *_: None)
+    return out
+
+
+def _time_batches(run, batches) -> list[float]:
+    run(batches[0])  # warm-up
+    times = []
+    for batch in batches:
+        started = time.perf_counter()
+        run(batch)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="trained judge directory (default: train one here)")
+    parser.add_argument("--batch-sizes", default="1,4,16,32,64")
+    parser.add_argument("--items-per-size", type=int, default=96, help="items judged per batch size and mode")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+
+    from infra import stack, triton
+    from judge_engine.export import export
+    from judge_engine.student import Judge
+    from judge_engine.triton_client import TritonJudge
+    from schemas.settings import Settings
+
+    torch.set_num_threads(args.threads)
+    OUT.mkdir(exist_ok=True)
+    model = _model(args)
+    work = OUT / ".judge-bench"
+    shutil.rmtree(work, ignore_errors=True)
+    repo = work / "models"
+    export(model, repo, "judge")
+    config = repo / "judge" / "config.pbtxt"
+    config.write_text(config.read_text().replace('string_value: "2"', f'string_value: "{args.threads}"'))
+    settings = Settings(stack={"state_dir": work / "state", "model_repository": repo})
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    rows = []
+    local = Judge(model)
+    try:
+        stack.up(settings, ("triton",), log=lambda *_: None)
+        settings = stack.effective_settings(settings)
+
+        async def serve(batches):
+            async with TritonJudge(settings.triton, max_batch_size=max(sizes)) as client:
+                out = []
+                for batch in batches:
+                    started = time.perf_counter()
+                    await client.judge(batch)
+                    out.append((time.perf_counter() - started) * 1000)
+                return out
+
+        for size in sizes:
+            n_batches = max(3, args.items_per_size // size)
+            items = _items((n_batches + 1) * size)
+            batches = [items[i * size : (i + 1) * size] for i in range(n_batches + 1)]
+            in_process = _time_batches(local.judge, batches)[: n_batches]
+            asyncio.run(serve(batches[:1]))  # warm-up
+            served = asyncio.run(serve(batches[1:]))
+            row = {"batch_size": size, "batches": n_batches}
+            for name, times in (("in_process", in_process), ("triton", served)):
+                p50 = statistics.median(times)
+                row[name] = {"p50_ms": round(p50, 1), "p95_ms": round(_pct(times, 0.95), 1),
+                             "items_per_s": round(size * 1000 / p50, 1)}
+            row["triton_overhead_ratio"] = round(row["triton"]["p50_ms"] / row["in_process"]["p50_ms"], 3)
+            rows.append(row)
+            print(f"batch {size:3d}: in process p50 {row['in_process']['p50_ms']:8.1f} ms "
+                  f"({row['in_process']['items_per_s']:6.1f} items/s) | Triton p50 {row['triton']['p50_ms']:8.1f} "
+                  f"ms p95 {row['triton']['p95_ms']:8.1f} ({row['triton']['items_per_s']:6.1f} items/s) | "
+                  f"ratio {row['triton_overhead_ratio']:.3f}", flush=True)
+    finally:
+        stack.down(settings, log=lambda *_: None)
+    result = {
+        "benchmark": "judge",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": args.threads},
+        "model": str(model),
+        "items": "pairwise PandaLM items (question + two answers; each scored in both orders)",
+        "rows": rows,
+    }
+    (OUT / "judge.json").write_text(json.dumps(result, indent=2))
+    print("\n| batch | in-process p50 ms | in-process items/s | Triton p50 ms | Triton p95 ms | Triton items/s "
+          "| Triton/in-process |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['batch_size']} | {r['in_process']['p50_ms']} | {r['in_process']['items_per_s']} | "
+              f"{r['triton']['p50_ms']} | {r['triton']['p95_ms']} | {r['triton']['items_per_s']} | "
+              f"{r['triton_overhead_ratio']} |")
+    print(f"\nwrote {OUT / 'judge.json'}")
+
+
+if __name__ == "__main__":
+    main()
