@@ -70,7 +70,9 @@ def _block(pred, conf, consistent, human, teacher, kinds_present) -> dict:
 
 
 async def _judge_all(settings: Settings, items: list, batch_size: int, concurrency: int):
-    async with TritonJudge(settings.triton) as judge:
+    # an offline run queues many batches behind one another: allow each request a generous deadline
+    triton = settings.triton.model_copy(update={"timeout_s": max(settings.triton.timeout_s, 120.0)})
+    async with TritonJudge(triton) as judge:
         gate = asyncio.Semaphore(concurrency)
 
         async def one(chunk):
@@ -91,8 +93,8 @@ def evaluate(
     out: Path | None = None,
     include_trained: bool = False,
     skip_invalid: bool = False,
-    batch_size: int = 32,
-    concurrency: int = 4,
+    batch_size: int = 16,
+    concurrency: int = 2,
     repository: Path | None = None,
 ) -> dict:
     loaded = load_gold([gold], skip_invalid=skip_invalid)
@@ -171,6 +173,10 @@ def _pct(v) -> str:
     return "  n/a" if v is None else f"{100 * v:5.1f}%"
 
 
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 def format_table(report: dict) -> str:
     rows = [
         f"judge {report['judge_name']} v{report['judge_version']} on {report['gold_file']}: n={report['n']} "
@@ -181,10 +187,9 @@ def format_table(report: dict) -> str:
         f"majority label {_pct(report['majority_baseline_vs_human'])})",
         f"  accuracy vs {report['teacher']:<10} {_pct(report['accuracy_vs_teacher'])}",
         f"  macro-F1 vs human      {_pct(report['macro_f1_vs_human'])}",
-        f"  kappa vs human         {report['kappa_vs_human'] if report['kappa_vs_human'] is None else round(report['kappa_vs_human'], 3)}",
+        f"  kappa vs human         {_num(report['kappa_vs_human'])}",
         f"  swap consistency       {_pct(report['swap_consistency'])}",
-        f"  ECE (vs human)         {report['ece'] if report['ece'] is None else round(report['ece'], 3)}"
-        f"   (vs teacher {report['ece_vs_teacher'] if report['ece_vs_teacher'] is None else round(report['ece_vs_teacher'], 3)})",
+        f"  ECE (vs human)         {_num(report['ece'])}   (vs teacher {_num(report['ece_vs_teacher'])})",
         "  cascade: threshold  routed  accuracy vs human",
     ]
     for p in report["cascade"]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -104,9 +105,8 @@ def _fit_head(head: nn.Module, train: tuple, val: tuple, cfg: TrainConfig, desc:
     torch.manual_seed(cfg.seed)
     x, y = torch.from_numpy(train[0]), torch.from_numpy(train[1])
     vx, vy = torch.from_numpy(val[0]), torch.from_numpy(val[1])
-    counts = torch.bincount(y, minlength=head[-1].out_features).float()
-    weight = (counts.sum() / counts.clamp(min=1) / len(counts)).clamp(max=5.0)  # rare labels (tie) count more
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    # unweighted: the probabilities must keep the label prior, or the confidence routing relies on is biased
+    loss_fn = nn.CrossEntropyLoss()
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best, best_state, stale, epoch = float("inf"), None, 0, 0
     bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=not cfg.progress, file=sys.stderr, leave=False)
@@ -144,7 +144,7 @@ def _calibration_logits(heads: StudentHeads, kind: str, examples: list[Example],
     return heads.logits(kind, point_features(items, v))
 
 
-def _measure(heads: StudentHeads, kind: str, examples: list[Example], v, teacher: str) -> dict:
+def _measure(heads: StudentHeads, kind: str, examples: list[Example], v) -> dict:
     """Held-out metrics for one kind: agreement with the training label and with humans, ECE, swap consistency."""
     items = [e.item for e in examples]
     verdicts = heads.judge_vectors(items, v)
@@ -156,11 +156,13 @@ def _measure(heads: StudentHeads, kind: str, examples: list[Example], v, teacher
     correct = [p == t for p, t in zip(pred, target)]
     return {
         "n": len(examples),
-        f"accuracy_vs_{teacher}": metrics.accuracy(pred, target),
+        "accuracy_vs_training_label": metrics.accuracy(pred, target),
+        "label_sources": dict(Counter(e.label_source for e in examples)),
         "accuracy_vs_human": metrics.accuracy(pred, human),
         "kappa_vs_human": metrics.cohen_kappa(pred, human, LABELS[kind]),
         "macro_f1_vs_human": metrics.macro_f1(pred, human, LABELS[kind]),
-        "teacher_accuracy_vs_human": metrics.accuracy(target, human),
+        "training_label_accuracy_vs_human": metrics.accuracy(target, human),
+        "majority_baseline_vs_human": metrics.accuracy([Counter(human).most_common(1)[0][0]] * len(human), human),
         "swap_consistency": float(np.mean([d["swap_consistent"] for d in verdicts])),
         "ece_uncalibrated": metrics.expected_calibration_error([float(c) for c in raw_conf], correct),
         "ece": metrics.expected_calibration_error(conf, correct),
@@ -234,7 +236,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         trained[kind] = fit
         test_k = [e for e in parts["test"] if e.item["kind"] == kind]
         if test_k:
-            test[kind] = _measure(heads, kind, test_k, vectors, cfg.teacher)
+            test[kind] = _measure(heads, kind, test_k, vectors)
     timings["heads_s"] = round(time.perf_counter() - t0, 1)
     timings["total_s"] = round(time.perf_counter() - started, 1)
 
