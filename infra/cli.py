@@ -363,6 +363,77 @@ def eval_(
     typer.echo(f"wrote {out}, {stem}.cascade.png, {stem}.reliability.png")
 
 
+worker_app = typer.Typer(no_args_is_help=True, help="Stream workers (Faust), in the foreground until SIGTERM.")
+app.add_typer(worker_app, name="worker")
+
+
+def _run_worker(role: str, stub_judge_ms: Optional[float] = None) -> None:
+    from streams.worker import main as run_worker
+
+    try:
+        run_worker(_settings(), role, stub_judge_ms)  # type: ignore[arg-type]
+    except ValueError as e:
+        _fail(str(e))
+
+
+@worker_app.command("inline")
+def worker_inline(
+    stub_judge_ms: Optional[float] = typer.Option(
+        None, help="Benchmarks only: replace the Triton judge by a constant verdict after this many ms per batch."),
+) -> None:
+    """Traces -> micro-batches -> Triton judge -> ClickHouse; routed traces -> the frontier-requests topic."""
+    _run_worker("inline", stub_judge_ms)
+
+
+@worker_app.command("frontier")
+def worker_frontier() -> None:
+    """Frontier requests -> frontier judge (openai client) -> frontier verdicts and disagreements in ClickHouse."""
+    _run_worker("frontier")
+
+
+@app.command()
+def produce(
+    gold: Optional[Path] = typer.Option(None, "--gold", help="Gold-format file: each item becomes a trace."),
+    otel: Optional[Path] = typer.Option(None, "--otel", help="JSONL file of OpenTelemetry GenAI spans."),
+    rate: Optional[float] = typer.Option(None, help="Messages per second (default: as fast as possible)."),
+    limit: Optional[int] = typer.Option(None, help="Publish at most this many traces."),
+    id_prefix: str = typer.Option("", help="Prefix every trace id (e.g. a run id, to tell runs apart)."),
+    malformed: int = typer.Option(0, help="Also publish this many malformed messages (they become dead letters)."),
+) -> None:
+    """Publish traces to the traces topic, from a gold-format file or OTel GenAI spans."""
+    from itertools import islice
+
+    from infra.produce import malformed_messages, produce as run_produce, traces_from_gold, traces_from_otel
+    from schemas.base import InvalidMessage
+
+    if (gold is None) == (otel is None):
+        _fail("pass exactly one of --gold FILE or --otel FILE")
+    source = gold or otel
+    if not source.is_file():
+        _fail(f"{source} does not exist")
+    if rate is not None and rate <= 0:
+        _fail("--rate must be positive")
+    settings = _settings()
+    reader = traces_from_gold if gold else traces_from_otel
+    traces, bad = [], 0
+    for number, parsed in reader(source, id_prefix):
+        if isinstance(parsed, InvalidMessage):
+            bad += 1
+            typer.echo(f"{source}:{number}: skipped: {parsed.reason}", err=True)
+        else:
+            traces.append(parsed)
+    messages = [(t.trace_id.encode(), t.to_bytes()) for t in islice(traces, limit)]
+    messages += malformed_messages(malformed, id_prefix)
+    try:
+        result = run_produce(settings, messages, rate=rate)
+    except Exception as e:  # noqa: BLE001 - one line for the user
+        _fail(f"cannot produce to Kafka at {settings.kafka.bootstrap_servers}: {e}")
+    typer.echo(f"published {result.sent} messages to {settings.kafka.topics.traces} in {result.seconds:.1f} s "
+               f"({len(messages) - malformed} traces, {malformed} malformed; {bad} lines skipped)")
+    if result.failed:
+        _fail(f"{result.failed} messages were not delivered: {result.first_error}")
+
+
 @app.command()
 def demo(
     gold_dir: Path = typer.Option(
