@@ -130,7 +130,7 @@ class TritonSettings(_Group):
     http_url: str = "127.0.0.1:8000"
     model_name: str = "judge"
     model_version: str = ""  # empty: the server's latest loaded version
-    timeout_s: float = Field(5.0, gt=0, le=600)
+    timeout_s: float = Field(30.0, gt=0, le=600)  # per request; a CPU Triton needs seconds for 32 long traces
     max_retries: int = Field(3, ge=0, le=20)
 
 
@@ -159,11 +159,24 @@ class RoutingSettings(_Group):
 
 
 class StreamSettings(_Group):
-    """Micro-batching of the inline agent."""
+    """The stream workers: micro-batching, what an unavailable judge or store means, the Faust web server.
+
+    ``judge_unavailable``: what the inline agent does with a batch when Triton still fails after its retries:
+    ``hold`` stops consuming and retries the batch with backoff until the judge answers (nothing is acked
+    meanwhile); ``frontier`` sends each trace of the batch to the frontier judge with reason
+    ``judge_unavailable`` (its verdict then becomes the trace's verdict, ``source=frontier``).
+    An unavailable store always holds: rows are never dropped and offsets never committed before they are stored.
+    """
 
     batch_size: int = Field(32, ge=1, le=4096)
     batch_within_s: float = Field(0.05, gt=0, le=60)
+    frontier_batch_size: int = Field(16, ge=1, le=4096)
+    frontier_batch_within_s: float = Field(0.2, gt=0, le=60)
+    judge_unavailable: Literal["hold", "frontier"] = "hold"
+    hold_max_backoff_s: float = Field(10.0, gt=0, le=600)
     worker_web_port: int = Field(6066, ge=1, le=65535)
+    # the Faust web server (health checks); 0.0.0.0 in a container so that the orchestrator's probes reach it
+    worker_web_bind: str = "127.0.0.1"
 
 
 class StackSettings(_Group):

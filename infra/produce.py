@@ -1,0 +1,136 @@
+"""`judgeline produce`: publish traces to the traces topic, from a gold-format file or OTel GenAI spans (JSONL).
+
+Contract:
+- ``traces_from_gold(path)`` yields the ``Trace`` each valid gold item describes (``Trace.from_gold``; the item id,
+  with an optional prefix, is the trace id) and ``traces_from_otel(path)`` the trace of each span of a JSONL file
+  whose lines are single spans (OTLP/JSON or flat) or whole OTLP exports (``{"resourceSpans": [...]}``; the
+  resource attributes go with each span). Both yield ``(line number, Trace or InvalidMessage)``: a line that does
+  not convert is reported, never silently dropped, and never published (it is not a trace).
+- ``produce(settings, messages, rate=...)`` publishes ``(key, value bytes)`` pairs to the traces topic with
+  confluent-kafka (acks=all), each keyed by its trace id (one partition per trace) and stamped with the time it
+  was produced (the start of the pipeline's produce-to-stored latency); ``rate`` paces the messages per second
+  (None: as fast as the broker takes them). It returns when every message is acknowledged by the broker or has
+  failed, with the counts; a broker that is unreachable for ``timeout_s`` is an error.
+- ``malformed_messages(n, prefix)`` are ``n`` deliberately bad messages (not JSON, a missing field, bytes that are
+  not UTF-8, ...) keyed ``<prefix>bad-<i>``, for showing the dead-letter path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from schemas.base import InvalidMessage
+from schemas.gold import GoldLabel, read_gold_file
+from schemas.settings import Settings
+from schemas.trace import Trace
+
+log = logging.getLogger("judgeline.produce")
+
+
+def traces_from_gold(path: str | Path, id_prefix: str = "") -> Iterator[tuple[int, Trace | InvalidMessage]]:
+    for number, item in read_gold_file(path):
+        if not isinstance(item, GoldLabel):
+            yield number, item
+            continue
+        try:
+            yield number, Trace.from_gold(item, trace_id=f"{id_prefix}{item.id}")
+        except ValueError as e:
+            yield number, InvalidMessage("Trace", str(e).replace("\n", " "))
+
+
+def _spans(document: Any) -> Iterator[dict]:
+    if isinstance(document, dict) and "resourceSpans" in document:
+        for rs in document.get("resourceSpans") or []:
+            resource = rs.get("resource") or {}
+            for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or []:
+                for span in ss.get("spans") or []:
+                    yield {**span, "resource": resource}
+    elif isinstance(document, dict):
+        yield document
+    else:
+        raise InvalidMessage("Trace", f"(line): expected a span or an OTLP export object, got {type(document).__name__}")
+
+
+def traces_from_otel(path: str | Path, id_prefix: str = "") -> Iterator[tuple[int, Trace | InvalidMessage]]:
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                document = json.loads(line)
+                for span in _spans(document):
+                    trace = Trace.from_otel_span(span)
+                    yield number, trace.model_copy(update={"trace_id": f"{id_prefix}{trace.trace_id}"}) \
+                        if id_prefix else trace
+            except json.JSONDecodeError as e:
+                yield number, InvalidMessage("Trace", f"(line): not JSON ({e.msg})")
+            except InvalidMessage as e:
+                yield number, e
+            except ValueError as e:
+                yield number, InvalidMessage("Trace", str(e).replace("\n", " "))
+
+
+def malformed_messages(n: int, prefix: str = "") -> list[tuple[bytes, bytes]]:
+    samples = [
+        b"this is not JSON",
+        b'{"trace_id": "x", "kind": "pointwise", "question": "q?"}',  # pointwise without an answer
+        b"\xff\xfe not UTF-8 \x80",
+        b'{"trace_id": "y", "kind": "pairwise", "question": "q?", "answer_a": "a", "answer_b": "b", "colour": 1}',
+        b"[1, 2, 3]",
+        b'{"trace_id": "has space", "kind": "pointwise", "question": "q?", "answer": "a"}',
+    ]
+    return [(f"{prefix}bad-{i}".encode(), samples[i % len(samples)]) for i in range(n)]
+
+
+@dataclass
+class ProduceResult:
+    sent: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    first_error: str | None = None
+
+
+def produce(settings: Settings, messages: Iterable[tuple[bytes | None, bytes]], *, rate: float | None = None,
+            timeout_s: float = 60.0, topic: str | None = None) -> ProduceResult:
+    from confluent_kafka import KafkaException, Producer
+
+    conf = {**settings.kafka.client_config(), "acks": "all", "linger.ms": 5, "message.timeout.ms": int(timeout_s * 1000)}
+    producer = Producer(conf, logger=logging.getLogger("judgeline.kafka"))
+    topic = topic or settings.kafka.topics.traces
+    result = ProduceResult()
+
+    def delivered(err, _msg) -> None:
+        if err is None:
+            result.sent += 1
+        else:
+            result.failed += 1
+            result.first_error = result.first_error or str(err)
+
+    started = time.monotonic()
+    interval = 1.0 / rate if rate else 0.0
+    for i, (key, value) in enumerate(messages):
+        if interval:
+            delay = started + i * interval - time.monotonic()
+            if delay > 0:
+                producer.poll(0)
+                time.sleep(delay)
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, timestamp=int(time.time() * 1000), on_delivery=delivered)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain
+                producer.poll(0.05)
+            except KafkaException as e:
+                raise RuntimeError(f"cannot produce to {topic}: {e}") from e
+        producer.poll(0)
+    remaining = producer.flush(timeout_s)
+    result.seconds = time.monotonic() - started
+    if remaining:
+        result.failed += remaining
+        result.first_error = result.first_error or f"{remaining} messages not delivered within {timeout_s} s"
+    return result

@@ -1,0 +1,158 @@
+"""The frontier stage: a micro-batch of frontier requests -> frontier verdicts, disagreements, verdicts, dead letters.
+
+Contract:
+- ``frontier_batch(messages, judge)`` (async; its only I/O is the frontier judge):
+  - each message is validated into a ``FrontierRequest``; an invalid one becomes a dead letter (stage ``parse``);
+  - the valid requests are judged concurrently by ``FrontierJudge.judge_many`` (within its concurrency, rate and
+    budget limits), which always returns one ``FrontierVerdict`` per request (a verdict it could not obtain has a
+    ``status`` saying why): every frontier verdict is stored, whatever its status;
+  - where the request carries the inline verdict and the frontier's label differs from it, a ``Disagreement``
+    (``frontier_client.disagreement``);
+  - a request without an inline verdict (reason ``judge_unavailable``: the inline judge was down) gets its
+    trace's one ``Verdict`` from the frontier (``source=frontier``, judge name and version the frontier model,
+    score 1/0/0.5 for A-or-pass/B-or-fail/tie); when the frontier gave no verdict either, the trace becomes a dead
+    letter (stage ``frontier``, the request's bytes kept for replay), so that no trace goes unaccounted for.
+- ``FrontierStage.process(messages)`` runs ``frontier_batch``, stores every row (holding while the store is
+  unavailable), publishes the frontier verdicts and dead letters to their topics (holding likewise), and returns
+  only then; the caller acknowledges the messages after it returns (at-least-once: a redelivered request is judged
+  again and its rows replace their twins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from judge_engine.frontier_client import disagreement
+from judge_engine.pipeline import Incoming, Outbox, Publish, Rows, Store, dead_letter, hold
+from schemas.base import InvalidMessage, parse_json_bytes
+from schemas.dead_letter import DeadLetter
+from schemas.settings import Settings
+from schemas.verdict import Disagreement, FrontierRequest, FrontierVerdict, Verdict
+
+log = logging.getLogger("judgeline.frontier_stage")
+
+POSITIVE_SCORE = {"A": 1.0, "pass": 1.0, "B": 0.0, "fail": 0.0, "tie": 0.5}
+
+
+class FrontierJudgeLike(Protocol):
+    async def judge_many(self, requests) -> list[FrontierVerdict]: ...
+
+
+@dataclass
+class FrontierOutcome:
+    frontier_verdicts: list[FrontierVerdict] = field(default_factory=list)
+    disagreements: list[Disagreement] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def parse_request(message: Incoming) -> FrontierRequest | DeadLetter:
+    if message.value is None:
+        return dead_letter(message, "(message): empty value (a tombstone); send a FrontierRequest", "parse")
+    try:
+        return parse_json_bytes(FrontierRequest, message.value, max_bytes=1024 * 1024)
+    except InvalidMessage as e:
+        return dead_letter(message, e.reason, "parse")
+
+
+def verdict_from_frontier(request: FrontierRequest, fv: FrontierVerdict) -> Verdict:
+    """The trace's verdict when only the frontier judged it (``fv.status`` must be ok)."""
+    trace = request.trace
+    return Verdict(
+        trace_id=trace.trace_id,
+        tenant=trace.tenant,
+        app=trace.app,
+        model=trace.model,
+        kind=trace.kind,
+        criterion=trace.criterion,
+        label=fv.label,
+        score=POSITIVE_SCORE[fv.label],
+        confidence=fv.confidence,
+        judge_name=fv.judge_name,
+        judge_version=fv.judge_name,
+        source="frontier",
+        latency_ms=fv.latency_ms,
+        critique=fv.critique,
+        route_reason=request.reason,
+        trace_time=trace.timestamp,
+        judged_at=fv.judged_at,
+    )
+
+
+async def frontier_batch(messages: Sequence[Incoming], judge: FrontierJudgeLike) -> FrontierOutcome:
+    outcome = FrontierOutcome()
+    valid: list[tuple[Incoming, FrontierRequest]] = []
+    for message in messages:
+        parsed = parse_request(message)
+        if isinstance(parsed, DeadLetter):
+            outcome.dead_letters.append(parsed)
+        else:
+            valid.append((message, parsed))
+    if not valid:
+        return outcome
+    verdicts = await judge.judge_many([r for _, r in valid])
+    for (message, request), fv in zip(valid, verdicts):
+        outcome.frontier_verdicts.append(fv)
+        inline = request.inline_verdict
+        if inline is not None:
+            d = disagreement(inline, fv)
+            if d is not None:
+                outcome.disagreements.append(d)
+        elif fv.status == "ok":
+            outcome.verdicts.append(verdict_from_frontier(request, fv))
+        else:
+            outcome.dead_letters.append(dead_letter(
+                message, f"no inline verdict (the judge was unavailable) and the frontier gave none: {fv.status}: "
+                         f"{fv.error}", "frontier"))
+    return outcome
+
+
+class FrontierStage:
+    """One frontier worker's processing of micro-batches (see the module contract). Use one per event loop."""
+
+    def __init__(self, settings: Settings, judge: FrontierJudgeLike, store: Store, publish: Publish, *,
+                 sleep=asyncio.sleep):
+        self.settings = settings
+        self.judge = judge
+        self.store = store
+        self.publish = publish
+        self.sleep = sleep
+        self.stats: Counter = Counter()
+        self._last_log = time.monotonic()
+
+    def _hold(self, fn, what: str):
+        return hold(fn, what=what, max_backoff_s=self.settings.stream.hold_max_backoff_s, sleep=self.sleep,
+                    logger=log)
+
+    async def process(self, messages: Sequence[Incoming]) -> FrontierOutcome:
+        if not messages:
+            return FrontierOutcome()
+        outcome = await self._hold(lambda: frontier_batch(messages, self.judge),
+                                   f"judging {len(messages)} frontier requests")
+        rows = Rows(verdicts=outcome.verdicts, frontier_verdicts=outcome.frontier_verdicts,
+                    disagreements=outcome.disagreements, dead_letters=outcome.dead_letters)
+        if len(rows):
+            await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows")
+        topics = self.settings.kafka.topics
+        outbox = Outbox()
+        for fv in outcome.frontier_verdicts:
+            outbox.add(topics.frontier_verdicts, fv.trace_id, fv.to_bytes())
+        for letter in outcome.dead_letters:
+            outbox.add(topics.dead_letters, letter.key, letter.to_bytes())
+        if len(outbox):
+            await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages")
+        s = self.stats
+        s["requests"] += len(messages)
+        s["disagreements"] += len(outcome.disagreements)
+        s["dead_letters"] += len(outcome.dead_letters)
+        for fv in outcome.frontier_verdicts:
+            s[f"status_{fv.status}"] += 1
+        if time.monotonic() - self._last_log >= 10:
+            self._last_log = time.monotonic()
+            log.info("frontier stage so far: %s", dict(sorted(s.items())))
+        return outcome

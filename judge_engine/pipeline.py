@@ -1,0 +1,114 @@
+"""Pieces shared by the two stream stages (inline judge, frontier worker), independent of Kafka and Faust.
+
+Contract:
+- ``Incoming`` is one consumed message as the stages see it: the raw value bytes (never decoded before
+  validation, so bad bytes reach a dead letter whole), key, topic, partition, offset and the message's own
+  timestamp (the producer's create time: the start of the produce-to-stored latency).
+- ``dead_letter(message, error, stage)`` is the ``DeadLetter`` for a message: its identity is the source
+  topic/partition/offset, so storing it twice (redelivery) keeps one row.
+- ``Rows`` is what one batch writes to the store, per table; ``Outbox`` what it publishes, per topic.
+- ``hold(fn, what=...)`` runs an awaitable call until it succeeds, waiting between attempts with the jittered
+  exponential backoff of ``judge_engine.failures`` (capped at ``max_backoff_s``, honouring Retry-After): this is
+  how a stage "stops consuming rather than dropping" while a dependency is down. Each failure is logged with the
+  failure policy's classification; only cancellation (worker shutdown) ends the wait, and then nothing of the
+  batch has been acknowledged, so the broker redelivers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Awaitable, Callable, Protocol, TypeVar
+
+from judge_engine.failures import Backoff, classify, describe
+from schemas.base import utc_now
+from schemas.dead_letter import DeadLetter, Stage
+from schemas.verdict import Disagreement, FrontierVerdict, Verdict
+
+log = logging.getLogger("judgeline.pipeline")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: datetime | None = None
+
+
+def dead_letter(message: Incoming, error: str, stage: Stage) -> DeadLetter:
+    return DeadLetter(
+        raw=message.value or b"",
+        error=error or "(no reason given)",
+        stage=stage,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key if message.key is None or len(message.key) <= 4096 else message.key[:4096],
+        message_time=message.timestamp or utc_now(),
+    )
+
+
+@dataclass
+class Rows:
+    """Rows one batch stores, per table (``schemas/ddl.py``)."""
+
+    verdicts: list[Verdict] = field(default_factory=list)
+    frontier_verdicts: list[FrontierVerdict] = field(default_factory=list)
+    disagreements: list[Disagreement] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def tables(self) -> dict[str, list]:
+        return {"verdicts": self.verdicts, "frontier_verdicts": self.frontier_verdicts,
+                "disagreements": self.disagreements, "dead_letters": self.dead_letters}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.tables().values())
+
+
+@dataclass
+class Outbox:
+    """Messages one batch publishes: (topic, key, value bytes)."""
+
+    messages: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+
+    def add(self, topic: str, key: str | bytes | None, value: bytes) -> None:
+        self.messages.append((topic, key.encode() if isinstance(key, str) else key, value))
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+class Store(Protocol):
+    async def write(self, rows: Rows) -> None: ...
+
+
+Publish = Callable[[Outbox], Awaitable[None]]
+
+
+async def hold(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    max_backoff_s: float = 10.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    logger: logging.Logger = log,
+) -> T:
+    backoff = Backoff(initial_s=0.2, max_s=max_backoff_s)
+    attempt = 0
+    while True:
+        try:
+            return await fn()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure holds; the log says which kind it was
+            attempt += 1
+            pause = backoff.delay(min(attempt, 32), exc)
+            logger.warning("%s failed (%s error, attempt %d): %s; holding the batch (nothing acknowledged), "
+                           "retrying in %.1f s", what, classify(exc), attempt, describe(exc), pause)
+            await sleep(pause)

@@ -1,0 +1,143 @@
+"""The Faust app of a stream worker, built from settings, and the glue every agent shares.
+
+Contract:
+- ``create_app(settings, role)`` builds a ``faust.App`` whose id (the consumer group) is
+  ``settings.kafka.consumer_group`` for ``inline`` and ``settings.kafka.frontier_consumer_group`` for ``frontier``;
+  broker and credentials come from ``settings.kafka`` (PLAINTEXT, SSL, SASL PLAIN/SCRAM over plaintext or TLS);
+  values and keys are ``raw`` bytes (so bad bytes reach the dead-letter path instead of crashing a codec); the
+  session and heartbeat timeouts are the settings' (short for the embedded broker, see platform.md); a new group
+  starts at the earliest offset; the web server (health checks) binds to ``stream.worker_web_bind`` on
+  ``stream.worker_web_port``; Faust's data directory is under the state directory; no leader topic is created.
+  Besides Faust's own pages (``/`` answers as soon as the worker runs: the liveness probe), ``/ready/`` answers 200
+  once the consumer has joined its group and holds partitions (not while rebalancing), else 503.
+- ``incoming(event)`` turns a Faust event into the stages' ``judge_engine.pipeline.Incoming``.
+- ``acknowledged_after(events)`` is the at-least-once guard. Faust's ``stream.take_events`` acknowledges a batch's
+  events when the consumer asks for the next batch, and also when the generator is closed after an error or on
+  shutdown: on its own it could commit offsets of rows never stored. The guard takes one extra reference on every
+  message of the batch on entry (``Message.incref``) and releases it (``event.ack()``) only when the body completed
+  normally. Faust marks an offset committable only when a message's last reference is released, so an offset is
+  committed only after the body (judge, store, publish) has finished; a batch interrupted by an error or a
+  shutdown keeps its reference, is never committed, and is redelivered.
+- ``publisher(app)`` returns the stages' ``publish``: it sends every message of an ``Outbox`` with the app's
+  producer and returns when the broker has acknowledged each (``send_and_wait``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from datetime import datetime, timezone
+from typing import Iterator, Literal, Sequence
+
+from judge_engine.pipeline import Incoming, Outbox
+from schemas.settings import KafkaSettings, Settings
+
+Role = Literal["inline", "frontier"]
+ROLES: tuple[str, ...] = ("inline", "frontier")
+
+
+def broker_urls(kafka: KafkaSettings) -> list[str]:
+    return [f"kafka://{hp.strip()}" for hp in kafka.bootstrap_servers.split(",") if hp.strip()]
+
+
+def credentials(kafka: KafkaSettings):
+    """Faust credentials for the configured security protocol (None for PLAINTEXT)."""
+    import faust
+
+    protocol = kafka.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=kafka.ssl_ca_location) if protocol.endswith("SSL") else None
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if kafka.sasl_mechanism == "OAUTHBEARER":
+        raise ValueError("kafka.sasl_mechanism OAUTHBEARER is not supported by the stream workers; use PLAIN or "
+                         "SCRAM-SHA-256/512 (JUDGELINE_KAFKA__SASL_MECHANISM)")
+    password = kafka.sasl_password.get_secret_value() if kafka.sasl_password is not None else None
+    return faust.SASLCredentials(username=kafka.sasl_username, password=password, ssl_context=context,
+                                 mechanism=kafka.sasl_mechanism or "PLAIN")
+
+
+def group_id(settings: Settings, role: Role) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown worker role {role!r}; choose inline or frontier")
+    return settings.kafka.consumer_group if role == "inline" else settings.kafka.frontier_consumer_group
+
+
+def create_app(settings: Settings, role: Role):
+    import faust
+
+    kafka = settings.kafka
+    group = group_id(settings, role)
+    datadir = settings.state_dir / "faust" / f"{group}-data"
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    app = faust.App(
+        group,
+        broker=broker_urls(kafka),
+        broker_credentials=credentials(kafka),
+        autodiscover=False,
+        datadir=str(datadir),
+        key_serializer="raw",
+        value_serializer="raw",
+        broker_session_timeout=kafka.session_timeout_ms / 1000,
+        broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        topic_disable_leader=True,
+        topic_partitions=kafka.topics.partitions,
+        topic_replication_factor=kafka.topics.replication_factor,
+        producer_acks=-1,
+        web_enabled=True,
+        web_bind=settings.stream.worker_web_bind,
+        web_host=settings.stream.worker_web_bind,
+        web_port=settings.stream.worker_web_port,
+    )
+
+    @app.page("/ready/")
+    async def ready(web, request):
+        try:
+            partitions = len(app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - the consumer is not up yet
+            partitions = 0
+        ok = partitions > 0 and not app.rebalancing
+        return web.json({"ready": ok, "partitions": partitions}, status=200 if ok else 503)
+
+    return app
+
+
+def source_topic(app, name: str):
+    return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+
+def incoming(event) -> Incoming:
+    m = event.message
+    ts = datetime.fromtimestamp(m.timestamp, tz=timezone.utc) if m.timestamp else None
+    return Incoming(value=m.value, key=m.key, topic=m.topic, partition=m.partition, offset=m.offset, timestamp=ts)
+
+
+@contextlib.contextmanager
+def acknowledged_after(events: Sequence) -> Iterator[None]:
+    for event in events:
+        event.message.incref()
+    yield  # an exception here leaves every extra reference in place: nothing of the batch is committed
+    for event in events:
+        event.ack()
+
+
+def publisher(app):
+    async def publish(outbox: Outbox) -> None:
+        producer = await app.maybe_start_producer()
+        await asyncio.gather(*(
+            producer.send_and_wait(topic, key, value, partition=None, timestamp=None, headers=None)
+            for topic, key, value in outbox.messages
+        ))
+
+    return publish
+
+
+def run(app, settings: Settings) -> None:
+    """Run the worker in the foreground until SIGTERM/SIGINT (Faust's worker: logging, signals, web server)."""
+    import faust
+
+    faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False).execute_from_commandline()

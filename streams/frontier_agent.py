@@ -1,0 +1,38 @@
+"""The frontier agent: frontier-requests topic -> the frontier judge (openai client) -> ClickHouse.
+
+Contract (thin: the logic is ``judge_engine.frontier_stage.FrontierStage``):
+- consumes ``settings.kafka.topics.frontier_requests`` as raw bytes, in micro-batches of at most
+  ``stream.frontier_batch_size`` requests gathered within ``stream.frontier_batch_within_s`` seconds, judged
+  concurrently by one ``FrontierJudge`` per worker (so its concurrency, rate limit and spend budget hold for the
+  whole process);
+- each batch is processed by ``FrontierStage.process`` (judge, compare, store, publish) inside
+  ``streams.app.acknowledged_after``: offsets become committable only after the frontier verdicts, disagreements,
+  verdicts and dead letters are stored and published.
+"""
+
+from __future__ import annotations
+
+from infra.sink import ClickHouseStore
+from judge_engine.frontier_stage import FrontierStage
+from schemas.settings import Settings
+from streams.app import acknowledged_after, incoming, publisher, source_topic
+
+
+def register(app, settings: Settings):
+    store = ClickHouseStore(settings)
+
+    async def frontier(stream):
+        from judge_engine.frontier_client import FrontierJudge
+
+        judge = FrontierJudge(settings.frontier)
+        stage = FrontierStage(settings, judge, store, publisher(app))
+        try:
+            async for events in stream.take_events(settings.stream.frontier_batch_size,
+                                                   within=settings.stream.frontier_batch_within_s):
+                with acknowledged_after(events):
+                    await stage.process([incoming(e) for e in events])
+        finally:
+            await judge.aclose()
+            store.close()
+
+    return app.agent(source_topic(app, settings.kafka.topics.frontier_requests), name="judgeline-frontier")(frontier)

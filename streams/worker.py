@@ -1,0 +1,37 @@
+"""`judgeline worker inline|frontier`: one stream worker process (a Faust worker running one agent).
+
+Contract:
+- ``build(settings, role)`` returns the Faust app with the role's agent registered (``streams.inline_agent`` or
+  ``streams.frontier_agent``); ``stub_judge_ms`` (inline only) replaces the Triton judge with
+  ``judge_engine.inline.ConstantJudge`` answering each call after that many milliseconds (the benchmark's
+  pipeline ceiling).
+- ``main`` runs it in the foreground until SIGTERM/SIGINT; on shutdown a batch in progress is not acknowledged
+  (``streams.app.acknowledged_after``) and is redelivered to the next worker of the group.
+"""
+
+from __future__ import annotations
+
+from schemas.settings import Settings
+from streams import frontier_agent, inline_agent
+from streams.app import Role, create_app, group_id, run
+
+
+def build(settings: Settings, role: Role, stub_judge_ms: float | None = None):
+    group_id(settings, role)  # validates the role
+    if stub_judge_ms is not None and role != "inline":
+        raise ValueError("--stub-judge-ms applies to the inline worker only")
+    app = create_app(settings, role)
+    if role == "inline":
+        factory = None
+        if stub_judge_ms is not None:
+            from judge_engine.inline import ConstantJudge
+
+            factory = lambda: ConstantJudge(stub_judge_ms / 1000.0)  # noqa: E731
+        inline_agent.register(app, settings, factory)
+    else:
+        frontier_agent.register(app, settings)
+    return app
+
+
+def main(settings: Settings, role: Role, stub_judge_ms: float | None = None) -> None:
+    run(build(settings, role, stub_judge_ms), settings)
