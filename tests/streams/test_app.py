@@ -1,0 +1,107 @@
+"""The Faust app built from settings, and the guard that lets an offset be committed only after its batch is stored."""
+
+from datetime import datetime, timezone
+
+import faust
+import pytest
+from faust.types.tuples import ConsumerMessage
+
+from conftest import make_settings
+from streams.app import acknowledged_after, create_app, credentials, incoming
+from streams.worker import build
+
+
+class Consumer:
+    def __init__(self):
+        self.acked = []
+
+    def ack(self, message):
+        self.acked.append(message.offset)
+        return True
+
+
+class Event:
+    """What Faust's take_events yields: an event whose ack releases one reference of its message."""
+
+    def __init__(self, message, consumer):
+        self.message, self.consumer = message, consumer
+
+    def ack(self):
+        return self.message.ack(self.consumer)
+
+
+def delivered(offset: int, consumer: Consumer) -> Event:
+    m = ConsumerMessage("judgeline.traces", 2, offset, 1_790_000_000.25, 0, [], b"key", b"value", None)
+    m.incref()  # the one stream it was delivered to
+    return Event(m, consumer)
+
+
+def take_events_finally(events):
+    """take_events acknowledges a batch's events when the consumer moves on, after success or failure alike."""
+    for e in events:
+        e.ack()
+
+
+def test_offsets_become_committable_only_after_the_batch_body_completes():
+    consumer = Consumer()
+    events = [delivered(o, consumer) for o in (10, 11)]
+    with pytest.raises(ConnectionError):
+        with acknowledged_after(events):
+            raise ConnectionError("store down")
+    take_events_finally(events)
+    assert consumer.acked == []  # the failed batch keeps a reference: never committed, redelivered
+
+    retry = [delivered(o, consumer) for o in (10, 11)]
+    with acknowledged_after(retry):
+        assert consumer.acked == []  # nothing is committable while the batch is being processed
+    assert consumer.acked == []  # still referenced by the stream until take_events moves on
+    take_events_finally(retry)
+    assert consumer.acked == [10, 11]
+
+
+def test_incoming_keeps_the_raw_bytes_and_the_message_identity():
+    event = delivered(42, Consumer())
+    m = incoming(event)
+    assert (m.value, m.key, m.topic, m.partition, m.offset) == (b"value", b"key", "judgeline.traces", 2, 42)
+    assert m.timestamp == datetime.fromtimestamp(1_790_000_000.25, tz=timezone.utc)
+
+
+def test_app_from_settings(tmp_path):
+    s = make_settings(kafka={"bootstrap_servers": "k1:9092, k2:9093", "consumer_group": "g-inline",
+                             "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
+                      stack={"state_dir": tmp_path}, stream={"worker_web_port": 7001})
+    app = create_app(s, "inline")
+    conf = app.conf
+    assert conf.id == "g-inline" and [str(u) for u in conf.broker] == ["kafka://k1:9092", "kafka://k2:9093"]
+    assert conf.broker_session_timeout == 6 and conf.broker_heartbeat_interval == 1
+    assert conf.web_bind == "127.0.0.1" and conf.web_port == 7001
+    assert conf.consumer_auto_offset_reset == "earliest" and conf.topic_disable_leader
+    assert str(conf.datadir).startswith(str(tmp_path))
+    assert create_app(s, "frontier").conf.id == s.kafka.frontier_consumer_group
+    with pytest.raises(ValueError, match="inline or frontier"):
+        create_app(s, "sideways")
+
+
+def test_credentials_follow_the_security_protocol():
+    assert credentials(make_settings().kafka) is None
+    sasl = credentials(make_settings(kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+                                            "sasl_username": "u", "sasl_password": "p"}).kafka)
+    assert isinstance(sasl, faust.SASLCredentials) and sasl.username == "u" and sasl.password == "p"
+    assert sasl.ssl_context is not None and sasl.mechanism.value == "SCRAM-SHA-512"
+    plain = credentials(make_settings(kafka={"security_protocol": "SASL_PLAINTEXT", "sasl_username": "u",
+                                             "sasl_password": "p"}).kafka)
+    assert plain.ssl_context is None and plain.mechanism.value == "PLAIN"
+    assert isinstance(credentials(make_settings(kafka={"security_protocol": "SSL"}).kafka), faust.SSLCredentials)
+    with pytest.raises(ValueError, match="OAUTHBEARER"):
+        credentials(make_settings(kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "OAUTHBEARER"}).kafka)
+
+
+def test_each_worker_registers_its_one_agent(tmp_path):
+    s = make_settings(stack={"state_dir": tmp_path})
+    inline = build(s, "inline")
+    assert [a.name for a in inline.agents.values()] == ["judgeline-inline"]
+    assert inline.agents["judgeline-inline"].channel.get_topic_name() == s.kafka.topics.traces
+    frontier = build(s, "frontier")
+    assert frontier.agents["judgeline-frontier"].channel.get_topic_name() == s.kafka.topics.frontier_requests
+    with pytest.raises(ValueError, match="inline worker only"):
+        build(s, "frontier", stub_judge_ms=1)
