@@ -398,6 +398,7 @@ def produce(
     rate: Optional[float] = typer.Option(None, help="Messages per second (default: as fast as possible)."),
     limit: Optional[int] = typer.Option(None, help="Publish at most this many traces."),
     id_prefix: str = typer.Option("", help="Prefix every trace id (e.g. a run id, to tell runs apart)."),
+    tenant: Optional[str] = typer.Option(None, help="Tenant of every trace from --gold (default: 'default')."),
     malformed: int = typer.Option(0, help="Also publish this many malformed messages (they become dead letters)."),
 ) -> None:
     """Publish traces to the traces topic, from a gold-format file or OTel GenAI spans."""
@@ -414,9 +415,9 @@ def produce(
     if rate is not None and rate <= 0:
         _fail("--rate must be positive")
     settings = _settings()
-    reader = traces_from_gold if gold else traces_from_otel
     traces, bad = [], 0
-    for number, parsed in reader(source, id_prefix):
+    parsed_lines = traces_from_gold(source, id_prefix, tenant) if gold else traces_from_otel(source, id_prefix)
+    for number, parsed in parsed_lines:
         if isinstance(parsed, InvalidMessage):
             bad += 1
             typer.echo(f"{source}:{number}: skipped: {parsed.reason}", err=True)
@@ -438,40 +439,78 @@ def produce(
 def demo(
     gold_dir: Path = typer.Option(
         Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "gold",
-        help="Directory of gold-format files to check (default: ../shared/data/gold beside the checkout).",
+        help="Directory of the shared gold sets (default: ../shared/data/gold beside the checkout).",
     ),
+    gold: Optional[Path] = typer.Option(None, "--gold", help="Gold-format file to stream (default: pandalm-test.jsonl "
+                                                              "from --gold-dir, else the project's synthetic sample)."),
+    limit: Optional[int] = typer.Option(None, help="Stream only the first N items."),
+    rate: float = typer.Option(20.0, help="Traces per second offered (0: all at once, a burst)."),
+    malformed: int = typer.Option(5, help="Malformed messages sent along (they become dead letters)."),
+    timeout_s: float = typer.Option(900.0, help="Give up waiting for the pipeline after this long."),
 ) -> None:
-    """What runs today: start the stack, show its health, apply migrations, read the gold sets."""
-    import collections
+    """The whole system: stack, judge, workers, traces streamed through the pipeline, and the report."""
+    import time
 
-    from schemas.gold import GoldLabel, read_gold_file
+    from infra import demo as flow
 
+    started = time.monotonic()
     typer.secho("1. the embedded stack", bold=True)
     up(only=None)
-    typer.secho("2. health", bold=True)
     try:
         status(as_json=False)
     except typer.Exit as e:
         if e.exit_code:
             _fail("a service is not healthy; see its log above")
-    typer.secho("3. ClickHouse migrations", bold=True)
     migrate()
-    typer.secho("4. topics", bold=True)
-    topics_list()
-    typer.secho(f"5. gold sets in {gold_dir}", bold=True)
-    files = sorted(gold_dir.glob("*.jsonl")) if gold_dir.is_dir() else []
-    if not files:
-        typer.echo("   none found (pass --gold-dir)")
-    for path in files:
-        counts: collections.Counter = collections.Counter()
-        for _, item in read_gold_file(path):
-            counts[item.kind if isinstance(item, GoldLabel) else "invalid"] += 1
-        typer.echo(f"   {path.name}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    typer.secho(
-        "not yet: the streaming pipeline (traces -> Triton judge -> frontier -> ClickHouse) arrives with the judge "
-        "and streaming issues; this demo shows the platform they run on. Stop the stack with `make down`.",
-        fg=typer.colors.YELLOW,
-    )
+    settings = _settings()
+    typer.secho("2. the judge in Triton", bold=True)
+    try:
+        version = flow.ensure_judge(settings, gold_dir, log=typer.echo)
+    except Exception as e:  # noqa: BLE001 - one line for the user
+        _fail(f"no judge to serve: {e}")
+    typer.echo(f"   Triton serves {settings.triton.model_name} version {version}")
+    source = gold or flow.default_gold(settings, gold_dir)
+    if not source.is_file():
+        _fail(f"{source} does not exist")
+    # the frontier here is a local replay of recorded verdicts: its rate limit and budget are raised accordingly
+    worker_settings = settings.model_copy(update={"frontier": settings.frontier.model_copy(update={
+        "rate_limit_rps": max(settings.frontier.rate_limit_rps, 200.0),
+        "concurrency": max(settings.frontier.concurrency, 16),
+        "budget_usd": max(settings.frontier.budget_usd, 100.0)})})
+    run = flow.Run(flow.new_run_id(), worker_settings, source)
+    typer.secho("3. the pipeline: frontier replay, inline and frontier workers", bold=True)
+    try:
+        flow.start_processes(run, log=typer.echo)
+        typer.secho(f"4. streaming {source.name} as traces (run {run.run_id}, "
+                    f"{'a burst' if not rate else f'{rate:g} traces/s'})", bold=True)
+        flow.publish(run, limit=limit, rate=rate or None, malformed=malformed)
+        typer.echo(f"   published {run.produced_traces} traces and {run.produced_malformed} malformed messages in "
+                   f"{run.produce_seconds:.1f} s; waiting for every verdict")
+        store = flow.Store(run)
+        done = flow.wait_done(run, store, timeout_s=timeout_s, log=typer.echo)
+        typer.secho("5. report (from ClickHouse)", bold=True)
+        result = flow.report(run, store, version)
+    except KeyboardInterrupt:
+        _fail("interrupted; the workers are stopped, the stack keeps running (make down)", 130)
+    except Exception as e:  # noqa: BLE001 - the worker logs under the state directory say more
+        from judge_engine.failures import describe
+
+        _fail(f"the pipeline failed: {describe(e)} (worker logs in {settings.state_dir / 'logs'})")
+    finally:
+        flow.stop_processes(run)
+    result["complete"] = done
+    result["wall_seconds"] = round(time.monotonic() - started, 1)
+    out = settings.state_dir / "demo-report.json"
+    out.write_text(json.dumps(result, indent=2, default=str))
+    typer.echo(flow.format_report(result, result["wall_seconds"]))
+    typer.echo(f"   report JSON: {out}; ClickHouse tables in database {settings.clickhouse.database}; "
+               "the stack keeps running (make down stops it)")
+    gold_note = ("   gold agreement: 'held out' counts only items the served judge was neither trained nor "
+                 "calibrated on (the judge may have been trained on part of this file); 'cascade' is the verdict a "
+                 "user gets: the frontier's where it was asked, else the inline judge's.")
+    typer.echo(gold_note)
+    if not done or not result["all_accounted"]:
+        _fail(f"not every trace was accounted for within {timeout_s:.0f} s")
 
 
 if __name__ == "__main__":
