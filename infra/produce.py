@@ -2,7 +2,7 @@
 
 Contract:
 - ``traces_from_gold(path)`` yields the ``Trace`` each valid gold item describes (``Trace.from_gold``; the item id,
-  with an optional prefix, is the trace id) and ``traces_from_otel(path)`` the trace of each span of a JSONL file
+  with an optional prefix, is the trace id; an optional tenant tells runs of the same file apart) and ``traces_from_otel(path)`` the trace of each span of a JSONL file
   whose lines are single spans (OTLP/JSON or flat) or whole OTLP exports (``{"resourceSpans": [...]}``; the
   resource attributes go with each span). Both yield ``(line number, Trace or InvalidMessage)``: a line that does
   not convert is reported, never silently dropped, and never published (it is not a trace).
@@ -32,13 +32,15 @@ from schemas.trace import Trace
 log = logging.getLogger("judgeline.produce")
 
 
-def traces_from_gold(path: str | Path, id_prefix: str = "") -> Iterator[tuple[int, Trace | InvalidMessage]]:
+def traces_from_gold(path: str | Path, id_prefix: str = "", tenant: str | None = None
+                     ) -> Iterator[tuple[int, Trace | InvalidMessage]]:
+    overrides = {"tenant": tenant} if tenant else {}
     for number, item in read_gold_file(path):
         if not isinstance(item, GoldLabel):
             yield number, item
             continue
         try:
-            yield number, Trace.from_gold(item, trace_id=f"{id_prefix}{item.id}")
+            yield number, Trace.from_gold(item, trace_id=f"{id_prefix}{item.id}", **overrides)
         except ValueError as e:
             yield number, InvalidMessage("Trace", str(e).replace("\n", " "))
 
