@@ -281,9 +281,11 @@ def train(
     pointer.write_text(str(result.model_dir.resolve()))
     for kind, m in result.test.items():
         typer.echo(
-            f"  held-out {kind} (n={m['n']}): accuracy vs {teacher} {100 * m[f'accuracy_vs_{teacher}']:.1f}%, "
-            f"vs human {100 * m['accuracy_vs_human']:.1f}% (teacher itself {100 * m['teacher_accuracy_vs_human']:.1f}%), "
-            f"swap consistency {100 * m['swap_consistency']:.1f}%, ECE {m['ece_uncalibrated']:.3f} -> {m['ece']:.3f} "
+            f"  held-out {kind} (n={m['n']}, labels {m['label_sources']}): accuracy vs those labels "
+            f"{100 * m['accuracy_vs_training_label']:.1f}%, vs human {100 * m['accuracy_vs_human']:.1f}% (the labels "
+            f"themselves {100 * m['training_label_accuracy_vs_human']:.1f}%, majority label "
+            f"{100 * m['majority_baseline_vs_human']:.1f}%), kappa vs human {m['kappa_vs_human']:.3f}, swap "
+            f"consistency {100 * m['swap_consistency']:.1f}%, ECE {m['ece_uncalibrated']:.3f} -> {m['ece']:.3f} "
             f"(T={result.temperature[kind]:.2f})"
         )
     typer.echo(f"  took {result.seconds}; model in {result.model_dir} (reliability.png, training_report.json)")
