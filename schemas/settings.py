@@ -57,6 +57,10 @@ class KafkaSettings(_Group):
     # production raises them (e.g. 45 s session, 3 s heartbeat).
     session_timeout_ms: int = Field(6000, ge=1000, le=300_000)
     heartbeat_interval_ms: int = Field(1000, ge=100, le=60_000)
+    # how long a worker's fetch may wait on the broker for new data (Faust itself fixes 1500 ms). The embedded broker
+    # answers a waiting fetch late, so the default is short: measured at light load 150 ms p50 from produce to
+    # judged at 500, 40 ms at 100. On Apache Kafka a shorter wait only adds idle fetch requests (production: 500).
+    fetch_max_wait_ms: int = Field(100, ge=1, le=60_000)
     topics: TopicSettings = TopicSettings()
 
     @model_validator(mode="after")

@@ -10,6 +10,9 @@ Contract:
   ``stream.worker_web_port``; Faust's data directory is under the state directory; no leader topic is created.
   Besides Faust's own pages (``/`` answers as soon as the worker runs: the liveness probe), ``/ready/`` answers 200
   once the consumer has joined its group and holds partitions (not while rebalancing), else 503.
+- The consumer's fetch wait is ``kafka.fetch_max_wait_ms`` instead of the 1500 ms Faust fixes: the embedded broker
+  does not answer a waiting fetch as soon as data arrives, so 1500 ms added about half a second to every trace at
+  light load (measured with aiokafka: 250-670 ms per message at 1500, 3-57 ms at 500, 5-29 ms at 100).
 - ``incoming(event)`` turns a Faust event into the stages' ``judge_engine.pipeline.Incoming``.
 - ``acknowledged_after(events)`` is the at-least-once guard. Faust's ``stream.take_events`` acknowledges a batch's
   events when the consumer asks for the next batch, and also when the generator is closed after an error or on
@@ -65,9 +68,29 @@ def group_id(settings: Settings, role: Role) -> str:
     return settings.kafka.consumer_group if role == "inline" else settings.kafka.frontier_consumer_group
 
 
+def _apply_fetch_max_wait() -> None:
+    """Make Faust's worker consumer use the app's ``judgeline_fetch_max_wait_ms`` (Faust hard-codes 1500 ms)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    original = driver.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, "judgeline_patched", False):
+        return
+
+    def create(self, transport):
+        consumer = original(self, transport)
+        wait = getattr(self.app, "judgeline_fetch_max_wait_ms", None)
+        if wait is not None and hasattr(consumer, "_fetch_max_wait_ms"):
+            consumer._fetch_max_wait_ms = wait  # read when the consumer starts its fetcher
+        return consumer
+
+    create.judgeline_patched = True  # type: ignore[attr-defined]
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create
+
+
 def create_app(settings: Settings, role: Role):
     import faust
 
+    _apply_fetch_max_wait()
     kafka = settings.kafka
     group = group_id(settings, role)
     datadir = settings.state_dir / "faust" / f"{group}-data"
@@ -93,6 +116,7 @@ def create_app(settings: Settings, role: Role):
         web_host=settings.stream.worker_web_bind,
         web_port=settings.stream.worker_web_port,
     )
+    app.judgeline_fetch_max_wait_ms = kafka.fetch_max_wait_ms
 
     @app.page("/ready/")
     async def ready(web, request):

@@ -105,3 +105,18 @@ def test_each_worker_registers_its_one_agent(tmp_path):
     assert frontier.agents["judgeline-frontier"].channel.get_topic_name() == s.kafka.topics.frontier_requests
     with pytest.raises(ValueError, match="inline worker only"):
         build(s, "frontier", stub_judge_ms=1)
+
+
+def test_the_worker_consumer_waits_on_the_broker_at_most_the_configured_fetch_wait(tmp_path):
+    import asyncio
+
+    app = create_app(make_settings(stack={"state_dir": tmp_path}, kafka={"fetch_max_wait_ms": 123}), "inline")
+
+    async def created():
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        try:
+            return consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(created()) == 123  # Faust itself fixes 1500 ms
