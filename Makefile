@@ -40,6 +40,7 @@ status: install
 
 bench: install
 	$(BIN)/python -m benchmarks.judge
+	$(BIN)/python -m benchmarks.pipeline
 
 clean: down
 	rm -rf $(VENV) .judgeline
