@@ -1,1 +1,3 @@
-"""The Faust app and agents: thin consumers and producers around judge_engine/ (arrives with the streaming issue)."""
+"""The stream workers: the Faust app (``app``), the inline and frontier agents (thin: the logic is in
+``judge_engine.inline``, ``judge_engine.frontier_stage`` and ``judge_engine.routing``) and ``worker`` (what
+``judgeline worker inline|frontier`` runs)."""
