@@ -168,6 +168,10 @@ class Store:
     """Per-run queries (parameterised, FINAL) on the store the workers write to."""
 
     def __init__(self, run: Run):
+        from infra.clickhouse import resolve_dsn
+
+        if resolve_dsn(run.settings).startswith("chdb://"):  # opening the path here would lock out the server
+            raise RuntimeError("the embedded store server is not running; start the stack with judgeline up")
         self.client = connect(run.settings)
         self.db = run.settings.clickhouse.database
         self.params = {"p": run.prefix, "t": run.tenant}

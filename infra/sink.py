@@ -8,7 +8,10 @@ Contract:
   raises on failure; the stages wrap it in ``pipeline.hold`` (the failure policy's backoff), so a store that is down
   stops consumption instead of losing rows.
 - The sync client runs in a worker thread (``asyncio.to_thread``), one statement at a time (a lock); after a failed
-  statement the client is dropped and a fresh one is made on the next attempt (a restarted server is found again).
+  statement the client is dropped and a fresh one is made on the next attempt (a restarted server is found again,
+  on whatever port it now has). With an embedded ``chdb://`` DSN the sink only ever talks to the store server:
+  while none runs it raises ``ConnectionError`` (transient: the stage holds) instead of opening the chDB path in the
+  worker, which would lock the store server out of its own data.
 - Idempotent under redelivery: the tables are ReplacingMergeTrees keyed by each row's identity (``schemas/ddl.py``),
   so a batch written twice leaves one row per identity (read with ``FINAL``). A partly written batch is simply
   written again whole.
@@ -63,8 +66,13 @@ class ClickHouseStore:
 
     def _connect(self):
         if self._client is None:
-            from infra.clickhouse import connect
+            from infra.clickhouse import connect, resolve_dsn
 
+            if resolve_dsn(self.settings).startswith("chdb://"):
+                # never open the embedded engine in a worker: it would take the path from the store server (chDB
+                # allows one process per path), which then could not restart; wait for the server instead
+                raise ConnectionError("the embedded store server is not running (judgeline up starts it); "
+                                      "holding until it is back")
             self._client = connect(self.settings)
         return self._client
 

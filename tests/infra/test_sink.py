@@ -64,3 +64,13 @@ def test_an_unreachable_store_raises_and_the_next_write_reconnects(store):
     with pytest.raises(Exception):
         asyncio.run(sink.write(rows(1)))
     assert sink._client is None  # dropped: the next attempt connects afresh
+
+
+def test_a_worker_never_opens_the_embedded_engine_itself(tmp_path):
+    from conftest import make_settings
+
+    settings = make_settings(stack={"state_dir": tmp_path})  # a chdb:// DSN and no store server running
+    sink = ClickHouseStore(settings)
+    with pytest.raises(ConnectionError, match="store server is not running"):
+        asyncio.run(sink.write(rows(1)))
+    assert not (tmp_path / "clickhouse").exists()  # the path was not opened in this process
