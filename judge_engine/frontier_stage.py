@@ -20,18 +20,15 @@ Contract:
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from judge_engine.frontier_client import disagreement
-from judge_engine.pipeline import Incoming, Outbox, Publish, Rows, Store, dead_letter, hold
+from judge_engine.pipeline import BatchStage, Incoming, Outbox, Rows, dead_letter
 from schemas.base import InvalidMessage, parse_json_bytes
 from schemas.dead_letter import DeadLetter
-from schemas.settings import Settings
 from schemas.verdict import Disagreement, FrontierRequest, FrontierVerdict, Verdict
 
 log = logging.getLogger("judgeline.frontier_stage")
@@ -112,22 +109,10 @@ async def frontier_batch(messages: Sequence[Incoming], judge: FrontierJudgeLike)
     return outcome
 
 
-class FrontierStage:
+class FrontierStage(BatchStage):
     """One frontier worker's processing of micro-batches (see the module contract). Use one per event loop."""
 
-    def __init__(self, settings: Settings, judge: FrontierJudgeLike, store: Store, publish: Publish, *,
-                 sleep=asyncio.sleep):
-        self.settings = settings
-        self.judge = judge
-        self.store = store
-        self.publish = publish
-        self.sleep = sleep
-        self.stats: Counter = Counter()
-        self._last_log = time.monotonic()
-
-    def _hold(self, fn, what: str):
-        return hold(fn, what=what, max_backoff_s=self.settings.stream.hold_max_backoff_s, sleep=self.sleep,
-                    logger=log)
+    name = "frontier"
 
     async def process(self, messages: Sequence[Incoming]) -> FrontierOutcome:
         if not messages:
@@ -136,23 +121,15 @@ class FrontierStage:
                                    f"judging {len(messages)} frontier requests")
         rows = Rows(verdicts=outcome.verdicts, frontier_verdicts=outcome.frontier_verdicts,
                     disagreements=outcome.disagreements, dead_letters=outcome.dead_letters)
-        if len(rows):
-            await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows")
         topics = self.settings.kafka.topics
         outbox = Outbox()
         for fv in outcome.frontier_verdicts:
             outbox.add(topics.frontier_verdicts, fv.trace_id, fv.to_bytes())
         for letter in outcome.dead_letters:
             outbox.add(topics.dead_letters, letter.key, letter.to_bytes())
-        if len(outbox):
-            await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages")
-        s = self.stats
-        s["requests"] += len(messages)
-        s["disagreements"] += len(outcome.disagreements)
-        s["dead_letters"] += len(outcome.dead_letters)
-        for fv in outcome.frontier_verdicts:
-            s[f"status_{fv.status}"] += 1
-        if time.monotonic() - self._last_log >= 10:
-            self._last_log = time.monotonic()
-            log.info("frontier stage so far: %s", dict(sorted(s.items())))
+        await self._store_then_publish(rows, outbox)
+        counts = Counter(requests=len(messages), disagreements=len(outcome.disagreements),
+                         dead_letters=len(outcome.dead_letters))
+        counts.update(f"status_{fv.status}" for fv in outcome.frontier_verdicts)
+        self._tally(counts)
         return outcome

@@ -30,13 +30,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol, Sequence
 
 from judge_engine.failures import classify, describe
-from judge_engine.pipeline import Incoming, Outbox, Publish, Rows, Store, dead_letter, hold
+from judge_engine.pipeline import BatchStage, Incoming, Outbox, Publish, Rows, Store, dead_letter
 from judge_engine.routing import route
 from judge_engine.triton_client import JudgeResult
 from schemas.base import InvalidMessage, parse_json_bytes
@@ -157,23 +156,15 @@ async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Sett
     return outcome
 
 
-class InlineStage:
+class InlineStage(BatchStage):
     """One inline worker's processing of micro-batches (see the module contract). Use one per event loop."""
+
+    name = "inline"
 
     def __init__(self, settings: Settings, judge: Judge, store: Store, publish: Publish, *,
                  sleep=asyncio.sleep, publish_verdicts: bool = True):
-        self.settings = settings
-        self.judge = judge
-        self.store = store
-        self.publish = publish
-        self.sleep = sleep
+        super().__init__(settings, judge, store, publish, sleep=sleep)
         self.publish_verdicts = publish_verdicts
-        self.stats: Counter = Counter()
-        self._last_log = time.monotonic()
-
-    def _hold(self, fn, what: str):
-        return hold(fn, what=what, max_backoff_s=self.settings.stream.hold_max_backoff_s, sleep=self.sleep,
-                    logger=log)
 
     async def process(self, messages: Sequence[Incoming]) -> InlineOutcome:
         if not messages:
@@ -181,8 +172,6 @@ class InlineStage:
         outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings),
                                    f"judging a batch of {len(messages)} traces")
         rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters)
-        if len(rows):
-            await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows")
         topics = self.settings.kafka.topics
         outbox = Outbox()
         for request in outcome.requests:
@@ -192,22 +181,12 @@ class InlineStage:
         if self.publish_verdicts:
             for verdict in outcome.verdicts:
                 outbox.add(topics.verdicts, verdict.trace_id, verdict.to_bytes())
-        if len(outbox):
-            await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages")
-        self._count(messages, outcome)
+        await self._store_then_publish(rows, outbox)
+        counts = Counter(messages=len(messages), verdicts=len(outcome.verdicts),
+                         dead_letters=len(outcome.dead_letters), batches=1)
+        counts.update(f"routed_{r.reason}" for r in outcome.requests)
+        self._tally(counts)
         return outcome
-
-    def _count(self, messages: Sequence[Incoming], outcome: InlineOutcome) -> None:
-        s = self.stats
-        s["messages"] += len(messages)
-        s["verdicts"] += len(outcome.verdicts)
-        s["dead_letters"] += len(outcome.dead_letters)
-        for r in outcome.requests:
-            s[f"routed_{r.reason}"] += 1
-        s["batches"] += 1
-        if time.monotonic() - self._last_log >= 10:
-            self._last_log = time.monotonic()
-            log.info("inline stage so far: %s", dict(sorted(s.items())))
 
 
 class ConstantJudge:

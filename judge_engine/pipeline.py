@@ -112,3 +112,39 @@ async def hold(
             logger.warning("%s failed (%s error, attempt %d): %s; holding the batch (nothing acknowledged), "
                            "retrying in %.1f s", what, classify(exc), attempt, describe(exc), pause)
             await sleep(pause)
+
+
+class BatchStage:
+    """What every worker stage does after judging a batch: store its rows, then publish its messages, each held
+    (backoff, no consuming) while it fails; plus running counts, logged every 10 s. Subclasses judge."""
+
+    name = "stage"
+
+    def __init__(self, settings, judge, store: Store, publish: "Publish", *, sleep=asyncio.sleep):
+        import time
+        from collections import Counter
+
+        self.settings = settings
+        self.judge = judge
+        self.store = store
+        self.publish = publish
+        self.sleep = sleep
+        self.stats: Counter = Counter()
+        self._clock = time.monotonic
+        self._last_log = self._clock()
+
+    def _hold(self, fn, what: str):
+        return hold(fn, what=what, max_backoff_s=self.settings.stream.hold_max_backoff_s, sleep=self.sleep,
+                    logger=log)
+
+    async def _store_then_publish(self, rows: Rows, outbox: Outbox) -> None:
+        if len(rows):
+            await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows")
+        if len(outbox):
+            await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages")
+
+    def _tally(self, counts: dict[str, int]) -> None:
+        self.stats.update(counts)
+        if self._clock() - self._last_log >= 10:
+            self._last_log = self._clock()
+            log.info("%s stage so far: %s", self.name, dict(sorted(self.stats.items())))
