@@ -150,6 +150,28 @@ _V1 = (
     ORDER BY (topic, partition, offset)""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "core tables", _V1),)
+# Views for analytics (docs/analytics.md): each ``*_latest`` reads its table with FINAL, so a redelivered row is
+# counted once without the reader having to remember; ``gold_by_id`` is one human label per (criterion, id) whatever
+# the source it was imported under (the newest import wins), the join key of verdicts (trace_id = gold id).
+# No aggregating materialized views: they would count a redelivered row twice (an insert trigger sees every copy),
+# while FINAL on the ReplacingMergeTrees is exact.
+_V2 = (
+    "CREATE VIEW IF NOT EXISTS {db}.verdicts_latest AS SELECT *, routed FROM {db}.verdicts FINAL",
+    "CREATE VIEW IF NOT EXISTS {db}.frontier_verdicts_latest AS SELECT * FROM {db}.frontier_verdicts FINAL",
+    "CREATE VIEW IF NOT EXISTS {db}.disagreements_latest AS SELECT * FROM {db}.disagreements FINAL",
+    "CREATE VIEW IF NOT EXISTS {db}.gold_labels_latest AS SELECT * FROM {db}.gold_labels FINAL",
+    """CREATE VIEW IF NOT EXISTS {db}.gold_by_id AS
+    SELECT id, criterion, argMax(g.source, g.imported_at) AS source, argMax(g.kind, g.imported_at) AS kind,
+           argMax(g.human_label, g.imported_at) AS human_label, max(g.imported_at) AS imported_at
+    FROM {db}.gold_labels AS g FINAL
+    WHERE g.human_label != ''
+    GROUP BY id, criterion""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "core tables", _V1),
+    Migration(2, "analytics views", _V2),
+)
 
 TABLES = ("verdicts", "frontier_verdicts", "disagreements", "gold_labels", "dead_letters")
+VIEWS = ("verdicts_latest", "frontier_verdicts_latest", "disagreements_latest", "gold_labels_latest", "gold_by_id")
