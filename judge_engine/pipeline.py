@@ -5,7 +5,11 @@ Contract:
   validation, so bad bytes reach a dead letter whole), key, topic, partition, offset and the message's own
   timestamp (the producer's create time: the start of the produce-to-stored latency).
 - ``dead_letter(message, error, stage)`` is the ``DeadLetter`` for a message: its identity is the source
-  topic/partition/offset, so storing it twice (redelivery) keeps one row.
+  topic/partition/offset, so storing it twice (redelivery) keeps one row. The raw bytes are kept whole up to
+  ``DEAD_LETTER_RAW_BYTES`` (512 KiB, twice the largest valid message); beyond that only the first 512 KiB are
+  kept and the error says so with the original size and SHA-256 (the whole message stays at its source offset):
+  a dead letter must always fit the producer's 1 MB request (base64 in JSON), or publishing it would fail for ever
+  and stall the worker on one hostile message.
 - ``Rows`` is what one batch writes to the store, per table; ``Outbox`` what it publishes, per topic.
 - ``hold(fn, what=...)`` runs an awaitable call until it succeeds, waiting between attempts with the jittered
   exponential backoff of ``judge_engine.failures`` (capped at ``max_backoff_s``, honouring Retry-After): this is
@@ -17,6 +21,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,10 +46,19 @@ class Incoming:
     timestamp: datetime | None = None
 
 
+DEAD_LETTER_RAW_BYTES = 512 * 1024
+
+
 def dead_letter(message: Incoming, error: str, stage: Stage) -> DeadLetter:
+    raw = message.value or b""
+    error = error or "(no reason given)"
+    if len(raw) > DEAD_LETTER_RAW_BYTES:
+        note = (f" [raw kept: the first {DEAD_LETTER_RAW_BYTES} of {len(raw)} bytes, sha256 "
+                f"{hashlib.sha256(raw).hexdigest()}; the whole message is at its source offset]")
+        error, raw = error[: 4096 - len(note)] + note, raw[:DEAD_LETTER_RAW_BYTES]
     return DeadLetter(
-        raw=message.value or b"",
-        error=error or "(no reason given)",
+        raw=raw,
+        error=error,
         stage=stage,
         topic=message.topic,
         partition=message.partition,

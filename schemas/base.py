@@ -7,7 +7,10 @@ Contract:
   bounded in bytes (``MAX_MESSAGE_BYTES``) before it is parsed at all.
 - A message that breaks a rule raises :class:`InvalidMessage`, whose ``reason`` names each offending field and
   what to do about it; it is what lands in a dead letter.
-- Messages are strict: unknown fields are rejected (a typo must not silently drop data).
+- Messages are strict: unknown fields are rejected (a typo must not silently drop data), and so is a key given
+  twice in one JSON object (parsers disagree on which one wins, a way to smuggle a value past a check).
+- ``parse_json_bytes`` raises nothing but :class:`InvalidMessage`, whatever the bytes (numbers too long to convert,
+  nesting too deep for the parser, lone surrogates included).
 """
 
 from __future__ import annotations
@@ -143,8 +146,23 @@ def describe_validation_error(err: ValidationError) -> str:
             msg = "unknown field; remove it or put it under metadata"
         elif e["type"] == "string_too_long":
             msg = f"{msg}; shorten it"
+        elif e["type"] == "string_unicode":
+            msg = "not a valid Unicode string (a lone surrogate such as \\ud800); send real characters"
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a key given twice (parsers disagree on which one wins: smuggling)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return out
 
 
 def parse_json_bytes(model: type[M], raw: bytes | str, *, max_bytes: int = MAX_MESSAGE_BYTES) -> M:
@@ -159,11 +177,16 @@ def parse_json_bytes(model: type[M], raw: bytes | str, *, max_bytes: int = MAX_M
     except UnicodeDecodeError as e:
         raise InvalidMessage(name, f"(message): not valid UTF-8 at byte {e.start}; encode the message as UTF-8")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
         raise InvalidMessage(name, f"(message): not JSON ({e.msg} at line {e.lineno} column {e.colno})")
+    except _DuplicateKey as e:
+        key = e.args[0] if len(e.args[0]) <= 100 else e.args[0][:97] + "..."
+        raise InvalidMessage(name, f"{key}: the key appears more than once in one object; send it once")
     except RecursionError:
         raise InvalidMessage(name, "(message): JSON nested too deeply")
+    except ValueError as e:  # e.g. an integer of more than 4300 digits (Python's int conversion limit)
+        raise InvalidMessage(name, f"(message): not usable JSON ({e}); send smaller numbers, or numbers as strings")
     if not isinstance(data, dict):
         raise InvalidMessage(name, f"(message): expected a JSON object, got {type(data).__name__}")
     return validate(model, data)

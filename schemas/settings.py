@@ -138,6 +138,10 @@ class TritonSettings(_Group):
     max_retries: int = Field(3, ge=0, le=20)
 
 
+# the built-in redactions of judge_engine/redaction.py, in the order they apply
+REDACT_PATTERNS = ("email", "credit_card", "ipv6", "ipv4", "phone")
+
+
 class FrontierSettings(_Group):
     """The frontier judge: any OpenAI-compatible endpoint (the embedded default is `judgeline frontier-replay`)."""
 
@@ -152,6 +156,20 @@ class FrontierSettings(_Group):
     timeout_s: float = Field(30.0, gt=0, le=600)
     max_retries: int = Field(5, ge=0, le=50)
     judge_both_orders: bool = True
+    # PII removed from a trace before it is sent (judge_engine/redaction.py): built-in pattern names, comma-separated
+    # (email, credit_card, ipv6, ipv4, phone), and/or a "module:function" (str -> str) applied after them
+    redact: str = ""
+    redact_hook: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+    @field_validator("redact")
+    @classmethod
+    def _known_patterns(cls, v: str) -> str:
+        names = {n.strip() for n in v.split(",") if n.strip()}
+        unknown = sorted(names - set(REDACT_PATTERNS))
+        if unknown:
+            raise ValueError(f"unknown redaction pattern(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(REDACT_PATTERNS)} (JUDGELINE_FRONTIER__REDACT, comma-separated)")
+        return ",".join(n for n in REDACT_PATTERNS if n in names)  # the order in which they apply
 
 
 class RoutingSettings(_Group):
