@@ -1,7 +1,8 @@
 """`judgeline export`: turn a trained student directory into the next version of the Triton ``judge`` model.
 
 Contract:
-- Writes ``<repository>/<model_name>/<version>/`` with the trained files (``heads.pt``, ``student.json``), the
+- Writes ``<repository>/<model_name>/<version>/`` with the trained files (``heads.pt``, ``student.json``,
+  ``encoder_top.pt`` when the encoder's top layers were fine-tuned), the
   serving code (``model.py`` from ``triton_models/judge/``, ``student.py`` and ``verdict_math.py`` from
   ``judge_engine/``) and nothing else; the version is one more than the highest present (Triton versions are
   integers) unless one is given, and an existing version is never overwritten.
@@ -27,6 +28,7 @@ SERVING_FILES = {
     "verdict_math.py": PACKAGE_DIR / "verdict_math.py",
 }
 TRAINED_FILES = ("heads.pt", "student.json")
+OPTIONAL_TRAINED_FILES = ("encoder_top.pt",)  # written when training fine-tuned the encoder's last layers
 
 
 def versions(model_dir: Path) -> list[int]:
@@ -64,8 +66,9 @@ def export(trained: Path, repository: Path, model_name: str = "judge", version: 
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        for name in TRAINED_FILES:
-            shutil.copy2(trained / name, staging / name)
+        for name in TRAINED_FILES + OPTIONAL_TRAINED_FILES:
+            if (trained / name).is_file():
+                shutil.copy2(trained / name, staging / name)
         for name, source in SERVING_FILES.items():
             shutil.copy2(source, staging / name)
         meta = json.loads((staging / "student.json").read_text())

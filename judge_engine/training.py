@@ -33,6 +33,7 @@ from torch import nn
 from judge_engine import calibration, metrics, plots
 from judge_engine.dataset import Example, augment, label_examples, load_gold, split
 from judge_engine.embedding_cache import DEFAULT_PATH, EmbeddingCache
+from judge_engine.finetune import FinetuneConfig, finetune
 from judge_engine.student import (
     Encoder,
     StudentHeads,
@@ -66,6 +67,9 @@ class TrainConfig:
     hidden: int = 256
     dropout: float = 0.5
     max_length: int = 256
+    finetune_layers: int = 0
+    finetune_epochs: int = 2
+    finetune_lr: float = 3e-5
     limit_per_file: int | None = None
     skip_invalid: bool = False
     cache: Path = DEFAULT_PATH
@@ -225,19 +229,30 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             continue
         if not val_k:
             raise ValueError(f"no {kind} item fell in the validation split; use more data or a larger --val")
-        fit = _fit_head(heads.head(kind), _features(kind, train_k, vectors), _features(kind, val_k, vectors), cfg,
-                        f"training the {kind} head")
+        trained[kind] = _fit_head(heads.head(kind), _features(kind, train_k, vectors),
+                                  _features(kind, val_k, vectors), cfg, f"training the {kind} head")
+    timings["heads_s"] = round(time.perf_counter() - t0, 1)
+
+    encoder_top = None
+    finetuned: dict = {}
+    if cfg.finetune_layers:
+        kinds = [e for e in train_aug if e.item["kind"] in trained], [e for e in val_aug if e.item["kind"] in trained]
+        result = finetune(encoder, heads, texts, *kinds, FinetuneConfig(
+            layers=cfg.finetune_layers, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed,
+            progress=cfg.progress), log=log)
+        vectors, encoder_top, finetuned = result.vectors, result.top_state, result.report
+        timings["finetune_s"] = finetuned["total_s"]
+
+    for kind, fit in trained.items():
         val_plain = [e for e in parts["val"] if e.item["kind"] == kind]
         logits = _calibration_logits(heads, kind, val_plain, vectors)
         targets = np.array([LABELS[kind].index(e.label) for e in val_plain])
         heads.temperature[kind] = calibration.fit_temperature(logits, targets)
         fit["val_nll_before"] = calibration.nll(logits, targets, 1.0)
         fit["val_nll_after"] = calibration.nll(logits, targets, heads.temperature[kind])
-        trained[kind] = fit
         test_k = [e for e in parts["test"] if e.item["kind"] == kind]
         if test_k:
             test[kind] = _measure(heads, kind, test_k, vectors)
-    timings["heads_s"] = round(time.perf_counter() - t0, 1)
     timings["total_s"] = round(time.perf_counter() - started, 1)
 
     provenance = {
@@ -250,14 +265,15 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         "counts": counts,
         "trained_kinds": sorted(trained),
         "training": trained,
+        "finetune": finetuned,
         "max_length": cfg.max_length,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "gold"},
         "trained_on": sorted({e.fingerprint for e in parts["train"] + parts["val"]}),
         "test_metrics": {k: {m: v for m, v in d.items() if m != "reliability"} for k, d in test.items()},
     }
-    heads.save(cfg.out, provenance)
+    heads.save(cfg.out, provenance, encoder_top=encoder_top)
     (cfg.out / "training_report.json").write_text(json.dumps(
-        {"counts": counts, "training": trained, "temperature": heads.temperature, "test": test,
+        {"counts": counts, "training": trained, "finetune": finetuned, "temperature": heads.temperature, "test": test,
          "seconds": timings}, indent=2, default=float))
     if test:
         series = {}
