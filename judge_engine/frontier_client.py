@@ -27,6 +27,9 @@ Contract:
   reservation is replaced by the actual cost. The budget is per ``FrontierJudge`` instance (per process).
 - The API key (a ``SecretStr``) is handed only to the openai client: it is never logged, and every error text,
   critique and log line is scrubbed of it (keys of at least 8 characters) before it leaves this module.
+- Redaction (``judge_engine.redaction``, off by default): with ``frontier.redact`` / ``redact_hook`` set, the texts
+  of the trace are redacted right before the prompt is rendered, here and nowhere else; the request (and so the
+  stored trace and the inline verdict) is unchanged. A failing hook sends nothing: the verdict is ``rejected``.
 - Each request carries the header ``X-Judgeline-Trace-Id`` (the trace id). A real provider ignores it; the replay
   server uses it only to choose between recorded items whose prompts are identical.
 - ``disagreement(inline, frontier)`` is the ``Disagreement`` row to write, or None when the frontier gave no
@@ -43,6 +46,7 @@ from typing import Awaitable, Callable, Iterable
 
 from judge_engine.failures import Backoff, GaveUp, call_with_retries, describe
 from judge_engine.frontier_prompt import estimate_tokens, parse_reply, render
+from judge_engine.redaction import RedactionError, redact_trace, redactor
 from schemas.base import MAX_TEXT_CHARS, SWAPPED_LABEL
 from schemas.settings import FrontierSettings
 from schemas.verdict import Disagreement, FrontierRequest, FrontierVerdict, Verdict
@@ -162,6 +166,7 @@ class FrontierJudge:
         self.budget = SpendBudget(settings.budget_usd)
         self.backoff = backoff or Backoff()
         self.stats = FrontierStats()
+        self._redact = redactor(settings)  # None unless frontier.redact / redact_hook are set
 
     def __repr__(self) -> str:
         return f"FrontierJudge(model={self.settings.model!r}, base_url={self.settings.base_url!r})"
@@ -196,7 +201,12 @@ class FrontierJudge:
         started = time.monotonic()
         trace = request.trace
         orders = [False, True] if trace.kind == "pairwise" and self.settings.judge_both_orders else [False]
-        prompts = [render(trace, swapped=swapped) for swapped in orders]
+        try:
+            shown = redact_trace(trace, self._redact)  # the one place PII is removed before anything is sent
+        except RedactionError as e:
+            log.warning("frontier trace %s not sent: %s", trace.trace_id, e)
+            return self._verdict(request, [_OrderResult("rejected", error=f"{e}; nothing was sent")], started)
+        prompts = [render(shown, swapped=swapped) for swapped in orders]
         reserve = sum(self.estimate_cost_usd(p) for p in prompts)
         if not self.budget.try_reserve(reserve):
             b = self.budget

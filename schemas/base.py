@@ -35,7 +35,8 @@ LABELS_BY_KIND: dict[str, tuple[str, ...]] = {"pairwise": ("A", "B", "tie"), "po
 SWAPPED_LABEL = {"A": "B", "B": "A", "tie": "tie", "pass": "pass", "fail": "fail"}
 
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\s\x00-\x1f]+$")]
+IDENTIFIER_PATTERN = r"^[^\s\x00-\x1f]+$"
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 
 
@@ -146,6 +147,8 @@ def describe_validation_error(err: ValidationError) -> str:
             msg = "unknown field; remove it or put it under metadata"
         elif e["type"] == "string_too_long":
             msg = f"{msg}; shorten it"
+        elif e["type"] == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern") == IDENTIFIER_PATTERN:
+            msg = "an id must not contain whitespace or control characters (NUL, newline, tab...); remove them"
         elif e["type"] == "string_unicode":
             msg = "not a valid Unicode string (a lone surrogate such as \\ud800); send real characters"
         parts.append(f"{loc}: {msg}")
