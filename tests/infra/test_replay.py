@@ -1,0 +1,265 @@
+"""`judgeline replay` and the retrain loop on the real services.
+
+- Option parsing (no service).
+- On the session's real broker (Tansu) and store: replay stops at the end offsets captured at its start while a
+  producer keeps producing, reads every message acknowledged before it started (the embedded broker's ListOffsets
+  alone would miss the tail of the last batch), joins frontier verdicts from their topic and gold labels from
+  ClickHouse, time ranges select by message timestamp, and a live consumer group keeps its assignment and its
+  committed offsets.
+- The loop: traces through real inline and frontier workers, replay into a dataset whose rows are exactly the
+  produced traces minus the documented exclusions, `judgeline train` on it, `judgeline export` deploys the new
+  version into the running Triton while requests keep flowing (none fails), and fresh verdicts carry it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from infra.produce import malformed_messages, produce, traces_from_gold
+from infra.replay import OffsetBound, ReplayError, ReplayOptions, capture_ends, parse_offset, parse_time, replay
+from infra.topics import ensure_topics
+from schemas.gold import GoldLabel, read_gold_file
+from schemas.trace import Trace
+from schemas.verdict import FrontierVerdict
+from tests_support import REPO_ROOT
+
+
+def test_offset_bounds_and_times_parse_or_name_the_fix():
+    assert parse_offset("15", "--from-offset") == OffsetBound(None, None, 15)
+    assert parse_offset("2:15", "--from-offset") == OffsetBound(None, 2, 15)
+    assert parse_offset("judgeline.traces:2:15", "--to-offset") == OffsetBound("judgeline.traces", 2, 15)
+    for bad in ("x", "1:x", "-3", "a:b:c:d", ""):
+        with pytest.raises(ReplayError, match="--from-offset .*PARTITION:OFFSET"):
+            parse_offset(bad, "--from-offset")
+    assert parse_time("2026-01-02T03:04:05", "--since") == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert parse_time("2026-01-02T05:04:05+02:00", "--since") == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    with pytest.raises(ReplayError, match="--until 'yesterday': expected an ISO 8601 time"):
+        parse_time("yesterday", "--until")
+    with pytest.raises(ReplayError, match="--format"):
+        ReplayOptions(out=Path("x"), formats=("csv",))
+    with pytest.raises(ReplayError, match="--reference-drop"):
+        ReplayOptions(out=Path("x"), reference_drop=2.0)
+
+
+def private_topics(base, run: str, **updates):
+    """Settings with topics and consumer groups of this test's own (2 partitions each), created on the broker."""
+    names = {name: f"judgeline.{name}.{run}" for name in
+             ("traces", "frontier_requests", "verdicts", "frontier_verdicts", "dead_letters")}
+    kafka = base.kafka.model_copy(update={
+        "topics": base.kafka.topics.model_copy(update={**names, "partitions": 2}),
+        "consumer_group": f"inline-{run}", "frontier_consumer_group": f"frontier-{run}"})
+    settings = base.model_copy(update={"kafka": kafka, **updates})
+    ensure_topics(settings)
+    return settings
+
+
+def insert_gold(client, database: str, items) -> None:
+    columns = ("id", "source", "kind", "criterion", "question", "answer", "answer_a", "answer_b", "reference",
+               "human_label", "teacher", "teacher_swapped", "meta")
+    rows = [[it.id, it.source, it.kind, it.criterion, it.question, it.answer, it.answer_a, it.answer_b, it.reference,
+             it.human_label or "", {}, {}, "{}"] for it in items]
+    client.insert("gold_labels", rows, column_names=columns, database=database)
+
+
+def sample_items(sample_gold: Path) -> list[GoldLabel]:
+    return [item for _, item in read_gold_file(sample_gold)]
+
+
+def dataset_ids(out: Path) -> dict[str, GoldLabel]:
+    return {item.id: item for _, item in read_gold_file(out / "dataset.jsonl")}
+
+
+def ok_verdict(trace: Trace, label: str) -> FrontierVerdict:
+    return FrontierVerdict(trace_id=trace.trace_id, kind=trace.kind, criterion=trace.criterion, judge_name="gpt-4",
+                           label=label, request_reason="low_confidence", trace_time=trace.timestamp)
+
+
+def committed(settings, group: str, topic: str, partitions=(0, 1)) -> list[int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({**settings.kafka.client_config(), "group.id": group})
+    try:
+        return [tp.offset for tp in c.committed([TopicPartition(topic, p) for p in partitions], timeout=10)]
+    finally:
+        c.close()
+
+
+class LiveGroup:
+    """A consumer in a group of its own that has read and committed the topic, and notices any rebalance."""
+
+    def __init__(self, settings, group: str, topic: str, expect: int):
+        from confluent_kafka import Consumer
+
+        self.revoked = 0
+        self.consumer = Consumer({**settings.kafka.client_config(), "group.id": group, "enable.auto.commit": False,
+                                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                                  "heartbeat.interval.ms": 1000})
+        self.consumer.subscribe([topic], on_revoke=lambda *_: setattr(self, "revoked", self.revoked + 1))
+        seen, deadline = 0, time.monotonic() + 60
+        while seen < expect and time.monotonic() < deadline:
+            m = self.consumer.poll(0.5)
+            if m is not None and m.error() is None:
+                seen += 1
+        assert seen >= expect, f"the live group read {seen} of {expect} messages"
+        self.consumer.commit(asynchronous=False)
+        self.revoked = 0  # the initial assignment is not a rebalance caused by anyone else
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class KeepProducing(threading.Thread):
+    """Publishes a new trace (content of its own, no label anywhere) every few milliseconds until stopped."""
+
+    def __init__(self, settings):
+        super().__init__(daemon=True)
+        self.settings, self.sent, self.acked, self.stop = settings, 0, 0, threading.Event()
+
+    def _delivered(self, err, _msg) -> None:
+        self.acked += err is None
+
+    def run(self) -> None:
+        from confluent_kafka import Producer
+
+        producer = Producer({**self.settings.kafka.client_config(), "linger.ms": 5})
+        while not self.stop.is_set():
+            t = Trace(trace_id=f"bg-{self.sent}", kind="pointwise", question=f"Background question {self.sent}?",
+                      answer="An answer.")
+            producer.produce(self.settings.kafka.topics.traces, key=t.trace_id.encode(), value=t.to_bytes(),
+                             on_delivery=self._delivered)
+            producer.poll(0)
+            self.sent += 1
+            time.sleep(0.005)
+        producer.flush(10)
+
+
+@pytest.mark.integration
+def test_replay_stops_at_the_ends_captured_at_start_while_producing_and_leaves_the_live_group_alone(
+        stack, store, sample_gold, tmp_path):
+    client, base = store
+    run = uuid.uuid4().hex[:8]
+    settings = private_topics(base, run)
+    topics = settings.kafka.topics
+    items = sample_items(sample_gold)
+    items = items[:12] + items[-12:]  # pairwise first in the sample, pointwise last
+    traces = [Trace.from_gold(it) for it in items]
+    messages = [(t.trace_id.encode(), t.to_bytes()) for t in traces] + malformed_messages(2, f"{run}-")
+    messages.append(messages[0])  # a redelivered trace
+    assert produce(settings, messages).failed == 0
+    framed = [ok_verdict(t, it.teacher["gpt-4"]) for t, it in zip(traces[::3], items[::3])]
+    not_obtained = FrontierVerdict(trace_id=traces[1].trace_id, kind=traces[1].kind, criterion=traces[1].criterion,
+                                   judge_name="gpt-4", status="budget_exhausted", request_reason="low_confidence",
+                                   trace_time=traces[1].timestamp)
+    assert produce(settings, [(v.trace_id.encode(), v.to_bytes()) for v in [*framed, not_obtained]],
+                   topic=topics.frontier_verdicts).failed == 0
+    gold = [it for i, it in enumerate(items) if i % 3 != 0 and i % 4 == 1]
+    insert_gold(client, base.clickhouse.database, gold)
+    expected = {v.trace_id: ("frontier:gpt-4", v.label) for v in framed}
+    expected.update({it.id: ("gold", it.human_label) for it in gold})
+    before_ends = capture_ends_now(settings, topics.traces)
+    live = LiveGroup(settings, f"live-{run}", topics.traces, expect=len(messages))
+    live_offsets = committed(settings, f"live-{run}", topics.traces)
+    producer = KeepProducing(settings)
+    producer.start()
+    try:
+        assert wait_for(lambda: producer.acked >= 50, 30)
+        acked_before = producer.acked
+        started = time.monotonic()
+        manifest = replay(settings, ReplayOptions(out=tmp_path / "out", progress=False))
+        took = time.monotonic() - started
+        sent_meanwhile = producer.sent
+        time.sleep(0.3)
+        assert producer.is_alive() and producer.sent > sent_meanwhile, "the producer kept producing throughout"
+        assert committed(settings, f"live-{run}", topics.traces) == live_offsets
+        live.consumer.poll(0.1)
+        assert live.revoked == 0, "replay must not rebalance the live group"
+    finally:
+        producer.stop.set()
+        producer.join(15)
+        live.close()
+    assert took < 60
+    ranges = manifest["topics"][topics.traces]
+    counts = manifest["counts"]
+    assert all(r["read"] == r["end"] - r["start"] and r["start"] == 0 for r in ranges)
+    assert counts["read"] == sum(r["read"] for r in ranges)
+    # everything acknowledged before the replay started lies below the captured ends, and was read
+    assert all(r["end"] >= before_ends[r["partition"]] for r in ranges)
+    assert len(messages) + acked_before <= counts["read"] <= len(messages) + producer.sent
+    # the topic went on growing past the captured ends: the replay stopped there, not at the (moving) end
+    after = capture_ends_now(settings, topics.traces)
+    assert sum(after.values()) == len(messages) + producer.sent > sum(r["end"] for r in ranges)
+    # the join: exactly the labelled traces, each with the label of its source; the rest counted, not lost
+    rows = dataset_ids(tmp_path / "out")
+    assert {k: (r.meta["label_source"], r.meta["label"]) for k, r in rows.items()} == expected
+    assert counts["invalid"] == 2 and counts["duplicate_trace_id"] == 1 and counts["written"] == len(expected)
+    assert counts["unlabelled"] == counts["read"] - 2 - 1 - len(expected)
+    assert counts["frontier_verdicts_read"] == len(framed) + 1 and counts["frontier_verdicts_ok"] == len(framed)
+    assert manifest["label_sources"] == {"frontier:gpt-4": len(framed), "gold": len(gold)}
+    assert committed(settings, manifest["consumer_group"], topics.traces) == [-1001, -1001], "replay never commits"
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "out" / "dataset.parquet")
+    assert sorted(table.column("id").to_pylist()) == sorted(rows)
+    assert dict(zip(table.column("id").to_pylist(), table.column("label").to_pylist())) == {
+        k: v[1] for k, v in expected.items()}
+
+    # a time range selects by message timestamp: until = before the background traces, so exactly the same rows
+    first_bg = _first_background_time(settings)
+    until = replay(settings, ReplayOptions(out=tmp_path / "until", until=first_bg - timedelta(milliseconds=1),
+                                           progress=False, formats=("jsonl",)))
+    assert set(dataset_ids(tmp_path / "until")) == set(expected)
+    assert until["counts"]["out_of_time_range"] == until["counts"]["read"] - len(messages)
+    since = replay(settings, ReplayOptions(out=tmp_path / "since", since=first_bg, progress=False, formats=("jsonl",)))
+    assert dataset_ids(tmp_path / "since") == {} and since["counts"]["unlabelled"] == producer.sent
+    assert {r["time_seek"] for r in since["topics"][topics.traces]} <= {"scan", "offsets_for_times"}
+    # offset bounds: one partition, from an offset
+    part = replay(settings, ReplayOptions(out=tmp_path / "part", from_offsets=(OffsetBound(None, 1, 3),),
+                                          to_offsets=(OffsetBound(None, 0, 0),), progress=False, formats=("jsonl",)))
+    p = {r["partition"]: r for r in part["topics"][topics.traces]}
+    assert (p[0]["start"], p[0]["end"], p[0]["read"]) == (0, 0, 0)
+    assert p[1]["start"] == 3 and p[1]["read"] == p[1]["end"] - 3
+    assert part["counts"]["read"] == p[1]["read"]
+
+
+def capture_ends_now(settings, topic: str) -> dict[int, int]:
+    from infra.replay import _consumer
+
+    consumer = _consumer(settings, f"probe-{uuid.uuid4().hex[:8]}")
+    try:
+        return {p: r.end for (_, p), r in capture_ends(consumer, [topic]).items()}
+    finally:
+        consumer.close()
+
+
+def _first_background_time(settings) -> datetime:
+    """The Kafka timestamp of the first background trace (bg-0)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({**settings.kafka.client_config(), "group.id": f"probe-{uuid.uuid4().hex[:8]}",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(settings.kafka.topics.traces, p, 0) for p in (0, 1)])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None and m.key() == b"bg-0":
+                return datetime.fromtimestamp(m.timestamp()[1] / 1000, tz=timezone.utc)
+        raise AssertionError("bg-0 not found")
+    finally:
+        c.close()
+
+
+def wait_for(predicate, timeout_s: float) -> bool:
+    from infra.workers import wait_until
+
+    return wait_until(predicate, timeout_s, interval_s=0.05)
