@@ -121,8 +121,11 @@ class FaultRun:
         record = start_worker(settings, role, name=name or f"{role}-{uuid.uuid4().hex[:6]}", extra_args=extra)
         self.processes.append(record)
         if ready:
-            wait_worker_ready(settings, record, timeout_s=120)
+            self.wait_ready(record, settings)
         return record
+
+    def wait_ready(self, record: process.ServiceRecord, settings: Settings | None = None) -> None:
+        wait_worker_ready(settings or self.settings, record, timeout_s=120)
 
     def replay(self, gold: Path, faults: frontier_replay.Faults, settings: Settings | None = None) -> Settings:
         """Start a replay frontier with ``faults``; returns ``settings`` pointed at it."""
@@ -134,6 +137,9 @@ class FaultRun:
             update={"base_url": record.extra["base_url"]})})
 
     def stop(self) -> None:
+        for record in self.processes:  # SIGTERM to all first: they shut down side by side
+            if process.is_running(record):
+                os.killpg(record.pid, signal.SIGTERM)
         for record in reversed(self.processes):
             process.stop(record)
         client = connect(self.settings)
