@@ -1,5 +1,5 @@
 """The ClickHouse sink of the stream workers: batched, parameterised inserts of verdicts, frontier verdicts,
-disagreements and dead letters.
+disagreements and dead letters (and of gold labels, for ``judgeline gold import``).
 
 Contract:
 - ``ClickHouseStore(settings).write(rows)`` (async) inserts every non-empty table of a ``judge_engine.pipeline.Rows``
@@ -16,13 +16,17 @@ Contract:
   so a batch written twice leaves one row per identity (read with ``FINAL``). A partly written batch is simply
   written again whole.
 - ``columns``/``row`` map a message model to the table's columns: optional text becomes '' (the columns are not
-  Nullable), ``produced_at`` and a dead letter's ``key`` stay NULL when absent; ``stored_at`` is the server's.
+  Nullable), ``produced_at``, a dead letter's ``key`` and a gold item's answers/reference stay NULL when absent;
+  ``stored_at`` is the server's. Map columns (a gold item's teacher labels) keep a missing label as ''; JSON columns
+  (``meta``) are serialised with ``json.dumps``.
+- ``insert_sync(table, messages)`` inserts message models of any table of ``COLUMNS`` the same way (one table).
 - Works the same against the embedded store server (chDB behind HTTP) and a ClickHouse server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from typing import Any
 
@@ -41,8 +45,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                       "inline_judge_version", "frontier_label", "frontier_judge", "request_reason", "trace_time",
                       "detected_at"),
     "dead_letters": ("topic", "partition", "offset", "stage", "error", "raw", "key", "message_time", "received_at"),
+    "gold_labels": ("id", "source", "kind", "criterion", "question", "answer", "answer_a", "answer_b", "reference",
+                    "human_label", "teacher", "teacher_swapped", "meta"),
 }
-NULLABLE = {("verdicts", "produced_at"), ("dead_letters", "key")}
+NULLABLE = {("verdicts", "produced_at"), ("dead_letters", "key"), ("gold_labels", "answer"),
+            ("gold_labels", "answer_a"), ("gold_labels", "answer_b"), ("gold_labels", "reference")}
+JSON_COLUMNS = {("gold_labels", "meta")}
 
 
 def row(table: str, message: Any) -> list[Any]:
@@ -51,6 +59,10 @@ def row(table: str, message: Any) -> list[Any]:
         value = getattr(message, column)
         if value is None and (table, column) not in NULLABLE:
             value = ""
+        elif (table, column) in JSON_COLUMNS:
+            value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        elif isinstance(value, dict):  # Map(String, String)
+            value = {k: "" if v is None else v for k, v in value.items()}
         out.append(value)
     return out
 
@@ -77,13 +89,18 @@ class ClickHouseStore:
         return self._client
 
     def write_sync(self, rows: Rows) -> dict[str, int]:
+        return self._insert_tables({t: m for t, m in rows.tables().items() if m})
+
+    def insert_sync(self, table: str, messages: list[Any]) -> int:
+        """Insert message models into one table of ``COLUMNS``; returns how many rows."""
+        return self._insert_tables({table: messages} if messages else {}).get(table, 0)
+
+    def _insert_tables(self, tables: dict[str, list[Any]]) -> dict[str, int]:
         written: dict[str, int] = {}
         with self._lock:
             try:
                 client = self._connect()
-                for table, messages in rows.tables().items():
-                    if not messages:
-                        continue
+                for table, messages in tables.items():
                     data = [row(table, m) for m in messages]
                     for i in range(0, len(data), self.chunk):
                         client.insert(f"{self.database}.{table}", data[i : i + self.chunk],

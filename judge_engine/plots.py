@@ -1,4 +1,5 @@
-"""PNG plots of a judge's quality: the reliability diagram and the cascade (cost/accuracy) curve.
+"""PNG plots of a judge's quality: the reliability diagram, the cascade (cost/accuracy) curve, and plain line
+curves (the calibration report's cost/accuracy curve, the analytics report's series over time).
 
 Contract: pure rendering with matplotlib's Agg backend (no display needed), one function per plot, each taking
 the data ``judge_engine.metrics`` computes and a path; the parent directory is created; returns the path.
@@ -52,3 +53,23 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def curves(series: dict[str, Sequence[tuple[float, float]]], path: Path, title: str, xlabel: str, ylabel: str,
+           marks: dict[str, tuple[float, float]] | None = None, ylim: tuple[float, float] | None = (0, 1)) -> Path:
+    """One line per series of (x, y) points (NaN points left out), and labelled marks (e.g. a recommendation)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for name, points in series.items():
+        kept = [(x, y) for x, y in points if x == x and y == y]
+        if kept:
+            ax.plot([x for x, _ in kept], [y for _, y in kept], "o-", markersize=3, label=name)
+    for name, (x, y) in (marks or {}).items():
+        if x == x and y == y:
+            ax.plot([x], [y], "k*", markersize=11)
+            ax.annotate(name, (x, y), fontsize=7, xytext=(4, -10), textcoords="offset points")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if ylim:
+        ax.set_ylim(*ylim)
+    if series:
+        ax.legend(loc="best", fontsize=7)
+    return _save(fig, path)
