@@ -594,10 +594,12 @@ def gold_import(
         _fail(f"{result.invalid} invalid lines were not imported (each listed above with the field and the fix)")
 
 
-def _window(since: Optional[str], until: Optional[str], tenant: Optional[str]):
+def _analytics(since: Optional[str], until: Optional[str], tenant: Optional[str], frontier_judge: Optional[str],
+               **options):
+    """(settings, ``infra.analytics.Analytics`` over the window) for calibrate and report."""
     from datetime import datetime
 
-    from infra.analytics import Window
+    from infra.analytics import Analytics, StoreNotReady, Window, connect_store
 
     def parse(value: Optional[str], name: str):
         if value is None:
@@ -607,7 +609,14 @@ def _window(since: Optional[str], until: Optional[str], tenant: Optional[str]):
         except ValueError:
             _fail(f"{name} {value!r} is not an ISO time; write e.g. 2026-11-01 or 2026-11-01T12:00:00Z")
 
-    return Window(parse(since, "--since"), parse(until, "--until"), tenant)
+    window = Window(parse(since, "--since"), parse(until, "--until"), tenant)
+    settings = _settings()
+    try:
+        client = connect_store(settings)
+    except StoreNotReady as e:
+        _fail(str(e))
+    return settings, Analytics(client, settings.clickhouse.database, window,
+                               judge=frontier_judge or settings.frontier.model, **options)
 
 
 @app.command()
@@ -623,17 +632,9 @@ def calibrate(
     id_prefix: str = typer.Option("", help="Trace ids are gold ids with this prefix (produce --id-prefix)."),
 ) -> None:
     """Calibration report from ClickHouse: both judges vs gold, agreement by confidence, threshold recommendation."""
-    from infra.analytics import Analytics, StoreNotReady, connect_store
     from infra.calibrate import calibrate as run, format_summary
 
-    settings = _settings()
-    window = _window(since, until, tenant)
-    try:
-        client = connect_store(settings)
-    except StoreNotReady as e:
-        _fail(str(e))
-    analytics = Analytics(client, settings.clickhouse.database, window, id_prefix=id_prefix,
-                          judge=frontier_judge or settings.frontier.model, buckets=20)
+    settings, analytics = _analytics(since, until, tenant, frontier_judge, id_prefix=id_prefix, buckets=20)
     out = out or settings.state_dir / "calibration"
     report = run(settings, analytics, out, judge_version)
     typer.echo(format_summary(report))
@@ -653,23 +654,16 @@ def report(
     frontier_judge: Optional[str] = typer.Option(None, help="Frontier judge name (default: JUDGELINE_FRONTIER__MODEL)."),
 ) -> None:
     """Analytics from ClickHouse: verdict/fail rates, routing and spend, disagreement and drift, latency; HTML."""
-    from infra.analytics import Analytics, StoreNotReady, connect_store
     from infra.report import text_tables, write_html
 
     steps = {"minute": 60, "hour": 3600, "day": 86400}
     if interval not in steps:
         _fail(f"--interval must be one of {', '.join(steps)}, got {interval!r}")
-    settings = _settings()
-    window = _window(since, until, tenant)
-    try:
-        client = connect_store(settings)
-    except StoreNotReady as e:
-        _fail(str(e))
-    analytics = Analytics(client, settings.clickhouse.database, window, step_s=steps[interval],
-                          judge=frontier_judge or settings.frontier.model)
+    settings, analytics = _analytics(since, until, tenant, frontier_judge, step_s=steps[interval])
     results = analytics.report()
     typer.echo(text_tables(results))
-    path = write_html(results, out or settings.state_dir / "report", window.describe(), settings.clickhouse.database)
+    path = write_html(results, out or settings.state_dir / "report", analytics.window.describe(),
+                      settings.clickhouse.database)
     typer.echo(f"wrote {path}")
 
 
