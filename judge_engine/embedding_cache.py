@@ -1,8 +1,11 @@
-"""A content-addressed cache of sentence embeddings, so retraining does not re-encode the same texts.
+"""A content-addressed cache of sentence embeddings (and hidden states), so retraining does not re-encode texts.
 
 Contract:
-- Keyed by (encoder package version, max_length, text): a change of either re-encodes; vectors are stored as
-  float32, so a cached vector is bit-identical to a fresh one and training sees what serving computes.
+- Keyed by (namespace, text); the namespace names what is stored: encoder package version and max_length, plus
+  the layer for the hidden states fine-tuning starts from. Arrays are stored in the cache's ``dtype`` (float32 for
+  sentence vectors, so a cached vector is bit-identical to a fresh one and training sees what serving computes;
+  float16 for hidden states) and come back with their trailing width (``width``: 1-D vectors when None, else
+  ``[rows, width]``).
 - One SQLite file (default ``~/.cache/judgeline/embeddings.sqlite``, shared by checkouts on a machine); safe for
   concurrent readers and writers (SQLite locking); a corrupt or unreadable cache is an error naming the file.
 - ``vectors(texts, encoder, progress)`` returns ``{text: vector}`` for every distinct text, encoding only the
@@ -23,7 +26,8 @@ DEFAULT_PATH = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / 
 
 
 class EmbeddingCache:
-    def __init__(self, path: Path = DEFAULT_PATH, namespace: str = ""):
+    def __init__(self, path: Path = DEFAULT_PATH, namespace: str = "", dtype=np.float32, width: int | None = None):
+        self.dtype, self.width = np.dtype(dtype), width
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.namespace = namespace
@@ -41,18 +45,20 @@ class EmbeddingCache:
             chunk = key_list[start : start + 500]
             rows = self.db.execute(f"SELECT key, v FROM vec WHERE key IN ({','.join('?' * len(chunk))})", chunk)
             for key, blob in rows:
-                found[keys[key]] = np.frombuffer(blob, dtype=np.float32).copy()
+                array = np.frombuffer(blob, dtype=self.dtype).copy()
+                found[keys[key]] = array if self.width is None else array.reshape(-1, self.width)
         return found
 
     def put_many(self, vectors: dict[str, np.ndarray]) -> None:
         with self.db:
             self.db.executemany(
                 "INSERT OR REPLACE INTO vec (key, v) VALUES (?, ?)",
-                [(self._key(t), np.asarray(v, dtype=np.float32).tobytes()) for t, v in vectors.items()],
+                [(self._key(t), np.asarray(v, dtype=self.dtype).tobytes()) for t, v in vectors.items()],
             )
 
     def vectors(self, texts: Iterable[str], encode: Callable, progress: Callable[[int], None] | None = None):
-        """``encode(texts, progress)`` is ``Encoder.encode``; returns {text: vector} for every distinct text."""
+        """``encode(texts, progress)`` is ``Encoder.encode`` (or ``lower_states``); returns ({text: array} for every
+        distinct text, how many were newly encoded)."""
         unique = list(dict.fromkeys(texts))
         have = self.get_many(unique)
         missing = sorted((t for t in unique if t not in have), key=len)  # similar lengths batch together

@@ -5,7 +5,7 @@ Contract:
   linear-probe-then-fine-tune schedule, so the new layers start from a working head rather than a random one),
   every text of the examples, and the augmented train / validation examples with their labels.
 - The hidden states entering the last ``K`` layers are computed once per text (float16, padding dropped; about
-  0.8 KB per token), so each step runs only those ``K`` layers forward and backward over the distinct texts of
+  0.8 KB per token) and kept in the embedding cache (``embedding_cache``, its own namespace), so each step runs only those ``K`` layers forward and backward over the distinct texts of
   the batch. A batch holds whole items: every augmented variant of an item (both answer orders, reference drop)
   shares its texts, so it costs one forward of them.
 - Both heads and the shared layers train together (AdamW; the layers at ``lr``, the heads at ``head_lr``), one
@@ -26,6 +26,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -33,9 +34,12 @@ import torch
 from torch import nn
 
 from judge_engine.dataset import Example
+from judge_engine.embedding_cache import DEFAULT_PATH, EmbeddingCache
 from judge_engine.student import (
+    EMBED_DIM,
     Encoder,
     StudentHeads,
+    encoder_version,
     load_top_layers,
     pair_inputs,
     point_inputs,
@@ -57,6 +61,7 @@ class FinetuneConfig:
     items_per_batch: int = 16
     seed: int = 13
     progress: bool = True
+    cache: Path = DEFAULT_PATH
 
 
 @dataclass
@@ -108,12 +113,16 @@ def finetune(encoder: Encoder, heads: StudentHeads, texts: list[str], train: lis
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     unique = list(dict.fromkeys(texts))
-    with tqdm(total=len(unique), desc=f"hidden states below the top {cfg.layers} layer(s)", unit="text",
+    cache = EmbeddingCache(cfg.cache, namespace=f"{encoder_version()}|{encoder.max_length}|below-top-{cfg.layers}",
+                           dtype=np.float16, width=EMBED_DIM)
+    with tqdm(total=len(unique), desc=f"hidden states below the top {cfg.layers} layer(s) (cached)", unit="text",
               disable=not cfg.progress, file=sys.stderr, leave=False) as bar:
-        states = dict(zip(unique, encoder.lower_states(unique, cfg.layers, progress=bar.update)))
+        states, fresh = cache.vectors(unique, lambda chunk, progress: encoder.lower_states(chunk, cfg.layers, progress),
+                                      progress=bar.update)
+    cache.close()
     states_s = time.perf_counter() - started
-    log(f"  fine-tuning the top {cfg.layers} encoder layer(s): hidden states of {len(unique)} texts in "
-        f"{states_s:.0f} s")
+    log(f"  fine-tuning the top {cfg.layers} encoder layer(s): hidden states of {len(unique)} texts "
+        f"({fresh} newly computed) in {states_s:.0f} s")
 
     layers = copy.deepcopy(encoder.layers[-cfg.layers:])
     for p in layers.parameters():
@@ -172,6 +181,7 @@ def finetune(encoder: Encoder, heads: StudentHeads, texts: list[str], train: lis
         "head_lr": cfg.head_lr,
         "texts": len(unique),
         "tokens": int(sum(len(s) for s in states.values())),
+        "states_computed": fresh,
         "states_s": round(states_s, 1),
         "total_s": round(time.perf_counter() - started, 1),
     }

@@ -113,14 +113,17 @@ class Encoder:
 
     @torch.inference_mode()
     def lower_states(self, texts: list[str], top: int, progress: Callable[[int], None] | None = None,
-                     ) -> list[torch.Tensor]:
+                     ) -> list[np.ndarray]:
         """For each text, the hidden states [tokens, 384] (float16, padding dropped) that enter the last ``top``
-        layers."""
-        out: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+        layers; only the layers below them run."""
+        out: list[np.ndarray] = [np.empty(0)] * len(texts)
+        below = self.layers[: len(self.layers) - top]
         for idx, batch in self._batches(texts):
-            states = self.model(**batch, output_hidden_states=True).hidden_states[-1 - top]
+            mask = batch["attention_mask"]
+            hidden = self.model.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+            hidden = self._run(below, hidden, mask.to(hidden.dtype))
             for row, i in enumerate(idx):
-                out[i] = states[row, : int(batch["attention_mask"][row].sum())].half().cpu()
+                out[i] = hidden[row, : int(mask[row].sum())].half().cpu().numpy()
             if progress:
                 progress(len(idx))
         return out
@@ -132,13 +135,18 @@ class Encoder:
         hidden = torch.zeros(len(states), width, EMBED_DIM, device=self.device)
         mask = torch.zeros(len(states), width, device=self.device)
         for i, s in enumerate(states):
-            hidden[i, : len(s)] = s.to(self.device).float()
+            hidden[i, : len(s)] = torch.as_tensor(s).to(self.device).float()
             mask[i, : len(s)] = 1
+        return pool(self._run(layers, hidden, mask), mask)
+
+    @staticmethod
+    def _run(layers: Iterable[nn.Module], hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``hidden`` through BERT ``layers`` with a [batch, tokens] 0/1 padding mask."""
         additive = (1.0 - mask)[:, None, None, :] * torch.finfo(hidden.dtype).min
         for layer in layers:
             hidden = layer(hidden, attention_mask=additive)
             hidden = hidden if torch.is_tensor(hidden) else hidden[0]
-        return pool(hidden, mask)
+        return hidden
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -239,7 +239,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         kinds = [e for e in train_aug if e.item["kind"] in trained], [e for e in val_aug if e.item["kind"] in trained]
         result = finetune(encoder, heads, texts, *kinds, FinetuneConfig(
             layers=cfg.finetune_layers, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed,
-            progress=cfg.progress), log=log)
+            progress=cfg.progress, cache=cfg.cache), log=log)
         vectors, encoder_top, finetuned = result.vectors, result.top_state, result.report
         timings["finetune_s"] = finetuned["total_s"]
 
