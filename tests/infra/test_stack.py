@@ -10,29 +10,9 @@ from typer.testing import CliRunner
 from conftest import make_settings
 from infra import process, stack as stack_mod
 from infra.cli import app
+from tests_support import LOOPBACK_HEX, listening_addresses
 
 pytestmark = pytest.mark.integration
-
-
-def _listening_addresses(pid: int) -> set[str]:
-    """Local addresses of the TCP sockets a process listens on (from /proc/net/tcp{,6})."""
-    inodes = set()
-    import os
-
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in open(table).read().splitlines()[1:]:
-            cols = line.split()
-            if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
-                found.add(cols[1].split(":")[0])
-    return found
 
 
 def test_every_service_is_healthy_and_reported(stack):
@@ -41,12 +21,10 @@ def test_every_service_is_healthy_and_reported(stack):
 
 
 def test_services_listen_on_loopback_only(stack):
-    # 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net writes them
-    loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
     for name, record in stack_mod.read_records(stack).items():
-        addresses = _listening_addresses(record.pid)
+        addresses = listening_addresses(record.pid)
         assert addresses, name
-        assert addresses <= loopback, (name, addresses)
+        assert addresses <= LOOPBACK_HEX, (name, addresses)
 
 
 def test_topics_are_precreated_with_configured_partitions(stack):

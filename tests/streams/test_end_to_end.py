@@ -16,23 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from infra import frontier_replay, process, triton
+from infra import frontier_replay, process
 from infra.produce import malformed_messages, produce, traces_from_gold
 from infra.topics import ensure_topics
 from infra.workers import start_worker, wait_until, wait_worker_ready
-from judge_engine.export import export, versions
 from judge_engine.routing import in_calibration_sample, route
+from tests_support import serve_tiny_judge
 
 pytestmark = pytest.mark.integration
 
 FLIP = {"A": "B", "B": "A", "tie": "A", "pass": "fail", "fail": "pass"}
-
-
-def _serve_tiny_judge(stack, tiny_judge) -> str:
-    repo = Path(stack.stack.model_repository)
-    if not versions(repo / stack.triton.model_name):
-        export(tiny_judge.model_dir, repo, stack.triton.model_name)
-    return triton.load_model(stack, stack.triton.model_name)
 
 
 def _frontier_gold(sample_gold: Path, out: Path) -> None:
@@ -49,7 +42,7 @@ def _frontier_gold(sample_gold: Path, out: Path) -> None:
 def test_traces_flow_to_verdicts_frontier_verdicts_and_disagreements(stack, store, tiny_judge, sample_gold, tmp_path):
     client, base = store
     db = base.clickhouse.database
-    version = _serve_tiny_judge(base, tiny_judge)
+    version = serve_tiny_judge(base, tiny_judge)
     run = uuid.uuid4().hex[:8]
     topics = {name: f"judgeline.{name}.{run}" for name in
               ("traces", "frontier_requests", "verdicts", "frontier_verdicts", "dead_letters")}
