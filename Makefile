@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit demo up down status bench clean
+.PHONY: install test test-unit demo up down status bench soak clean
 
 install: $(STAMP)
 
@@ -41,6 +41,12 @@ status: install
 bench: install
 	$(BIN)/python -m benchmarks.judge
 	$(BIN)/python -m benchmarks.pipeline
+
+# the soak: traces at a fixed rate for SOAK_MINUTES through the whole pipeline (its own stack); bench-results/soak.json
+SOAK_MINUTES ?= 5
+SOAK_RATE ?= 5
+soak: install
+	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE)
 
 clean: down
 	rm -rf $(VENV) .judgeline

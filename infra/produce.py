@@ -10,7 +10,8 @@ Contract:
   confluent-kafka (acks=all), each keyed by its trace id (one partition per trace) and stamped with the time it
   was produced (the start of the pipeline's produce-to-stored latency); ``rate`` paces the messages per second
   (None: as fast as the broker takes them). It returns when every message is acknowledged by the broker or has
-  failed, with the counts; a broker that is unreachable for ``timeout_s`` is an error.
+  failed, with the counts; a broker that is unreachable for ``timeout_s`` is an error. ``on_delivery(partition,
+  offset)``, when given, is called for every message the broker acknowledged (the soak benchmark's end offsets).
 - ``malformed_messages(n, prefix)`` are ``n`` deliberately bad messages (not JSON, a missing field, bytes that are
   not UTF-8, ...) keyed ``<prefix>bad-<i>``, for showing the dead-letter path.
 """
@@ -22,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from schemas.base import InvalidMessage
 from schemas.gold import GoldLabel, read_gold_file
@@ -98,7 +99,8 @@ class ProduceResult:
 
 
 def produce(settings: Settings, messages: Iterable[tuple[bytes | None, bytes]], *, rate: float | None = None,
-            timeout_s: float = 60.0, topic: str | None = None) -> ProduceResult:
+            timeout_s: float = 60.0, topic: str | None = None,
+            on_delivery: Callable[[int, int], None] | None = None) -> ProduceResult:
     from confluent_kafka import KafkaException, Producer
 
     conf = {**settings.kafka.client_config(), "acks": "all", "linger.ms": 5, "message.timeout.ms": int(timeout_s * 1000)}
@@ -106,9 +108,11 @@ def produce(settings: Settings, messages: Iterable[tuple[bytes | None, bytes]], 
     topic = topic or settings.kafka.topics.traces
     result = ProduceResult()
 
-    def delivered(err, _msg) -> None:
+    def delivered(err, msg) -> None:
         if err is None:
             result.sent += 1
+            if on_delivery is not None:
+                on_delivery(msg.partition(), msg.offset())
         else:
             result.failed += 1
             result.first_error = result.first_error or str(err)
