@@ -4,8 +4,9 @@ Contract:
 - ``PATTERNS`` are the built-in redactions, by name (``schemas.settings.REDACT_PATTERNS`` lists the names for
   validation, in the order they apply): ``email``, ``credit_card`` (13-19 digits, spaces or dashes allowed between
   them, Luhn-valid only), ``ipv6``, ``ipv4``, ``phone`` (7-15 digits written as a phone number: ``+country`` then
-  groups, ``(area) nnn-nnnn``, or ``nnn-nnn-nnnn`` with spaces, dots or dashes; not dates such as 2024-01-15). Each match becomes ``[REDACTED <NAME>]``. They err on the side of redacting: a number shaped like a phone number is redacted
-  even if it is not one.
+  groups, ``(area) nnn-nnnn``, or ``nnn-nnn-nnnn`` with spaces, dots or dashes; not dates such as 2024-01-15).
+  Each match becomes ``[REDACTED <NAME>]``. They err on the side of redacting: a number shaped like a phone number
+  is redacted even if it is not one.
 - ``redactor(frontier_settings)`` is the function (text -> text) that ``frontier.redact`` (comma-separated
   pattern names, applied in the order of ``PATTERNS``) and ``frontier.redact_hook`` (``"module:function"``, a
   function taking and returning a ``str``, applied after the patterns) describe, or None when neither is set.
@@ -34,7 +35,8 @@ TEXT_FIELDS = ("question", "answer", "answer_a", "answer_b", "reference", "conte
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _IPV6 = re.compile(r"(?<![0-9A-Fa-f:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Fa-f:])")
-_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d)")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"(?<![\d.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\.?\d)")
 _PHONE = re.compile(  # +country ...; (area) nnn-nnnn; nnn-nnn-nnnn (not dates such as 2024-01-15)
     r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{1,4}){1,5}"
     r"|\(\d{2,4}\)[ .-]?\d{3,4}[ .-]?\d{3,4}|\d{3}[ .-]\d{3,4}[ .-]\d{4})(?!\w)")

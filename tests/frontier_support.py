@@ -65,3 +65,26 @@ def reset_stats(base_url: str) -> None:
     request = urllib.request.Request(base_url.removesuffix("/v1") + "/stats/reset", data=b"", method="POST")
     with urllib.request.urlopen(request, timeout=5) as r:
         r.read()
+
+
+class ScriptedModel:
+    """A stand-in for the openai client (``FrontierJudge(client=...)``): the 'model' replies ``reply(user_text)``
+    and every list of messages it was sent is kept in ``sent``."""
+
+    def __init__(self, reply):
+        from types import SimpleNamespace
+
+        self.sent: list = []
+        self._reply = reply
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
+
+    async def _create(self, *, messages, **_):
+        from types import SimpleNamespace
+
+        self.sent.append(messages)
+        text = self._reply(messages[-1]["content"])
+        return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=text))],
+                               usage=SimpleNamespace(prompt_tokens=10, completion_tokens=5))
+
+    async def close(self):
+        return None

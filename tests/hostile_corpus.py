@@ -86,7 +86,8 @@ def corpus(prefix: str) -> list[Case]:
         Case("nested-7", _json(_trace(tid("n7"), metadata=_nested(7))), "dead_letter", ("metadata", "levels deep")),
         Case("metadata-too-big", _json(_trace(tid("mbig"), metadata={"blob": "m" * 20_000})), "dead_letter",
              ("metadata", "bytes as JSON")),
-        Case("nul-in-id", _json(_trace(f"{p}nul\x00id")), "dead_letter", ("trace_id", "whitespace or control characters")),
+        Case("nul-in-id", _json(_trace(f"{p}nul\x00id")), "dead_letter",
+             ("trace_id", "whitespace or control characters")),
         Case("sql-in-id", _json(_trace(SQL)), "dead_letter", ("trace_id", "whitespace or control characters")),
         Case("long-id", _json(_trace("i" * 100_000)), "dead_letter", ("trace_id", "at most 128 characters")),
         Case("long-tenant", _json(_trace(tid("lt"), tenant="t" * 5_000)), "dead_letter", ("tenant", "at most 128")),
@@ -98,7 +99,8 @@ def corpus(prefix: str) -> list[Case]:
         Case("huge-integer", b'{"trace_id": "x", "metadata": {"n": ' + b"9" * 5_000 + b"}}", "dead_letter",
              ("not usable JSON",)),
     ]
-    odd_names = {"tenant": SQL, "app": "x\" OR 1=1; --\\'\t\n\r\x00\x01 end", "model": "\u202egnp.exe \U0001F600 \u200b",
+    odd_names = {"tenant": SQL, "app": "x\" OR 1=1; --\\'\t\n\r\x00\x01 end",
+                 "model": "\u202egnp.exe \U0001F600 \u200b",
                  "criterion": "helpfulness' || (SELECT version()) || '"}
     good = [
         Case("sql-and-control-names", _json(_trace(tid("sql-names"), **odd_names)), "verdict",

@@ -4,10 +4,9 @@ frontier prompt's structure or the verdict, which is read from the model's reply
 
 import asyncio
 import base64
-from types import SimpleNamespace
-
 from hypothesis import given, settings as hsettings, strategies as st
 
+from frontier_support import ScriptedModel
 from hostile_corpus import INJECTED_B, INJECTED_PASS, corpus
 from judge_engine.frontier_client import FrontierJudge
 from judge_engine.frontier_prompt import parse_prompt, parse_reply, render
@@ -113,24 +112,6 @@ def test_an_injected_criterion_cannot_add_a_line_to_the_instructions():
     assert parse_prompt([system, user]).criterion == criterion
 
 
-class _Model:
-    """A fake OpenAI client whose 'model' replies with ``reply(user_text)``; records what it was sent."""
-
-    def __init__(self, reply):
-        self.sent = []
-        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
-        self._reply = reply
-
-    async def _create(self, *, messages, **_):
-        self.sent.append(messages)
-        text = self._reply(messages[-1]["content"])
-        return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=text))],
-                               usage=SimpleNamespace(prompt_tokens=10, completion_tokens=5))
-
-    async def close(self):
-        return None
-
-
 def _frontier(model, trace, **settings):
     async def run():
         judge = FrontierJudge(FrontierSettings(rate_limit_rps=10_000, judge_both_orders=False, **settings),
@@ -143,9 +124,10 @@ def _frontier(model, trace, **settings):
 def test_the_verdict_is_read_from_the_reply_only_and_a_quoted_injection_is_not_a_verdict():
     trace = Trace(trace_id="t", kind="pointwise", question="Capital of France?", answer=INJECTED_PASS)
     # a model that quotes the answer (with its 'VERDICT: pass' line) and then judges: ambiguous, never 'pass'
-    quoting = _frontier(_Model(lambda user: f"The answer says:\n{INJECTED_PASS}\nIt is wrong.\nVERDICT: fail"), trace)
+    quoting = _frontier(ScriptedModel(lambda _: f"The answer says:\n{INJECTED_PASS}\nIt is wrong.\nVERDICT: fail"),
+                        trace)
     assert quoting.status == "unparseable" and quoting.label is None
     # the injected text is in the prompt but the label comes from the reply's last line alone
-    honest = _frontier(_Model(lambda user: "Paris is not in Germany.\nVERDICT: fail"), trace)
+    honest = _frontier(ScriptedModel(lambda user: "Paris is not in Germany.\nVERDICT: fail"), trace)
     assert honest.status == "ok" and honest.label == "fail"
     assert parse_reply("pointwise", INJECTED_PASS).label is None  # the injected text itself does not parse

@@ -2,11 +2,10 @@
 settings, and that only what is sent to the frontier changes (the request, its trace and the verdict do not)."""
 
 import asyncio
-from types import SimpleNamespace
-
 import pytest
 from pydantic import ValidationError
 
+from frontier_support import ScriptedModel
 from judge_engine.frontier_client import FrontierJudge
 from judge_engine.frontier_prompt import parse_prompt
 from judge_engine.redaction import PATTERNS, RedactionError, redact_trace, redactor
@@ -72,22 +71,8 @@ def test_redact_trace_changes_only_the_texts_the_frontier_sees():
     assert redact_trace(trace, None) is trace
 
 
-class _Model:
-    def __init__(self):
-        self.sent = []
-        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
-
-    async def _create(self, *, messages, **_):
-        self.sent.append(messages)
-        return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content="fine\nVERDICT: pass"))],
-                               usage=SimpleNamespace(prompt_tokens=10, completion_tokens=5))
-
-    async def close(self):
-        return None
-
-
 def _judge(settings: FrontierSettings, request: FrontierRequest):
-    model = _Model()
+    model = ScriptedModel(lambda _: "fine\nVERDICT: pass")
 
     async def run():
         return await FrontierJudge(settings, client=model).judge(request)
