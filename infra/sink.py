@@ -19,6 +19,9 @@ Contract:
   Nullable), ``produced_at``, a dead letter's ``key`` and a gold item's answers/reference stay NULL when absent;
   ``stored_at`` is the server's. Map columns (a gold item's teacher labels) keep a missing label as ''; JSON columns
   (``meta``) are serialised with ``json.dumps``.
+- ``frontier_verdicts(trace_ids, judge_name)`` (async) reads back the stored frontier verdicts of that judge for
+  those traces (FINAL, parameterised; ``from_row`` turns a row back into its model): the frontier stage skips
+  requests already judged.
 - ``insert_sync(table, messages)`` inserts message models of any table of ``COLUMNS`` the same way (one table).
 - Works the same against the embedded store server (chDB behind HTTP) and a ClickHouse server.
 """
@@ -28,10 +31,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import Any
+from typing import Any, Sequence
+
+from pydantic import BaseModel
 
 from judge_engine.pipeline import Rows
 from schemas.settings import Settings
+from schemas.verdict import FrontierVerdict
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "verdicts": ("trace_id", "tenant", "app", "model", "kind", "criterion", "label", "score", "confidence",
@@ -51,6 +57,17 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 NULLABLE = {("verdicts", "produced_at"), ("dead_letters", "key"), ("gold_labels", "answer"),
             ("gold_labels", "answer_a"), ("gold_labels", "answer_b"), ("gold_labels", "reference")}
 JSON_COLUMNS = {("gold_labels", "meta")}
+
+
+def from_row(model: type[BaseModel], table: str, values: Sequence[Any]):
+    """The message model of a stored row (the inverse of ``row`` for flat tables: '' back to None where the model's
+    field defaults to None)."""
+    data = {}
+    for column, value in zip(COLUMNS[table], values):
+        if value == "" and (table, column) not in NULLABLE and model.model_fields[column].default is None:
+            value = None
+        data[column] = value
+    return model.model_validate(data)
 
 
 def row(table: str, message: Any) -> list[Any]:
@@ -95,22 +112,38 @@ class ClickHouseStore:
         """Insert message models into one table of ``COLUMNS``; returns how many rows."""
         return self._insert_tables({table: messages} if messages else {}).get(table, 0)
 
-    def _insert_tables(self, tables: dict[str, list[Any]]) -> dict[str, int]:
-        written: dict[str, int] = {}
+    def _using_client(self, fn):
+        """``fn(client)`` under the lock; a failed statement drops the client (a fresh one next time)."""
         with self._lock:
             try:
-                client = self._connect()
-                for table, messages in tables.items():
-                    data = [row(table, m) for m in messages]
-                    for i in range(0, len(data), self.chunk):
-                        client.insert(f"{self.database}.{table}", data[i : i + self.chunk],
-                                      column_names=list(COLUMNS[table]))
-                    written[table] = len(data)
+                return fn(self._connect())
             except BaseException:
                 if self._owns_client:
                     self._drop()
                 raise
-        return written
+
+    def _insert_tables(self, tables: dict[str, list[Any]]) -> dict[str, int]:
+        def insert(client) -> dict[str, int]:
+            written: dict[str, int] = {}
+            for table, messages in tables.items():
+                data = [row(table, m) for m in messages]
+                for i in range(0, len(data), self.chunk):
+                    client.insert(f"{self.database}.{table}", data[i : i + self.chunk],
+                                  column_names=list(COLUMNS[table]))
+                written[table] = len(data)
+            return written
+
+        return self._using_client(insert)
+
+    def frontier_verdicts_sync(self, trace_ids: list[str], judge_name: str) -> list[FrontierVerdict]:
+        """The stored frontier verdicts of ``judge_name`` for these trace ids (after FINAL; parameterised)."""
+        sql = (f"SELECT {', '.join(COLUMNS['frontier_verdicts'])} FROM {self.database}.frontier_verdicts FINAL "
+               "WHERE judge_name = {judge:String} AND has({ids:Array(String)}, trace_id)")
+        result = self._using_client(lambda c: c.query(sql, parameters={"judge": judge_name, "ids": list(trace_ids)}))
+        return [from_row(FrontierVerdict, "frontier_verdicts", r) for r in result.result_rows]
+
+    async def frontier_verdicts(self, trace_ids: list[str], judge_name: str) -> list[FrontierVerdict]:
+        return await asyncio.to_thread(self.frontier_verdicts_sync, trace_ids, judge_name) if trace_ids else []
 
     async def write(self, rows: Rows) -> None:
         if len(rows):

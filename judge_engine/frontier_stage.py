@@ -1,8 +1,11 @@
 """The frontier stage: a micro-batch of frontier requests -> frontier verdicts, disagreements, verdicts, dead letters.
 
 Contract:
-- ``frontier_batch(messages, judge)`` (async; its only I/O is the frontier judge):
+- ``frontier_batch(messages, judge, known=None)`` (async; its only I/O is the frontier judge and ``known``):
   - each message is validated into a ``FrontierRequest``; an invalid one becomes a dead letter (stage ``parse``);
+  - ``known(requests)``, when given, returns the frontier verdicts already stored for these traces (a redelivered
+    request): a request whose trace (id, tenant, app, criterion) has one is not sent again; the stored verdict is
+    reused (with the request's reason and inline verdict) and everything below follows from it as before;
   - the valid requests are judged concurrently by ``FrontierJudge.judge_many`` (within its concurrency, rate and
     budget limits), which always returns one ``FrontierVerdict`` per request (a verdict it could not obtain has a
     ``status`` saying why): every frontier verdict is stored, whatever its status;
@@ -12,7 +15,8 @@ Contract:
     trace's one ``Verdict`` from the frontier (``source=frontier``, judge name and version the frontier model,
     score 1/0/0.5 for A-or-pass/B-or-fail/tie); when the frontier gave no verdict either, the trace becomes a dead
     letter (stage ``frontier``, the request's bytes kept for replay), so that no trace goes unaccounted for.
-- ``FrontierStage.process(messages)`` runs ``frontier_batch``, stores every row (holding while the store is
+- ``FrontierStage.process(messages)`` runs ``frontier_batch`` (with the store's ``frontier_verdicts`` lookup of
+  ``settings.frontier.model`` as ``known`` when the store has one), stores every row (holding while the store is
   unavailable), publishes the frontier verdicts and dead letters to their topics (holding likewise), and returns
   only then; the caller acknowledges the messages after it returns (at-least-once: a redelivered request is judged
   again and its rows replace their twins).
@@ -23,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Awaitable, Callable, Protocol, Sequence
 
 from judge_engine.frontier_client import disagreement
 from judge_engine.pipeline import BatchStage, Incoming, Outbox, Rows, dead_letter
@@ -46,6 +50,7 @@ class FrontierOutcome:
     disagreements: list[Disagreement] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    reused: int = 0  # frontier verdicts already stored (redelivered requests), not judged again
 
 
 def parse_request(message: Incoming) -> FrontierRequest | DeadLetter:
@@ -81,7 +86,22 @@ def verdict_from_frontier(request: FrontierRequest, fv: FrontierVerdict) -> Verd
     )
 
 
-async def frontier_batch(messages: Sequence[Incoming], judge: FrontierJudgeLike) -> FrontierOutcome:
+Known = Callable[[list[FrontierRequest]], Awaitable[list[FrontierVerdict]]]
+
+
+def _identity(trace_id: str, tenant: str, app: str, criterion: str) -> tuple[str, str, str, str]:
+    return trace_id, tenant, app, criterion
+
+
+def _reuse(stored: FrontierVerdict, request: FrontierRequest) -> FrontierVerdict:
+    inline = request.inline_verdict
+    return stored.model_copy(update={
+        "request_reason": request.reason, "inline_label": inline.label if inline is not None else None,
+        "inline_judge_version": inline.judge_version if inline is not None else None})
+
+
+async def frontier_batch(messages: Sequence[Incoming], judge: FrontierJudgeLike,
+                         known: Known | None = None) -> FrontierOutcome:
     outcome = FrontierOutcome()
     valid: list[tuple[Incoming, FrontierRequest]] = []
     for message in messages:
@@ -92,8 +112,18 @@ async def frontier_batch(messages: Sequence[Incoming], judge: FrontierJudgeLike)
             valid.append((message, parsed))
     if not valid:
         return outcome
-    verdicts = await judge.judge_many([r for _, r in valid])
-    for (message, request), fv in zip(valid, verdicts):
+    requests = [r for _, r in valid]
+    stored = {_identity(fv.trace_id, fv.tenant, fv.app, fv.criterion): fv
+              for fv in (await known(requests) if known is not None else [])}
+
+    def key(r: FrontierRequest):
+        return _identity(r.trace.trace_id, r.trace.tenant, r.trace.app, r.trace.criterion)
+
+    fresh = [r for r in requests if key(r) not in stored]
+    judged = iter(await judge.judge_many(fresh) if fresh else [])
+    for message, request in valid:
+        fv = _reuse(stored[key(request)], request) if key(request) in stored else next(judged)
+        outcome.reused += key(request) in stored
         outcome.frontier_verdicts.append(fv)
         inline = request.inline_verdict
         if inline is not None:
@@ -117,7 +147,11 @@ class FrontierStage(BatchStage):
     async def process(self, messages: Sequence[Incoming]) -> FrontierOutcome:
         if not messages:
             return FrontierOutcome()
-        outcome = await self._hold(lambda: frontier_batch(messages, self.judge),
+        lookup = getattr(self.store, "frontier_verdicts", None)
+        model = self.settings.frontier.model
+        known = None if lookup is None else \
+            (lambda requests: lookup(sorted({r.trace.trace_id for r in requests}), model))
+        outcome = await self._hold(lambda: frontier_batch(messages, self.judge, known),
                                    f"judging {len(messages)} frontier requests")
         rows = Rows(verdicts=outcome.verdicts, frontier_verdicts=outcome.frontier_verdicts,
                     disagreements=outcome.disagreements, dead_letters=outcome.dead_letters)
@@ -129,7 +163,7 @@ class FrontierStage(BatchStage):
             outbox.add(topics.dead_letters, letter.key, letter.to_bytes())
         await self._store_then_publish(rows, outbox)
         counts = Counter(requests=len(messages), disagreements=len(outcome.disagreements),
-                         dead_letters=len(outcome.dead_letters))
+                         dead_letters=len(outcome.dead_letters), reused=outcome.reused)
         counts.update(f"status_{fv.status}" for fv in outcome.frontier_verdicts)
         self._tally(counts)
         return outcome

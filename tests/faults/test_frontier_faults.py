@@ -91,3 +91,28 @@ def test_frontier_errors_retry_within_limits_then_record_the_give_up(fault_run, 
     assert all(a == 0 and "budget exhausted" in e for _, s, a, e, _ in rows_b if s == "budget_exhausted")
     assert 0 < sum(c for *_, c in rows_b) <= 0.05
     assert _replay_stats(frontiers["budget"])["requests"] == sum(1 for _, s, *_ in rows_b if s == "ok")
+
+
+def test_a_redelivered_frontier_request_is_not_sent_to_the_frontier_again(fault_run, sample_traces, sample_gold):
+    from infra.lag import committed_offsets
+
+    run = fault_run(routing={"threshold": 1.0, "calibration_sample_rate": 0.0})
+    traces = sample_traces["pointwise"][N:N + 10]
+    settings = run.replay(sample_gold, Faults(latency_ms=5))
+    workers = [run.worker("inline", stub_ms=5, ready=False), run.worker("frontier", settings=settings, ready=False)]
+    for w in workers:
+        run.wait_ready(w, settings)
+
+    def requests_committed() -> int:
+        offsets = committed_offsets(settings, settings.kafka.frontier_consumer_group,
+                                    settings.kafka.topics.frontier_requests)
+        return sum(o or 0 for o in offsets.values())
+
+    run.send(traces)
+    assert wait_until(lambda: run.count("SELECT count() FROM {db}.frontier_verdicts FINAL") == len(traces), 60)
+    assert _replay_stats(settings)["requests"] == len(traces)
+    run.send(traces)  # the same traces again: judged inline again, their frontier requests published again
+    assert wait_until(lambda: requests_committed() == 2 * len(traces), 60), "the second requests were not consumed"
+    assert _replay_stats(settings)["requests"] == len(traces), "a stored frontier verdict was asked for again"
+    assert run.rows("SELECT count(), uniqExact(trace_id) FROM {db}.frontier_verdicts FINAL") == [(10, 10)]
+    run.assert_each_once(traces, [], settle_s=0)

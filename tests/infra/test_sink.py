@@ -74,3 +74,20 @@ def test_a_worker_never_opens_the_embedded_engine_itself(tmp_path):
     with pytest.raises(ConnectionError, match="store server is not running"):
         asyncio.run(sink.write(rows(1)))
     assert not (tmp_path / "clickhouse").exists()  # the path was not opened in this process
+
+
+def test_stored_frontier_verdicts_read_back_as_the_messages_written(store):
+    _, settings = store
+    sink = ClickHouseStore(settings)
+    try:
+        batch = rows(3)
+        asyncio.run(sink.write(batch))
+        found = asyncio.run(sink.frontier_verdicts(["t1", "t2", "x' OR 1=1 --"], "gpt-4"))
+        assert asyncio.run(sink.frontier_verdicts(["t1"], "another-judge")) == []
+        assert asyncio.run(sink.frontier_verdicts([], "gpt-4")) == []
+    finally:
+        sink.close()
+    (fv,) = found
+    written = batch.frontier_verdicts[0]
+    assert fv.model_dump(exclude={"judged_at"}) == written.model_dump(exclude={"judged_at"})
+    assert fv.judged_at == written.judged_at.replace(microsecond=written.judged_at.microsecond // 1000 * 1000)

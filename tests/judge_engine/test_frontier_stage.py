@@ -90,3 +90,38 @@ def test_process_stores_every_row_then_publishes_frontier_verdicts():
     assert len(stored[0].frontier_verdicts) == 1 and len(stored[0].disagreements) == 1
     assert [(topic, key) for topic, key, _ in published] == [(s.kafka.topics.frontier_verdicts, b"t1")]
     assert stage.stats["status_ok"] == 1 and stage.stats["disagreements"] == 1
+
+
+def test_a_request_whose_frontier_verdict_is_stored_is_not_judged_again():
+    done, new = trace("done", "pairwise"), trace("new")
+    stored = FrontierVerdict(trace_id="done", kind="pairwise", criterion=done.criterion, judge_name="gpt-4",
+                             label="B", request_reason="low_confidence", inline_label="B", trace_time=T0,
+                             attempts=2, cost_usd=0.01)
+    asked = []
+
+    class Frontier(FakeFrontier):
+        async def judge_many(self, requests):
+            asked.extend(r.trace.trace_id for r in requests)
+            return await super().judge_many(requests)
+
+    class Store:
+        async def frontier_verdicts(self, trace_ids, judge_name):
+            assert (trace_ids, judge_name) == (["done", "new"], "gpt-4")
+            return [stored]
+
+        async def write(self, rows):
+            self.rows = rows
+
+    async def publish(outbox):
+        pass
+
+    store = Store()
+    stage = FrontierStage(Settings(), Frontier({"new": "pass"}), store, publish)
+    requests = [FrontierRequest(trace=done, reason="low_confidence", inline_verdict=inline(done, "A")),
+                FrontierRequest(trace=new, reason="calibration_sample", inline_verdict=inline(new, "pass"))]
+    out = asyncio.run(stage.process(msgs(*requests)))
+    assert asked == ["new"], "the stored trace was sent to the frontier again"
+    reused = out.frontier_verdicts[0]
+    assert (reused.label, reused.attempts, reused.judged_at, reused.inline_label) == ("B", 2, stored.judged_at, "A")
+    assert [d.trace_id for d in out.disagreements] == ["done"]  # the stored B against the new inline A
+    assert out.reused == 1 and stage.stats["reused"] == 1 and len(store.rows.frontier_verdicts) == 2
