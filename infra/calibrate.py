@@ -91,8 +91,8 @@ def calibrate(settings: Settings, analytics: Analytics, out_dir: Path, judge_ver
         series[f"{name}: agreement with frontier (estimated)"] = [
             (p["frontier_fraction"], p["estimated_agreement_with_frontier"]) for p in r["threshold_curve"]]
         if r["gold_items"]:
-            series[f"{name}: accuracy vs gold"] = [(p["frontier_fraction"], p["accuracy_vs_human"])
-                                                   for p in r["cascade_vs_gold"]]
+            series[f"{name}: accuracy vs gold (no frontier verdict: the inline label stands)"] = [
+                (p["frontier_fraction"], p["accuracy_vs_human"]) for p in r["cascade_vs_gold"]]
         rec = r["recommendation"]
         if rec:
             marks[f"{name}: recommended {rec['threshold']:.2f}"] = (rec["frontier_fraction"],
@@ -149,7 +149,8 @@ def format_summary(report: dict[str, Any]) -> str:
         if rec:
             lines.append(
                 f"  RECOMMENDED threshold {rec['threshold']:.2f}: estimated disagreement above it "
-                f"{_pct(rec['estimated_disagreement'])} (from {rec['observed_in_accepted']} frontier verdicts; "
+                f"{_pct(rec['estimated_disagreement'])} (95 % upper bound {_pct(rec['disagreement_upper_95'])}; from "
+                f"{rec['observed_in_accepted']} frontier verdicts; "
                 f"{_pct(rec['unobserved_share'])} of the accepted traffic in buckets without one), "
                 f"{_pct(rec['frontier_fraction'])} routed ({_pct(rec['frontier_fraction_with_sample'])} with the "
                 f"calibration sample), frontier cost ${_f(rec['frontier_cost_usd'], '.4f')} for these "

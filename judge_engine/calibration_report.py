@@ -17,7 +17,9 @@ Contract:
   with traffic but no frontier verdict take the rate of the other accepted buckets; their share of the accepted
   traffic is reported as ``unobserved_share``. Each point has the routed (``frontier_fraction``) and accepted
   shares, the frontier fraction including the calibration sample, and the implied frontier calls and cost for the
-  window's traffic at the mean cost of one frontier-judged trace.
+  window's traffic at the mean cost of one frontier-judged trace. ``disagreement_upper_95`` is the Wilson 95 %
+  upper bound of the estimate taking the accepted set's frontier verdicts as the sample size (approximate: the
+  strata are weighted), so a threshold resting on a handful of sampled verdicts shows how little it is known.
 - ``recommend``: the lowest candidate threshold whose accepted set is non-empty and whose estimated disagreement is
   at most ``accepted_error_rate``; ``None`` when no threshold qualifies (everything would have to go to the
   frontier) or when no verdict has a frontier verdict (nothing to estimate from). The estimate is not assumed to
@@ -26,7 +28,8 @@ Contract:
   kappa for pairwise, through ``metrics.agreement``), inline vs gold (kappa, accuracy), reliability bins against
   gold and against the frontier, the cascade curve against gold (``metrics.cascade_curve``), and ``warnings``: fewer
   than ``MIN_GOLD`` gold items, no frontier verdict on gold items, or the frontier below ``FRONTIER_BAR`` on TPR or
-  TNR (pointwise) or accuracy (pairwise, which has no TPR/TNR).
+  TNR (pointwise) or accuracy (pairwise, which has no TPR/TNR), and a recommendation resting on fewer than
+  ``MIN_OBSERVED`` frontier verdicts above it (the rule stays the point estimate; the warning says how thin it is).
 - Undefined values are NaN (JSON: null via ``jsonable``), never an error.
 """
 
@@ -39,6 +42,7 @@ from typing import Any, Sequence
 from judge_engine import metrics
 
 MIN_GOLD = 100
+MIN_OBSERVED = 30
 FRONTIER_BAR = 0.9
 DEFAULT_N_BUCKETS = 20
 ROUTE_ALL = 1.0001  # above every confidence: every verdict routed (as metrics.DEFAULT_THRESHOLDS ends)
@@ -84,6 +88,15 @@ def mean_frontier_cost(rows: Sequence[JudgedRow]) -> tuple[float, float, int]:
             sum(r.frontier_tokens or 0 for r in costed) / len(costed), len(costed))
 
 
+def wilson_upper(rate: float, n: int, z: float = 1.96) -> float:
+    """Upper end of the Wilson score interval of a proportion ``rate`` seen on ``n`` items; NaN when n is 0."""
+    if not n or math.isnan(rate):
+        return NAN
+    centre = rate + z * z / (2 * n)
+    spread = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n))
+    return min(1.0, (centre + spread) / (1 + z * z / n))
+
+
 def threshold_curve(buckets: Sequence[Bucket], *, calibration_sample_rate: float = 0.0,
                     cost_per_trace_usd: float = NAN, tokens_per_trace: float = NAN) -> list[dict[str, Any]]:
     total = sum(b.traffic for b in buckets)
@@ -103,6 +116,7 @@ def threshold_curve(buckets: Sequence[Bucket], *, calibration_sample_rate: float
             "frontier_fraction": routed,
             "frontier_fraction_with_sample": with_sample,
             "estimated_disagreement": rate,
+            "disagreement_upper_95": wilson_upper(rate, sum(b.observed for b in accepted)),
             "observed_in_accepted": sum(b.observed for b in accepted),
             "unobserved_share": (n_accepted - seen_traffic) / n_accepted if n_accepted else NAN,
             "frontier_traces": calls,
@@ -165,6 +179,11 @@ def criterion_report(rows: Sequence[JudgedRow], *, kind: str, accepted_error_rat
     elif rec is None:
         warnings.append(f"no threshold keeps the estimated inline-frontier disagreement at or under "
                         f"{accepted_error_rate}: every verdict would have to go to the frontier")
+    elif rec["observed_in_accepted"] < MIN_OBSERVED:
+        warnings.append(f"the recommended threshold {rec['threshold']:.2f} rests on only {rec['observed_in_accepted']} "
+                        f"frontier verdicts above it (95 % upper bound of the disagreement "
+                        f"{_fmt(rec['disagreement_upper_95'])}): too few to trust; raise "
+                        "routing.calibration_sample_rate to measure the confident verdicts")
     return {
         "kind": kind,
         "verdicts": len(rows),

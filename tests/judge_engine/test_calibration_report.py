@@ -6,7 +6,7 @@ import math
 import pytest
 
 from judge_engine.calibration_report import (
-    ROUTE_ALL, JudgedRow, bucket_agreement, criterion_report, jsonable, recommend, threshold_curve,
+    ROUTE_ALL, JudgedRow, bucket_agreement, criterion_report, jsonable, recommend, threshold_curve, wilson_upper,
 )
 
 
@@ -99,3 +99,17 @@ def test_gold_metrics_and_the_warnings_of_a_small_set_and_a_weak_frontier():
     warnings = " | ".join(r["warnings"])
     assert "only 10 gold items" in warnings and "TNR" in warnings and "TPR" not in warnings
     assert r["frontier_cost_per_trace_usd"] == pytest.approx(0.002)
+
+
+def test_a_recommendation_on_few_frontier_verdicts_is_flagged_with_its_upper_bound():
+    thin = criterion_report(rows_in(0.6, 50, 50, 25) + rows_in(0.95, 100, 7, 0), kind="pairwise",
+                            accepted_error_rate=0.05)
+    rec = thin["recommendation"]
+    assert rec["threshold"] == pytest.approx(0.65) and rec["observed_in_accepted"] == 7  # the next edge above 0.6
+    # Wilson upper bound of 0 successes in 7: z^2 / (n + z^2)
+    assert rec["disagreement_upper_95"] == pytest.approx(1.96 ** 2 / (7 + 1.96 ** 2))
+    assert any("rests on only 7 frontier verdicts" in w for w in thin["warnings"])
+    solid = criterion_report(rows_in(0.6, 50, 50, 25) + rows_in(0.95, 100, 40, 0), kind="pairwise",
+                             accepted_error_rate=0.05)
+    assert not any("rests on only" in w for w in solid["warnings"])
+    assert wilson_upper(0.5, 0) != wilson_upper(0.5, 0)  # NaN without items
