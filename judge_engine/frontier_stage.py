@@ -18,8 +18,8 @@ Contract:
 - ``FrontierStage.process(messages)`` runs ``frontier_batch`` (with the store's ``frontier_verdicts`` lookup of
   ``settings.frontier.model`` as ``known`` when the store has one), stores every row (holding while the store is
   unavailable), publishes the frontier verdicts and dead letters to their topics (holding likewise), and returns
-  only then; the caller acknowledges the messages after it returns (at-least-once: a redelivered request is judged
-  again and its rows replace their twins).
+  only then; the caller acknowledges the messages after it returns (at-least-once: a redelivered request reuses
+  its stored frontier verdict, or is judged again when none was stored, and its rows replace their twins).
 """
 
 from __future__ import annotations
