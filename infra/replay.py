@@ -39,7 +39,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -323,7 +323,7 @@ def _gold_rows(settings: Settings) -> list[dict]:
 
     try:
         return call_with_retries_sync(query, what="reading gold labels", attempts=3)
-    except Exception as e:  # noqa: BLE001 - one line for the user
+    except Exception as e:  # one line for the user
         from judge_engine.failures import describe as describe_error
 
         raise ReplayError(f"cannot read gold labels from {describe(settings)} (database {db}): "

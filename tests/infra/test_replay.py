@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.produce import malformed_messages, produce, traces_from_gold
+from fault_support import FaultRun
+from infra.clickhouse import connect
+from infra.produce import malformed_messages, produce
 from infra.replay import OffsetBound, ReplayError, ReplayOptions, capture_ends, parse_offset, parse_time, replay
-from infra.topics import ensure_topics
 from schemas.gold import GoldLabel, read_gold_file
 from schemas.trace import Trace
 from schemas.verdict import FrontierVerdict
@@ -51,18 +52,6 @@ def test_offset_bounds_and_times_parse_or_name_the_fix():
         ReplayOptions(out=Path("x"), reference_drop=2.0)
 
 
-def private_topics(base, run: str, **updates):
-    """Settings with topics and consumer groups of this test's own (2 partitions each), created on the broker."""
-    names = {name: f"judgeline.{name}.{run}" for name in
-             ("traces", "frontier_requests", "verdicts", "frontier_verdicts", "dead_letters")}
-    kafka = base.kafka.model_copy(update={
-        "topics": base.kafka.topics.model_copy(update={**names, "partitions": 2}),
-        "consumer_group": f"inline-{run}", "frontier_consumer_group": f"frontier-{run}"})
-    settings = base.model_copy(update={"kafka": kafka, **updates})
-    ensure_topics(settings)
-    return settings
-
-
 def insert_gold(client, database: str, items) -> None:
     columns = ("id", "source", "kind", "criterion", "question", "answer", "answer_a", "answer_b", "reference",
                "human_label", "teacher", "teacher_swapped", "meta")
@@ -84,11 +73,12 @@ def ok_verdict(trace: Trace, label: str) -> FrontierVerdict:
                            label=label, request_reason="low_confidence", trace_time=trace.timestamp)
 
 
-def committed(settings, group: str, topic: str, partitions=(0, 1)) -> list[int]:
+def committed(settings, group: str, topic: str) -> list[int]:
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({**settings.kafka.client_config(), "group.id": group})
     try:
+        partitions = range(settings.kafka.topics.partitions)
         return [tp.offset for tp in c.committed([TopicPartition(topic, p) for p in partitions], timeout=10)]
     finally:
         c.close()
@@ -145,10 +135,17 @@ class KeepProducing(threading.Thread):
 
 @pytest.mark.integration
 def test_replay_stops_at_the_ends_captured_at_start_while_producing_and_leaves_the_live_group_alone(
-        stack, store, sample_gold, tmp_path):
-    client, base = store
-    run = uuid.uuid4().hex[:8]
-    settings = private_topics(base, run)
+        stack, sample_gold, tmp_path):
+    fault_run = FaultRun.create(stack)  # topics, consumer groups and a ClickHouse database of this test's own
+    try:
+        _replay_while_producing(fault_run, sample_gold, tmp_path)
+    finally:
+        fault_run.stop()
+
+
+def _replay_while_producing(fault_run, sample_gold, tmp_path):
+    settings, run = fault_run.settings, fault_run.run_id
+    client = connect(settings)
     topics = settings.kafka.topics
     items = sample_items(sample_gold)
     items = items[:12] + items[-12:]  # pairwise first in the sample, pointwise last
@@ -163,7 +160,7 @@ def test_replay_stops_at_the_ends_captured_at_start_while_producing_and_leaves_t
     assert produce(settings, [(v.trace_id.encode(), v.to_bytes()) for v in [*framed, not_obtained]],
                    topic=topics.frontier_verdicts).failed == 0
     gold = [it for i, it in enumerate(items) if i % 3 != 0 and i % 4 == 1]
-    insert_gold(client, base.clickhouse.database, gold)
+    insert_gold(client, fault_run.db, gold)
     expected = {v.trace_id: ("frontier:gpt-4", v.label) for v in framed}
     expected.update({it.id: ("gold", it.human_label) for it in gold})
     before_ends = capture_ends_now(settings, topics.traces)
@@ -205,7 +202,7 @@ def test_replay_stops_at_the_ends_captured_at_start_while_producing_and_leaves_t
     assert counts["unlabelled"] == counts["read"] - 2 - 1 - len(expected)
     assert counts["frontier_verdicts_read"] == len(framed) + 1 and counts["frontier_verdicts_ok"] == len(framed)
     assert manifest["label_sources"] == {"frontier:gpt-4": len(framed), "gold": len(gold)}
-    assert committed(settings, manifest["consumer_group"], topics.traces) == [-1001, -1001], "replay never commits"
+    assert set(committed(settings, manifest["consumer_group"], topics.traces)) == {-1001}, "replay never commits"
     import pyarrow.parquet as pq
 
     table = pq.read_table(tmp_path / "out" / "dataset.parquet")
@@ -228,7 +225,8 @@ def test_replay_stops_at_the_ends_captured_at_start_while_producing_and_leaves_t
     p = {r["partition"]: r for r in part["topics"][topics.traces]}
     assert (p[0]["start"], p[0]["end"], p[0]["read"]) == (0, 0, 0)
     assert p[1]["start"] == 3 and p[1]["read"] == p[1]["end"] - 3
-    assert part["counts"]["read"] == p[1]["read"]
+    assert all(p[i]["start"] == 0 and p[i]["read"] == p[i]["end"] for i in p if i > 1)
+    assert part["counts"]["read"] == sum(r["read"] for r in p.values())
 
 
 def capture_ends_now(settings, topic: str) -> dict[int, int]:
@@ -247,7 +245,7 @@ def _first_background_time(settings) -> datetime:
 
     c = Consumer({**settings.kafka.client_config(), "group.id": f"probe-{uuid.uuid4().hex[:8]}",
                   "enable.auto.commit": False})
-    c.assign([TopicPartition(settings.kafka.topics.traces, p, 0) for p in (0, 1)])
+    c.assign([TopicPartition(settings.kafka.topics.traces, p, 0) for p in range(settings.kafka.topics.partitions)])
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -302,32 +300,25 @@ class Traffic(threading.Thread):
 
 @pytest.mark.integration
 def test_replay_retrain_deploy_without_dropping_requests_and_fresh_verdicts_carry_the_new_version(
-        stack, store, tiny_judge, sample_gold, tmp_path):
+        stack, tiny_judge, sample_gold, tmp_path):
     import tritonclient.http as httpclient
 
-    from infra import frontier_replay, process, triton
-    from infra.workers import start_worker, wait_until, wait_worker_ready
+    from infra import frontier_replay, triton
+    from infra.workers import wait_until
     from judge_engine.export import export
 
-    client, base = store
-    db = base.clickhouse.database
-    run = uuid.uuid4().hex[:8]
-    model = f"judge_retrain_{run}"  # a model of its own: other tests' versions of `judge` are not touched
-    settings = private_topics(
-        base, run, triton=base.triton.model_copy(update={"model_name": model}),
-        routing=base.routing.model_copy(update={"threshold": 0.8, "calibration_sample_rate": 0.3}),
-        stream=base.stream.model_copy(update={"batch_size": 16, "batch_within_s": 0.1}))
-    export(tiny_judge.model_dir, Path(settings.stack.model_repository), model)
-    assert triton.load_model(settings, model) == "1"
-    server = frontier_replay.start(settings, [sample_gold], faults=frontier_replay.Faults(latency_ms=5))
-    workers, traffic = [], None
+    model = f"judge_retrain_{uuid.uuid4().hex[:8]}"  # a model of its own: other tests' `judge` versions untouched
+    fault_run = FaultRun.create(stack, triton={"model_name": model},
+                                routing={"threshold": 0.8, "calibration_sample_rate": 0.3})
+    db = fault_run.db
+    client = connect(fault_run.settings)
+    export(tiny_judge.model_dir, Path(stack.stack.model_repository), model)
+    assert triton.load_model(fault_run.settings, model) == "1"
+    traffic = None
     try:
-        process.wait_healthy(server, lambda: frontier_replay.healthy(settings, server), 60)
-        settings = settings.model_copy(update={"frontier": settings.frontier.model_copy(
-            update={"base_url": server.extra["base_url"], "rate_limit_rps": 200})})
-        workers = [start_worker(settings, role, name=f"{role}-{run}") for role in ("inline", "frontier")]
-        for w in workers:
-            wait_worker_ready(settings, w, timeout_s=90)
+        settings = fault_run.replay(sample_gold, frontier_replay.Faults(latency_ms=5))
+        for role in ("inline", "frontier"):
+            fault_run.worker(role, settings=settings)
 
         # 1. traffic through the pipeline: 60 traces (+ 3 malformed, + 1 redelivery); 10 of them have no gold label
         items = sample_items(sample_gold)
@@ -335,7 +326,7 @@ def test_replay_retrain_deploy_without_dropping_requests_and_fresh_verdicts_carr
         no_gold = {it.id for it in batch[25:30] + batch[-5:]}
         insert_gold(client, db, [it for it in batch if it.id not in no_gold])
         messages = [(it.id.encode(), Trace.from_gold(it).to_bytes()) for it in batch]
-        messages += malformed_messages(3, f"{run}-") + [messages[0]]
+        messages += malformed_messages(3, f"{fault_run.run_id}-") + [messages[0]]
         assert produce(settings, messages).failed == 0
 
         def count(sql: str) -> int:
@@ -404,9 +395,8 @@ def test_replay_retrain_deploy_without_dropping_requests_and_fresh_verdicts_carr
     finally:
         if traffic is not None:
             traffic.stop.set()
-        for record in [*workers, server]:
-            process.stop(record)
-        http = httpclient.InferenceServerClient(settings.triton.http_url)
+        fault_run.stop()
+        http = httpclient.InferenceServerClient(stack.triton.http_url)
         try:
             http.unload_model(model)  # the session's Triton keeps only what other tests load
         finally:
