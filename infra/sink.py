@@ -57,6 +57,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 NULLABLE = {("verdicts", "produced_at"), ("dead_letters", "key"), ("gold_labels", "answer"),
             ("gold_labels", "answer_a"), ("gold_labels", "answer_b"), ("gold_labels", "reference")}
 JSON_COLUMNS = {("gold_labels", "meta")}
+_FRONTIER_VERDICT_COLUMNS = ", ".join(COLUMNS["frontier_verdicts"])  # constant column names, for reading back
 
 
 def from_row(model: type[BaseModel], table: str, values: Sequence[Any]):
@@ -137,7 +138,7 @@ class ClickHouseStore:
 
     def frontier_verdicts_sync(self, trace_ids: list[str], judge_name: str) -> list[FrontierVerdict]:
         """The stored frontier verdicts of ``judge_name`` for these trace ids (after FINAL; parameterised)."""
-        sql = (f"SELECT {', '.join(COLUMNS['frontier_verdicts'])} FROM {self.database}.frontier_verdicts FINAL "
+        sql = (f"SELECT {_FRONTIER_VERDICT_COLUMNS} FROM {self.database}.frontier_verdicts FINAL "
                "WHERE judge_name = {judge:String} AND has({ids:Array(String)}, trace_id)")
         result = self._using_client(lambda c: c.query(sql, parameters={"judge": judge_name, "ids": list(trace_ids)}))
         return [from_row(FrontierVerdict, "frontier_verdicts", r) for r in result.result_rows]
