@@ -186,8 +186,11 @@ def capture_ends(consumer, topics: list[str], timeout_s: float = 10.0) -> dict[t
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s, cached=False)
             ranges[(topic, p)] = PartitionRange(topic, p, low, high, high)
     probe = {k: r.listed_end - 1 for k, r in ranges.items() if r.listed_end > r.low}
-    _poll_each(consumer, probe, timeout_s)
+    answered = _poll_each(consumer, probe, timeout_s)
     for key in probe:
+        if key not in answered:
+            log.warning("%s partition %d: no fetch answered within %.0f s; its end is ListOffsets' %d",
+                        *key, timeout_s, ranges[key].listed_end)
         _, fetched = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
         r = ranges[key]
         r.end = max(r.listed_end, fetched if fetched is not None and fetched >= 0 else -1)
@@ -385,6 +388,8 @@ def replay(settings: Settings, options: ReplayOptions, log_line: Callable[[str],
         raise ReplayError(f"--group-id {group_id} is a live worker's consumer group; replay uses a group of its own "
                           "(omit --group-id for a fresh one)")
     started, started_at = time.monotonic(), datetime.now(timezone.utc)
+    gold = GoldIndex(_gold_rows(settings) if options.gold else ())  # first: a missing store fails before the read
+    gold_s, read_started = time.monotonic() - started, time.monotonic()
     consumer = _consumer(settings, group_id)
     counts: Counter = Counter()
     try:
@@ -427,8 +432,7 @@ def replay(settings: Settings, options: ReplayOptions, log_line: Callable[[str],
                     verdicts.append(fv)
     finally:
         consumer.close()
-    read_s = time.monotonic() - started
-    gold = GoldIndex(_gold_rows(settings) if options.gold else ())
+    read_s = time.monotonic() - read_started
     frontier = frontier_index(verdicts)
     counts["frontier_verdicts_ok"] = len(frontier)
     counts["gold_labels"] = len(gold)
@@ -450,7 +454,8 @@ def replay(settings: Settings, options: ReplayOptions, log_line: Callable[[str],
         "bootstrap_servers": kafka.bootstrap_servers,
         "topics": {name: [_range_dict(r) for r in rs] for name, rs in ranges.items()},
         "options": {
-            "from_offset": [asdict(b) for b in options.from_offsets], "to_offset": [asdict(b) for b in options.to_offsets],
+            "from_offset": [asdict(b) for b in options.from_offsets],
+            "to_offset": [asdict(b) for b in options.to_offsets],
             "since": options.since.isoformat() if options.since else None,
             "until": options.until.isoformat() if options.until else None,
             "swap": options.swap, "reference_drop": options.reference_drop, "formats": list(options.formats),
@@ -459,7 +464,8 @@ def replay(settings: Settings, options: ReplayOptions, log_line: Callable[[str],
         "counts": {k: counts[k] for k in sorted(counts)},
         "label_sources": dict(sorted(dataset.label_sources.items())),
         "files": files,
-        "seconds": {"read": round(read_s, 2), "total": round(time.monotonic() - started, 2)},
+        "seconds": {"gold": round(gold_s, 2), "kafka": round(read_s, 2),
+                    "total": round(time.monotonic() - started, 2)},
         "train_command": (f"judgeline train --gold {out / 'dataset.jsonl'} --teacher {judges[0] if judges else 'human'}"
                           f" --fallback-human") if "jsonl" in files else None,
     }
