@@ -8,6 +8,8 @@ Contract:
   0.8 KB per token) and kept in the embedding cache (``embedding_cache``, its own namespace), so each step runs only those ``K`` layers forward and backward over the distinct texts of
   the batch. A batch holds whole items: every augmented variant of an item (both answer orders, reference drop)
   shares its texts, so it costs one forward of them.
+- An epoch is a fresh random subset of at most ``items_per_epoch`` train items (all of them on small sets), which
+  bounds the time of an epoch on large sets.
 - Both heads and the shared layers train together (AdamW; the layers at ``lr``, the heads at ``head_lr``), one
   mixed batch of pairwise and pointwise items at a time, loss weighted by the examples of each kind.
 - Validation loss (the same loss, dropout off) is measured before the first epoch and after each; the weights of
@@ -59,6 +61,7 @@ class FinetuneConfig:
     head_lr: float = 1e-4
     weight_decay: float = 0.01
     items_per_batch: int = 16
+    items_per_epoch: int = 1200  # a fresh random subset each epoch bounds the time on large sets
     seed: int = 13
     progress: bool = True
     cache: Path = DEFAULT_PATH
@@ -96,13 +99,15 @@ def _embed(encoder: Encoder, layers, states: dict[str, torch.Tensor], texts: lis
     return out
 
 
-def _batches(examples: list[Example], items_per_batch: int, rng: random.Random) -> list[list[Example]]:
+def _batches(examples: list[Example], cfg: FinetuneConfig, rng: random.Random) -> list[list[Example]]:
+    """Batches of whole items (all augmented variants of an item together), at most ``items_per_epoch`` items."""
     by_item: dict[str, list[Example]] = defaultdict(list)
     for e in examples:
         by_item[e.source_id].append(e)
     groups = list(by_item.values())
     rng.shuffle(groups)
-    return [sum(groups[i : i + items_per_batch], []) for i in range(0, len(groups), items_per_batch)]
+    groups = groups[: cfg.items_per_epoch]
+    return [sum(groups[i : i + cfg.items_per_batch], []) for i in range(0, len(groups), cfg.items_per_batch)]
 
 
 def finetune(encoder: Encoder, heads: StudentHeads, texts: list[str], train: list[Example], val: list[Example],
@@ -146,7 +151,7 @@ def finetune(encoder: Encoder, heads: StudentHeads, texts: list[str], train: lis
     best, best_epoch, best_state = losses[0], 0, snapshot()
     train_losses: list[float] = []
     for epoch in range(1, cfg.epochs + 1):
-        batches = _batches(train, cfg.items_per_batch, rng)
+        batches = _batches(train, cfg, rng)
         layers.train()
         heads.train()
         running = []

@@ -128,16 +128,22 @@ class Encoder:
                 progress(len(idx))
         return out
 
-    def top(self, states: list[torch.Tensor], layers: Iterable[nn.Module]) -> torch.Tensor:
+    def top(self, states: list, layers: Iterable[nn.Module], chunk: int = 16) -> torch.Tensor:
         """Sentence embeddings [n, 384] from ``lower_states`` through ``layers`` (the last layers, or the copies
-        being trained); differentiable."""
-        width = max(len(s) for s in states)
-        hidden = torch.zeros(len(states), width, EMBED_DIM, device=self.device)
-        mask = torch.zeros(len(states), width, device=self.device)
-        for i, s in enumerate(states):
-            hidden[i, : len(s)] = torch.as_tensor(s).to(self.device).float()
-            mask[i, : len(s)] = 1
-        return pool(self._run(layers, hidden, mask), mask)
+        being trained); differentiable. Texts run in chunks of similar length (little padding); the output keeps
+        the input order."""
+        order = sorted(range(len(states)), key=lambda i: len(states[i]))
+        parts = []
+        for start in range(0, len(order), chunk):
+            part = [states[i] for i in order[start : start + chunk]]
+            width = max(len(s) for s in part)
+            hidden = torch.zeros(len(part), width, EMBED_DIM, device=self.device)
+            mask = torch.zeros(len(part), width, device=self.device)
+            for i, s in enumerate(part):
+                hidden[i, : len(s)] = torch.as_tensor(s).to(self.device).float()
+                mask[i, : len(s)] = 1
+            parts.append(pool(self._run(layers, hidden, mask), mask))
+        return torch.cat(parts)[torch.argsort(torch.tensor(order))]
 
     @staticmethod
     def _run(layers: Iterable[nn.Module], hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
