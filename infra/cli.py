@@ -241,6 +241,9 @@ def frontier_replay(
     serve(files, settings.stack.bind_host, port, tuple(judge or (settings.frontier.model,)), faults)
 
 
+FINETUNE_LAYERS_DEFAULT = 1  # measured: see README, "The distilled judge"
+
+
 def _latest_model_pointer(settings) -> Path:
     return settings.state_dir / "models" / "LATEST"
 
@@ -259,6 +262,10 @@ def train(
     epochs: int = typer.Option(60, help="At most this many epochs (early stopping on the validation loss)."),
     limit_per_file: Optional[int] = typer.Option(None, help="Use only the first N items of each source."),
     skip_invalid: bool = typer.Option(False, help="Leave out lines that do not parse instead of stopping."),
+    finetune_layers: int = typer.Option(
+        FINETUNE_LAYERS_DEFAULT, min=0, max=6,
+        help="Fine-tune the encoder's top N layers with the heads (0: frozen encoder, heads only)."),
+    finetune_epochs: int = typer.Option(2, min=1, help="Epochs of fine-tuning (the best on validation is kept)."),
 ) -> None:
     """Distil the student judge from recorded teacher verdicts; calibrate and measure it on held-out questions."""
     from datetime import datetime
@@ -270,7 +277,8 @@ def train(
     out = out or settings.state_dir / "models" / f"student-{datetime.now():%Y%m%d-%H%M%S}"
     cfg = TrainConfig(gold=tuple(gold), out=out, teacher=teacher, fallback_human=fallback_human, val_fraction=val,
                       test_fraction=test, seed=seed, swap=swap, reference_drop=reference_drop, epochs=epochs,
-                      limit_per_file=limit_per_file, skip_invalid=skip_invalid)
+                      limit_per_file=limit_per_file, skip_invalid=skip_invalid, finetune_layers=finetune_layers,
+                      finetune_epochs=finetune_epochs)
     typer.echo(f"training on {', '.join(map(str, gold))} (labels: {teacher})")
     try:
         result = run_training(cfg, log=typer.echo)
