@@ -5,11 +5,13 @@ Contract:
   question into train / validation / test. Training uses only the train split (augmented: both answer orders,
   reference drop); the validation split chooses the epoch (early stopping on its loss) and fits the temperature;
   the test split is measured once, at the end, and never influences anything.
-- Student (``judge_engine.student``): the all-MiniLM-L6-v2 encoder is frozen, and its sentence embeddings are
-  cached (``embedding_cache``), so training the two heads takes seconds once the texts are encoded; encoding is
-  the cost (minutes for the shared sets on 2 cores, a progress bar shows it). Full fine-tuning of the encoder
-  measured about 4.5 texts/s here (``../shared/docs/platform.md``), tens of minutes per epoch: not done by default.
-- Output: a model directory (``heads.pt``, ``student.json`` with temperatures, teacher, data files and hashes,
+- Student (``judge_engine.student``): the heads first train on frozen all-MiniLM-L6-v2 sentence embeddings, which
+  are cached (``embedding_cache``), so that stage takes seconds once the texts are encoded; encoding is the cost
+  (minutes for the shared sets on 2 cores, a progress bar shows it). With ``finetune_layers`` > 0
+  (``judge_engine.finetune``) the encoder's top layers and the heads then train together, the best point on
+  validation kept (the frozen one included); the temperature is fitted and the test split measured after that,
+  on the embeddings of the kept weights.
+- Output: a model directory (``heads.pt``, ``encoder_top.pt`` when fine-tuned, ``student.json`` with temperatures, teacher, data files and hashes,
   split sizes, the fingerprints of every train/validation item, test metrics) plus ``reliability.png`` and
   ``training_report.json``. ``judgeline export`` turns it into a Triton model version.
 - Kinds without training examples are left untrained and recorded so; the served judge refuses them.
