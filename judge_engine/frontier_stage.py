@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol, Sequence
 
 from judge_engine.frontier_client import disagreement
-from judge_engine.pipeline import BatchStage, Incoming, Outbox, Rows, dead_letter
+from judge_engine.pipeline import BatchStage, Incoming, Outbox, Rows, dead_letter, parse_all
 from schemas.base import InvalidMessage, parse_json_bytes
 from schemas.dead_letter import DeadLetter
 from schemas.verdict import Disagreement, FrontierRequest, FrontierVerdict, Verdict
@@ -103,13 +103,8 @@ def _reuse(stored: FrontierVerdict, request: FrontierRequest) -> FrontierVerdict
 async def frontier_batch(messages: Sequence[Incoming], judge: FrontierJudgeLike,
                          known: Known | None = None) -> FrontierOutcome:
     outcome = FrontierOutcome()
-    valid: list[tuple[Incoming, FrontierRequest]] = []
-    for message in messages:
-        parsed = parse_request(message)
-        if isinstance(parsed, DeadLetter):
-            outcome.dead_letters.append(parsed)
-        else:
-            valid.append((message, parsed))
+    valid, dead = parse_all(messages, parse_request)
+    outcome.dead_letters.extend(dead)
     if not valid:
         return outcome
     requests = [r for _, r in valid]

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Protocol, Sequence
 
 from judge_engine.failures import classify, describe
-from judge_engine.pipeline import BatchStage, Incoming, Outbox, Publish, Rows, Store, dead_letter
+from judge_engine.pipeline import BatchStage, Incoming, Outbox, Publish, Rows, Store, dead_letter, parse_all
 from judge_engine.routing import route
 from judge_engine.triton_client import JudgeResult
 from schemas.base import InvalidMessage, parse_json_bytes
@@ -123,13 +123,8 @@ def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings:
 
 async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Settings) -> InlineOutcome:
     outcome = InlineOutcome()
-    valid: list[tuple[Incoming, Trace]] = []
-    for message in messages:
-        parsed = parse_trace(message)
-        if isinstance(parsed, DeadLetter):
-            outcome.dead_letters.append(parsed)
-        else:
-            valid.append((message, parsed))
+    valid, dead = parse_all(messages, parse_trace)
+    outcome.dead_letters.extend(dead)
     if not valid:
         return outcome
     traces = [t for _, t in valid]

@@ -25,7 +25,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Awaitable, Callable, Protocol, TypeVar
+from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
 
 from judge_engine.failures import Backoff, classify, describe
 from schemas.base import utc_now
@@ -66,6 +66,21 @@ def dead_letter(message: Incoming, error: str, stage: Stage) -> DeadLetter:
         key=message.key if message.key is None or len(message.key) <= 4096 else message.key[:4096],
         message_time=message.timestamp or utc_now(),
     )
+
+
+def parse_all(messages: Sequence[Incoming], parse: Callable[[Incoming], T | DeadLetter],
+              ) -> tuple[list[tuple[Incoming, T]], list[DeadLetter]]:
+    """Every message through ``parse``: (message, value) pairs for those that parse, dead letters for the rest;
+    both keep the batch's order."""
+    valid: list[tuple[Incoming, T]] = []
+    dead: list[DeadLetter] = []
+    for message in messages:
+        parsed = parse(message)
+        if isinstance(parsed, DeadLetter):
+            dead.append(parsed)
+        else:
+            valid.append((message, parsed))
+    return valid, dead
 
 
 @dataclass
