@@ -303,11 +303,7 @@ class FrontierJudge:
             label_swapped = second.label if second is not None and second.status == "ok" else None
         inline = request.inline_verdict
         return FrontierVerdict(
-            trace_id=trace.trace_id,
-            tenant=trace.tenant,
-            app=trace.app,
-            kind=trace.kind,
-            criterion=trace.criterion,
+            **trace.row_keys(),
             judge_name=self.settings.model,
             status=status,
             label=label,
@@ -323,7 +319,6 @@ class FrontierJudge:
             cost_usd=sum(r.cost_usd for r in results),
             attempts=sum(r.attempts for r in results),
             latency_ms=(time.monotonic() - started) * 1000,
-            trace_time=trace.timestamp,
         )
 
     def _scrub(self, text: str | None) -> str | None:

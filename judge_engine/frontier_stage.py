@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol, Sequence
 
 from judge_engine.frontier_client import disagreement
-from judge_engine.pipeline import BatchStage, Incoming, Outbox, Rows, dead_letter, parse_all
-from schemas.base import InvalidMessage, parse_json_bytes
+from judge_engine.pipeline import BatchStage, Incoming, Outbox, Rows, dead_letter, parse_all, parse_one
 from schemas.dead_letter import DeadLetter
 from schemas.verdict import Disagreement, FrontierRequest, FrontierVerdict, Verdict
 
@@ -54,24 +53,15 @@ class FrontierOutcome:
 
 
 def parse_request(message: Incoming) -> FrontierRequest | DeadLetter:
-    if message.value is None:
-        return dead_letter(message, "(message): empty value (a tombstone); send a FrontierRequest", "parse")
-    try:
-        return parse_json_bytes(FrontierRequest, message.value, max_bytes=1024 * 1024)
-    except InvalidMessage as e:
-        return dead_letter(message, e.reason, "parse")
+    return parse_one(message, FrontierRequest, "a FrontierRequest", max_bytes=1024 * 1024)
 
 
 def verdict_from_frontier(request: FrontierRequest, fv: FrontierVerdict) -> Verdict:
     """The trace's verdict when only the frontier judged it (``fv.status`` must be ok)."""
     trace = request.trace
     return Verdict(
-        trace_id=trace.trace_id,
-        tenant=trace.tenant,
-        app=trace.app,
+        **trace.row_keys(),
         model=trace.model,
-        kind=trace.kind,
-        criterion=trace.criterion,
         label=fv.label,
         score=POSITIVE_SCORE[fv.label],
         confidence=fv.confidence,
@@ -81,7 +71,6 @@ def verdict_from_frontier(request: FrontierRequest, fv: FrontierVerdict) -> Verd
         latency_ms=fv.latency_ms,
         critique=fv.critique,
         route_reason=request.reason,
-        trace_time=trace.timestamp,
         judged_at=fv.judged_at,
     )
 

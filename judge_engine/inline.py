@@ -35,10 +35,9 @@ from dataclasses import dataclass, field
 from typing import Iterable, Protocol, Sequence
 
 from judge_engine.failures import classify, describe
-from judge_engine.pipeline import BatchStage, Incoming, Outbox, Publish, Rows, Store, dead_letter, parse_all
+from judge_engine.pipeline import BatchStage, Incoming, Outbox, Publish, Rows, Store, dead_letter, parse_all, parse_one
 from judge_engine.routing import route
 from judge_engine.triton_client import JudgeResult
-from schemas.base import InvalidMessage, parse_json_bytes
 from schemas.dead_letter import DeadLetter
 from schemas.settings import Settings
 from schemas.trace import Trace
@@ -63,12 +62,7 @@ class InlineOutcome:
 
 
 def parse_trace(message: Incoming) -> Trace | DeadLetter:
-    if message.value is None:
-        return dead_letter(message, "(message): empty value (a tombstone); send a Trace as JSON", "parse")
-    try:
-        return parse_json_bytes(Trace, message.value)
-    except InvalidMessage as e:
-        return dead_letter(message, e.reason, "parse")
+    return parse_one(message, Trace, "a Trace as JSON")
 
 
 async def _judge_isolating(judge: Judge, traces: list[Trace]) -> list[JudgeResult | BaseException]:
@@ -102,12 +96,8 @@ def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings:
             raise ValueError(f"the judge returned {name}={value!r}, outside [0, 1]")
     confidence = min(1.0, max(0.0, result.confidence))
     return Verdict(
-        trace_id=trace.trace_id,
-        tenant=trace.tenant,
-        app=trace.app,
+        **trace.row_keys(),
         model=trace.model,
-        kind=trace.kind,
-        criterion=trace.criterion,
         label=result.label,
         score=min(1.0, max(0.0, result.score)),
         confidence=confidence,
@@ -116,7 +106,6 @@ def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings:
         source="inline",
         latency_ms=max(0.0, result.latency_ms),
         route_reason=route(confidence, trace.trace_id, settings.routing),
-        trace_time=trace.timestamp,
         produced_at=message.timestamp,
     )
 

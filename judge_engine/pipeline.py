@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
 
 from judge_engine.failures import Backoff, classify, describe
-from schemas.base import utc_now
+from schemas.base import InvalidMessage, parse_json_bytes, utc_now
 from schemas.dead_letter import DeadLetter, Stage
 from schemas.verdict import Disagreement, FrontierVerdict, Verdict
 
@@ -66,6 +66,17 @@ def dead_letter(message: Incoming, error: str, stage: Stage) -> DeadLetter:
         key=message.key if message.key is None or len(message.key) <= 4096 else message.key[:4096],
         message_time=message.timestamp or utc_now(),
     )
+
+
+def parse_one(message: Incoming, model: type[T], send: str, max_bytes: int | None = None) -> T | DeadLetter:
+    """The message's value as ``model`` (``schemas.base.parse_json_bytes``), or its dead letter naming the field;
+    ``send`` says what a producer should send instead of a tombstone."""
+    if message.value is None:
+        return dead_letter(message, f"(message): empty value (a tombstone); send {send}", "parse")
+    try:
+        return parse_json_bytes(model, message.value, **({"max_bytes": max_bytes} if max_bytes else {}))
+    except InvalidMessage as e:
+        return dead_letter(message, e.reason, "parse")
 
 
 def parse_all(messages: Sequence[Incoming], parse: Callable[[Incoming], T | DeadLetter],

@@ -40,6 +40,12 @@ class Trace(JudgedItem):
     context: Text | None = None
     metadata: Metadata = Field(default_factory=dict)
 
+    def row_keys(self) -> dict[str, Any]:
+        """The columns every row about this trace carries (verdicts, frontier verdicts): its identity, its kind and
+        criterion, and its time (the partition of those tables)."""
+        return {"trace_id": self.trace_id, "tenant": self.tenant, "app": self.app, "kind": self.kind,
+                "criterion": self.criterion, "trace_time": self.timestamp}
+
     @classmethod
     def from_gold(cls, item: Any, **overrides: Any) -> "Trace":
         """The trace a gold item (``schemas.gold.GoldLabel``) describes; its id becomes the trace id."""
