@@ -16,8 +16,9 @@ Contract:
   the best point are kept, the frozen starting point included, so fine-tuning never leaves the judge worse on
   validation than the frozen one; ``epochs_kept`` says which won (0: the frozen encoder).
 - Output: the text -> embedding mapping under the kept weights (what the temperature is then fitted on and the
-  test split measured with), the state of the kept layers (``student.top_layers_state``, saved as
-  ``encoder_top.pt``) or None when the frozen point won, and a report (losses per epoch, seconds).
+  test split measured with) and the state of the kept layers (``student.top_layers_state``, saved as
+  ``encoder_top.pt``), both None when the frozen point won (the heads are then back at their frozen-point
+  weights, and the caller's frozen embeddings stand), and a report (losses per epoch, seconds).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class FinetuneConfig:
 
 @dataclass
 class FinetuneResult:
-    vectors: dict[str, np.ndarray]
+    vectors: dict[str, np.ndarray] | None  # None when the frozen point won: the frozen embeddings stand
     top_state: dict[str, torch.Tensor] | None
     report: dict
 
@@ -88,15 +89,11 @@ def _loss(heads: StudentHeads, examples: list[Example], v) -> torch.Tensor:
     return total
 
 
-def _embed(encoder: Encoder, layers, states: dict[str, torch.Tensor], texts: list[str], chunk: int = 64):
-    """{text: embedding} for ``texts`` through ``layers`` without gradients, in chunks of similar length."""
-    out: dict[str, torch.Tensor] = {}
-    ordered = sorted(dict.fromkeys(texts), key=lambda t: len(states[t]))
+def _embed(encoder: Encoder, layers, states: dict[str, np.ndarray], texts: list[str]) -> dict[str, torch.Tensor]:
+    """{text: embedding} for ``texts`` through ``layers``, without gradients."""
+    unique = list(dict.fromkeys(texts))
     with torch.no_grad():
-        for start in range(0, len(ordered), chunk):
-            part = ordered[start : start + chunk]
-            out.update(zip(part, encoder.top([states[t] for t in part], layers)))
-    return out
+        return dict(zip(unique, encoder.top([states[t] for t in unique], layers)))
 
 
 def _batches(examples: list[Example], cfg: FinetuneConfig, rng: random.Random) -> list[list[Example]]:
@@ -175,7 +172,7 @@ def finetune(encoder: Encoder, heads: StudentHeads, texts: list[str], train: lis
     heads.load_state_dict(best_state[1])
     heads.eval()
     layers.eval()
-    vectors = {t: e.numpy() for t, e in _embed(encoder, layers, states, unique).items()}
+    vectors = {t: e.numpy() for t, e in _embed(encoder, layers, states, unique).items()} if best_epoch else None
     report = {
         "layers": cfg.layers,
         "epochs": cfg.epochs,

@@ -242,7 +242,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         result = finetune(encoder, heads, texts, *kinds, FinetuneConfig(
             layers=cfg.finetune_layers, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed,
             progress=cfg.progress, cache=cfg.cache), log=log)
-        vectors, encoder_top, finetuned = result.vectors, result.top_state, result.report
+        encoder_top, finetuned = result.top_state, result.report
+        vectors = result.vectors if result.vectors is not None else vectors
         timings["finetune_s"] = finetuned["total_s"]
 
     for kind, fit in trained.items():
