@@ -13,7 +13,11 @@ Contract:
 - The consumer's fetch wait is ``kafka.fetch_max_wait_ms`` instead of the 1500 ms Faust fixes: the embedded broker
   does not answer a waiting fetch as soon as data arrives, so 1500 ms added about half a second to every trace at
   light load (measured with aiokafka: 250-670 ms per message at 1500, 3-57 ms at 500, 5-29 ms at 100).
-- ``incoming(event)`` turns a Faust event into the stages' ``judge_engine.pipeline.Incoming``.
+- ``incoming(event)`` turns a Faust event into the stages' ``judge_engine.pipeline.Incoming`` and never raises on a
+  record's contents: every Kafka-level field is untrusted. The timestamp goes through ``kafka_time`` (absent, -1,
+  not a finite number, or outside 2000..2200, e.g. a CreateTime of 10**15 ms: ``None``, so nothing downstream
+  meets a datetime that cannot be stored); key and value are kept only when they are bytes (else treated as
+  absent: a tombstone dead-letters with its reason); topic/partition/offset as the consumer reported them.
 - ``acknowledged_after(events)`` is the at-least-once guard. Faust's ``stream.take_events`` acknowledges a batch's
   events when the consumer asks for the next batch, and also when the generator is closed after an error or on
   shutdown: on its own it could commit offsets of rows never stored. The guard takes one extra reference on every
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import ssl
 from datetime import datetime, timezone
 from typing import Iterator, Literal, Sequence
@@ -134,10 +139,28 @@ def source_topic(app, name: str):
     return app.topic(name, key_serializer="raw", value_serializer="raw")
 
 
+KAFKA_TIME_MIN = datetime(2000, 1, 1, tzinfo=timezone.utc)
+KAFKA_TIME_MAX = datetime(2200, 1, 1, tzinfo=timezone.utc)
+
+
+def kafka_time(seconds: object) -> datetime | None:
+    """A record's Kafka timestamp (seconds since the epoch, as Faust reports it) as a UTC datetime, or None when it
+    is absent, not a finite number, or outside [2000, 2200): a producer's CreateTime is whatever it chose to send."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return None
+    if not KAFKA_TIME_MIN.timestamp() <= seconds < KAFKA_TIME_MAX.timestamp():
+        return None
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def _bytes_or_none(value: object) -> bytes | None:
+    return bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else None
+
+
 def incoming(event) -> Incoming:
     m = event.message
-    ts = datetime.fromtimestamp(m.timestamp, tz=timezone.utc) if m.timestamp else None
-    return Incoming(value=m.value, key=m.key, topic=m.topic, partition=m.partition, offset=m.offset, timestamp=ts)
+    return Incoming(value=_bytes_or_none(m.value), key=_bytes_or_none(m.key), topic=str(m.topic),
+                    partition=int(m.partition), offset=int(m.offset), timestamp=kafka_time(m.timestamp))
 
 
 @contextlib.contextmanager

@@ -66,6 +66,20 @@ def test_incoming_keeps_the_raw_bytes_and_the_message_identity():
     assert m.timestamp == datetime.fromtimestamp(1_790_000_000.25, tz=timezone.utc)
 
 
+@pytest.mark.parametrize("timestamp", [10**15 / 1000 * 1000, 10**15, -1, -1e12, 0, None, float("nan"), float("inf"),
+                                       "1790000000", True, 7.3e9, 946_684_799.9])
+def test_incoming_never_raises_on_a_hostile_kafka_timestamp(timestamp):
+    m = ConsumerMessage("judgeline.traces", 0, 5, timestamp, 0, [(b"h" * 70_000, b"\xff" * 9)], None, b"v", None)
+    got = incoming(Event(m, Consumer()))  # a CreateTime of 10**15 ms crashed the agent and stalled the partition
+    assert got.timestamp is None and (got.value, got.key, got.offset) == (b"v", None, 5)
+
+
+def test_incoming_treats_a_key_or_value_that_is_not_bytes_as_absent():
+    m = ConsumerMessage("judgeline.traces", 1, 6, 1_790_000_000, 0, [], 12345, bytearray(b"v"), None)
+    got = incoming(Event(m, Consumer()))
+    assert (got.key, got.value) == (None, b"v") and got.timestamp is not None
+
+
 def test_app_from_settings(tmp_path):
     s = make_settings(kafka={"bootstrap_servers": "k1:9092, k2:9093", "consumer_group": "g-inline",
                              "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
