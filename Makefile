@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	@$(BIN)/python -c "import infra.cli, faust, confluent_kafka, clickhouse_connect, tritonclient.grpc, openai, torch" \
+	@$(BIN)/python -c "import cli.main, faust, confluent_kafka, clickhouse_connect, tritonclient.grpc, openai, torch" \
 		|| (echo "install failed: see the pip output above" && exit 1)
 	@rm -f $(VENV)/.installed-*
 	@touch $@

@@ -1,7 +1,7 @@
 """Judge benchmark: per-micro-batch latency and throughput of the student judge, in process and through Triton.
 
 Contract:
-- Starts its own Triton (``infra.stack`` with a private state directory under ``bench-results/``), exports the
+- Starts its own Triton (``stack.services`` with a private state directory under ``bench-results/``), exports the
   judge into a private model repository, and stops Triton by PID at the end; touches no running stack.
 - The judge is the one ``--model`` names, else one trained here on the shared pairwise sets (seconds once their
   embeddings are cached), else on the project's synthetic sample when ``../shared`` is absent.
@@ -24,8 +24,10 @@ import statistics
 import time
 from pathlib import Path
 
+from schemas import paths
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED_GOLD = REPO.parent / "shared" / "data" / "gold"
+SHARED_GOLD = paths.SHARED_GOLD
 OUT = REPO / "bench-results"
 
 
@@ -36,7 +38,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def _items(n: int) -> list[dict]:
     from judge_engine.dataset import item_dict, load_gold
-    from judge_engine.sample import write_sample
+    from judge_engine.training.sample import write_sample
 
     source = SHARED_GOLD / "pandalm-test.jsonl"
     if not source.exists():
@@ -49,8 +51,8 @@ def _items(n: int) -> list[dict]:
 def _model(args) -> Path:
     if args.model:
         return Path(args.model)
-    from judge_engine.sample import write_sample
-    from judge_engine.training import TrainConfig, train
+    from judge_engine.training.sample import write_sample
+    from judge_engine.training.trainer import TrainConfig, train
 
     gold = [SHARED_GOLD / f for f in ("pandalm-test.jsonl", "llmbar-processed.jsonl") if (SHARED_GOLD / f).exists()]
     if not gold:
@@ -81,11 +83,12 @@ def main() -> None:
 
     import torch
 
-    from infra import stack, triton
-    from judge_engine.export import export
-    from judge_engine.student import Judge
-    from judge_engine.triton_client import TritonJudge
+    from judge_engine.clients.triton_client import TritonJudge
+    from judge_engine.model.student import Judge
+    from judge_engine.training.export import export
     from schemas.settings import Settings
+    from stack import services as stack
+    from stack import triton
 
     torch.set_num_threads(args.threads)
     OUT.mkdir(exist_ok=True)

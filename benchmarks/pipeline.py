@@ -31,6 +31,8 @@ import shutil
 import time
 from pathlib import Path
 
+from schemas import paths
+
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench-results"
 
@@ -42,14 +44,14 @@ CONFIGS = (
 
 
 def _model_repository(work: Path, model: str | None) -> Path:
-    from judge_engine.export import export, versions
+    from judge_engine.training.export import export, versions
 
     repo = work / "models"
     shutil.rmtree(repo, ignore_errors=True)
     if model:
         export(Path(model), repo, "judge")
         return repo
-    source = REPO / "triton_models" / "judge"
+    source = paths.TRITON_TEMPLATE
     found = versions(source)
     if found:
         shutil.copytree(source / str(found[-1]), repo / "judge" / "1")
@@ -58,7 +60,7 @@ def _model_repository(work: Path, model: str | None) -> Path:
 
 
 def _phase(settings, gold: Path, name: str, stub_ms: float | None, n: int, rate: float | None, log) -> dict:
-    from infra import demo
+    from operations import demo
 
     run = demo.Run(demo.new_run_id("bench"), settings, gold)
     try:
@@ -84,9 +86,10 @@ def main() -> None:
     parser.add_argument("--stub-ms", type=float, default=1.0, help="the stub judge's time per call")
     args = parser.parse_args()
 
-    from infra import demo, stack
-    from infra.topics import ensure_topics
+    from operations import demo
     from schemas.settings import Settings
+    from stack import services as stack
+    from stack.topics import ensure_topics
 
     OUT.mkdir(exist_ok=True)
     work = OUT / ".pipeline-bench"

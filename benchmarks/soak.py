@@ -4,7 +4,7 @@ throughput, consumer lag over time, memory growth of the workers and the counts 
 Contract:
 - Starts its own embedded stack (broker, store, Triton) in a private state directory under ``bench-results/``, with
   the judge of ``benchmarks.pipeline`` (``--model``, else the newest exported version, else one trained as
-  ``judgeline demo`` does), the replay frontier and the two workers as processes (``infra.demo.start_processes``),
+  ``judgeline demo`` does), the replay frontier and the two workers as processes (``operations.demo.start_processes``),
   and stops everything by PID at the end; touches no running stack.
 - Publishes gold items as traces (PandaLM, or the synthetic sample without ``../shared``; cycled with a per-cycle id
   prefix so every trace id is new) at ``--rate`` per second for ``--minutes``, one malformed message every
@@ -76,7 +76,7 @@ def slope_per_min(points: list[tuple[float, float]]) -> float | None:
 
 def messages(run, gold: Path, stop_at: float, malformed_every: int, counts: dict):
     """Traces cycled from the gold file (new ids each cycle) with a malformed message every ``malformed_every``."""
-    from infra.produce import malformed_messages, traces_from_gold
+    from operations.produce import malformed_messages, traces_from_gold
 
     items = [t for _, t in traces_from_gold(gold, tenant=run.tenant) if not isinstance(t, Exception)]
     for cycle in itertools.count():
@@ -104,10 +104,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from benchmarks.pipeline import _model_repository
-    from infra import demo, process, stack
-    from infra.lag import committed_offsets
-    from infra.produce import produce
+    from operations import demo
+    from operations.lag import committed_offsets
+    from operations.produce import produce
     from schemas.settings import Settings
+    from stack import process
+    from stack import services as stack
 
     OUT.mkdir(exist_ok=True)
     work = OUT / ".soak"

@@ -1,4 +1,4 @@
-"""The analytics queries, as text: what ``judgeline report`` and ``judgeline calibrate`` run (``infra/analytics.py``)
+"""The analytics queries, as text: what ``judgeline report`` and ``judgeline calibrate`` run (``operations/analytics.py``)
 and what ``docs/analytics.md`` documents for users to run themselves.
 
 Contract:

@@ -1,4 +1,4 @@
-"""ClickHouse DDL as versioned migrations (text only; ``infra/migrate.py`` applies them).
+"""ClickHouse DDL as versioned migrations (text only; ``stack/migrate.py`` applies them).
 
 Contract:
 - ``MIGRATIONS`` is append-only: a migration, once released, never changes (its checksum is recorded when it is

@@ -14,7 +14,14 @@ from typing import Any, Iterator
 
 from pydantic import Field, model_validator
 
-from schemas.base import InvalidMessage, JudgedItem, Label, Name, check_label, parse_json_bytes
+from schemas.base import (
+    InvalidMessage,
+    JudgedItem,
+    Label,
+    Name,
+    check_label,
+    parse_json_bytes,
+)
 
 
 class GoldLabel(JudgedItem):

@@ -7,7 +7,7 @@ Contract:
 - Secrets (frontier API key, SASL password, ClickHouse password) are ``SecretStr``; ``masked()`` is the only
   representation that leaves the process (``judgeline config``, logs).
 - Defaults are the embedded stack on 127.0.0.1 (Tansu broker, chDB store, CPU Triton); production points the
-  same names at Apache Kafka, a ClickHouse server and a GPU Triton (see ``infra/compose`` and ``infra/k8s``).
+  same names at Apache Kafka, a ClickHouse server and a GPU Triton (see ``deploy/compose`` and ``deploy/k8s``).
 - No I/O happens here beyond reading the environment.
 """
 
@@ -16,7 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "JUDGELINE_"
@@ -138,7 +145,7 @@ class TritonSettings(_Group):
     max_retries: int = Field(3, ge=0, le=20)
 
 
-# the built-in redactions of judge_engine/redaction.py, in the order they apply
+# the built-in redactions of judge_engine/clients/redaction.py, in the order they apply
 REDACT_PATTERNS = ("email", "credit_card", "ipv6", "ipv4", "phone")
 
 
@@ -156,7 +163,7 @@ class FrontierSettings(_Group):
     timeout_s: float = Field(30.0, gt=0, le=600)
     max_retries: int = Field(5, ge=0, le=50)
     judge_both_orders: bool = True
-    # PII removed from a trace before it is sent (judge_engine/redaction.py): built-in pattern names, comma-separated
+    # PII removed from a trace before it is sent (judge_engine/clients/redaction.py): built-in pattern names, comma-separated
     # (email, credit_card, ipv6, ipv4, phone), and/or a "module:function" (str -> str) applied after them
     redact: str = ""
     redact_hook: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

@@ -20,8 +20,8 @@ from pydantic import Field
 from schemas.base import (
     DEFAULT_CRITERION,
     Identifier,
-    JudgedItem,
     InvalidMessage,
+    JudgedItem,
     Metadata,
     Name,
     Text,
@@ -29,6 +29,7 @@ from schemas.base import (
     utc_now,
     validate,
 )
+
 
 class Trace(JudgedItem):
     trace_id: Identifier

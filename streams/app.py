@@ -13,7 +13,7 @@ Contract:
 - The consumer's fetch wait is ``kafka.fetch_max_wait_ms`` instead of the 1500 ms Faust fixes: the embedded broker
   does not answer a waiting fetch as soon as data arrives, so 1500 ms added about half a second to every trace at
   light load (measured with aiokafka: 250-670 ms per message at 1500, 3-57 ms at 500, 5-29 ms at 100).
-- ``incoming(event)`` turns a Faust event into the stages' ``judge_engine.pipeline.Incoming`` and never raises on a
+- ``incoming(event)`` turns a Faust event into the stages' ``judge_engine.online.pipeline.Incoming`` and never raises on a
   record's contents: every Kafka-level field is untrusted. The timestamp goes through ``kafka_time`` (absent, -1,
   not a finite number, or outside 2000..2200, e.g. a CreateTime of 10**15 ms: ``None``, so nothing downstream
   meets a datetime that cannot be stored); key and value are kept only when they are bytes (else treated as
@@ -38,7 +38,7 @@ import ssl
 from datetime import datetime, timezone
 from typing import Iterator, Literal, Sequence
 
-from judge_engine.pipeline import Incoming, Outbox
+from judge_engine.online.pipeline import Incoming, Outbox
 from schemas.settings import KafkaSettings, Settings
 
 Role = Literal["inline", "frontier"]

@@ -1,6 +1,6 @@
 """The frontier agent: frontier-requests topic -> the frontier judge (openai client) -> ClickHouse.
 
-Contract (thin: the logic is ``judge_engine.frontier_stage.FrontierStage``):
+Contract (thin: the logic is ``judge_engine.online.frontier_stage.FrontierStage``):
 - consumes ``settings.kafka.topics.frontier_requests`` as raw bytes, in micro-batches of at most
   ``stream.frontier_batch_size`` requests gathered within ``stream.frontier_batch_within_s`` seconds, judged
   concurrently by one ``FrontierJudge`` per worker (so its concurrency, rate limit and spend budget hold for the
@@ -12,17 +12,17 @@ Contract (thin: the logic is ``judge_engine.frontier_stage.FrontierStage``):
 
 from __future__ import annotations
 
-from infra.sink import ClickHouseStore
-from judge_engine.frontier_stage import FrontierStage
+from judge_engine.online.frontier_stage import FrontierStage
 from schemas.settings import Settings
 from streams.app import acknowledged_after, incoming, publisher, source_topic
+from streams.sink import ClickHouseStore
 
 
 def register(app, settings: Settings):
     store = ClickHouseStore(settings)
 
     async def frontier(stream):
-        from judge_engine.frontier_client import FrontierJudge
+        from judge_engine.clients.frontier_client import FrontierJudge
 
         judge = FrontierJudge(settings.frontier)
         stage = FrontierStage(settings, judge, store, publisher(app))

@@ -1,6 +1,6 @@
 """The inline agent: traces topic -> micro-batches -> the Triton judge -> ClickHouse, frontier requests, dead letters.
 
-Contract (thin: the logic is ``judge_engine.inline.InlineStage``):
+Contract (thin: the logic is ``judge_engine.online.inline.InlineStage``):
 - consumes ``settings.kafka.topics.traces`` as raw bytes, in micro-batches of at most ``stream.batch_size``
   messages gathered within ``stream.batch_within_s`` seconds (``stream.take_events``);
 - each batch is processed by ``InlineStage.process`` (validate, judge, route, store, publish), inside
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from infra.sink import ClickHouseStore
-from judge_engine.inline import InlineStage
+from judge_engine.online.inline import InlineStage
 from schemas.settings import Settings
 from streams.app import acknowledged_after, incoming, publisher, source_topic
+from streams.sink import ClickHouseStore
 
 
 def register(app, settings: Settings, judge_factory: Callable[[], object] | None = None):
@@ -26,7 +26,7 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
 
     async def inline(stream):
         if judge_factory is None:
-            from judge_engine.triton_client import TritonJudge
+            from judge_engine.clients.triton_client import TritonJudge
 
             judge = TritonJudge(settings.triton)
         else:

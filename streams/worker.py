@@ -3,7 +3,7 @@
 Contract:
 - ``build(settings, role)`` returns the Faust app with the role's agent registered (``streams.inline_agent`` or
   ``streams.frontier_agent``); ``stub_judge_ms`` (inline only) replaces the Triton judge with
-  ``judge_engine.inline.ConstantJudge`` answering each call after that many milliseconds (the benchmark's
+  ``judge_engine.online.inline.ConstantJudge`` answering each call after that many milliseconds (the benchmark's
   pipeline ceiling).
 - ``main`` runs it in the foreground until SIGTERM/SIGINT; on shutdown a batch in progress is not acknowledged
   (``streams.app.acknowledged_after``) and is redelivered to the next worker of the group.
@@ -24,7 +24,7 @@ def build(settings: Settings, role: Role, stub_judge_ms: float | None = None):
     if role == "inline":
         factory = None
         if stub_judge_ms is not None:
-            from judge_engine.inline import ConstantJudge
+            from judge_engine.online.inline import ConstantJudge
 
             factory = lambda: ConstantJudge(stub_judge_ms / 1000.0)  # noqa: E731
         inline_agent.register(app, settings, factory)

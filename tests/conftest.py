@@ -18,7 +18,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from tests_support import REPO_ROOT
 
 TEST_MODELS = Path(__file__).resolve().parent / "triton_test_models"
@@ -41,7 +40,7 @@ def make_settings(**groups):
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    from infra import stack as stack_mod
+    from stack import services as stack_mod
 
     state = tmp_path_factory.mktemp("stack")
     models = state / "models"
@@ -66,8 +65,8 @@ def stack(tmp_path_factory):
 
 @pytest.fixture
 def store(stack):
-    from infra.clickhouse import connect
-    from infra.migrate import migrate
+    from stack.migrate import migrate
+    from streams.clickhouse import connect
 
     database = f"t_{uuid.uuid4().hex[:12]}"
     settings = stack.model_copy(update={"clickhouse": stack.clickhouse.model_copy(update={"database": database})})
@@ -79,7 +78,7 @@ def store(stack):
 
 @pytest.fixture(scope="session")
 def sample_gold(tmp_path_factory):
-    from judge_engine.sample import write_sample
+    from judge_engine.training.sample import write_sample
 
     path = tmp_path_factory.mktemp("sample") / "sample.jsonl"
     write_sample(path, n_pairwise=160, n_pointwise=300)
@@ -88,7 +87,7 @@ def sample_gold(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_judge(sample_gold, tmp_path_factory):
-    from judge_engine.training import TrainConfig, train
+    from judge_engine.training.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("judge") / "model"
     cfg = TrainConfig(gold=(sample_gold,), out=out, progress=False, epochs=40, val_fraction=0.2, test_fraction=0.25)

@@ -19,14 +19,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra import frontier_replay, process
-from infra import stack as stack_mod
-from infra.clickhouse import connect
-from infra.migrate import migrate
-from infra.produce import malformed_messages, produce
-from infra.topics import ensure_topics
-from infra.workers import start_worker, wait_until, wait_worker_ready
+from doubles import frontier_replay
+from operations.produce import malformed_messages, produce
 from schemas.settings import Settings
+from stack import process
+from stack import services as stack_mod
+from stack.migrate import migrate
+from stack.topics import ensure_topics
+from stack.workers import start_worker, wait_until, wait_worker_ready
+from streams.clickhouse import connect
 
 QUIET = dict(log=lambda *_: None)
 

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Iterator
 
 from conftest import make_settings
-from infra import frontier_replay, process
+
+from doubles import frontier_replay
 from schemas.gold import GoldLabel
+from stack import process
 
 # Made-up items (not from the shared sets): pairwise with and without a swapped-order verdict, one recorded in the
 # swapped order only, pointwise, and one item with no verdict of gpt-4.

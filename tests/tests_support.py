@@ -32,8 +32,8 @@ def listening_addresses(pid: int) -> set[str]:
 
 def serve_tiny_judge(stack, tiny_judge) -> str:
     """Export the session's tiny judge into the stack's model repository (once) and load it; returns its version."""
-    from infra import triton
-    from judge_engine.export import export, versions
+    from judge_engine.training.export import export, versions
+    from stack import triton
 
     repo = Path(stack.stack.model_repository)
     if not versions(repo / stack.triton.model_name):

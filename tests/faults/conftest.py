@@ -15,13 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fault_support import QUIET, FaultRun
-from infra import process
-from infra import stack as stack_mod
-from infra.produce import traces_from_gold
-from infra.workers import wait_until
+
+from operations.produce import traces_from_gold
 from schemas.settings import Settings
+from stack import process
+from stack import services as stack_mod
+from stack.workers import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +45,7 @@ def fault_stack(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def fault_triton(fault_stack, tiny_judge) -> str:
-    from judge_engine.export import export
+    from judge_engine.training.export import export
 
     export(tiny_judge.model_dir, Path(fault_stack.stack.model_repository), fault_stack.triton.model_name)
     stack_mod.up(fault_stack, only=("triton",), **QUIET)

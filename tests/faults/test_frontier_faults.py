@@ -21,8 +21,8 @@ import urllib.request
 
 import pytest
 
-from infra.frontier_replay import Faults
-from infra.workers import wait_until
+from doubles.frontier_replay import Faults
+from stack.workers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +94,7 @@ def test_frontier_errors_retry_within_limits_then_record_the_give_up(fault_run, 
 
 
 def test_a_redelivered_frontier_request_is_not_sent_to_the_frontier_again(fault_run, sample_traces, sample_gold):
-    from infra.lag import committed_offsets
+    from operations.lag import committed_offsets
 
     run = fault_run(routing={"threshold": 1.0, "calibration_sample_rate": 0.0})
     traces = sample_traces["pointwise"][N:N + 10]

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from infra import process
-from infra.workers import wait_until
+from stack import process
+from stack.workers import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from fault_support import kill
-from infra.workers import wait_until, worker_ready
+
+from stack.workers import wait_until, worker_ready
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from fault_support import log_text, outage
-from infra.lag import committed_offsets
-from infra.workers import wait_until
+
+from operations.lag import committed_offsets
+from stack.workers import wait_until
 
 pytestmark = pytest.mark.integration
 

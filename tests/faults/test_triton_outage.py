@@ -15,10 +15,10 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from fault_support import log_text, outage
-from infra import frontier_replay
-from infra.workers import wait_until
+
+from doubles import frontier_replay
+from stack.workers import wait_until
 
 pytestmark = pytest.mark.integration
 

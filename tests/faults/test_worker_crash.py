@@ -9,9 +9,9 @@ and every malformed message with exactly one dead letter after FINAL.
 from __future__ import annotations
 
 import pytest
-
 from fault_support import kill
-from infra.workers import wait_until
+
+from stack.workers import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -2,12 +2,19 @@
 
 import asyncio
 import random
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import pytest
 
-from judge_engine.failures import Backoff, GaveUp, call_with_retries, call_with_retries_sync, classify, retry_after
+from judge_engine.failures import (
+    Backoff,
+    GaveUp,
+    call_with_retries,
+    call_with_retries_sync,
+    classify,
+    retry_after,
+)
 from schemas.base import InvalidMessage
 
 

@@ -2,8 +2,14 @@
 
 import re
 
-from schemas.analytics_sql import CALIBRATION_ROWS, JUDGE_VERSIONS, REPORT_QUERIES, render
 from tests_support import REPO_ROOT
+
+from schemas.analytics_sql import (
+    CALIBRATION_ROWS,
+    JUDGE_VERSIONS,
+    REPORT_QUERIES,
+    render,
+)
 
 ALL = {**REPORT_QUERIES, "calibration_rows": CALIBRATION_ROWS, "judge_versions": JUDGE_VERSIONS}
 

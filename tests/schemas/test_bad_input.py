@@ -4,9 +4,11 @@ either a valid Trace or an InvalidMessage whose reason names the field, never an
 import json
 import re
 
-from hypothesis import HealthCheck, assume, given, settings as hsettings, strategies as st
-
 from hostile_corpus import corpus
+from hypothesis import HealthCheck, assume, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
 from schemas.base import InvalidMessage, parse_json_bytes
 from schemas.trace import Trace
 

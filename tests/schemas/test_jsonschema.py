@@ -4,7 +4,7 @@ import json
 
 from typer.testing import CliRunner
 
-from infra.cli import app
+from cli.main import app
 from schemas.jsonschema import JSON_DIR, MESSAGE_TYPES, render, schemas
 
 

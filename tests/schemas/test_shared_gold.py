@@ -3,9 +3,9 @@
 import collections
 
 import pytest
+from tests_support import SHARED_GOLD
 
 from schemas.gold import GoldLabel, read_gold_file
-from tests_support import SHARED_GOLD
 
 FILES = {"pandalm-test.jsonl": 999, "llmbar-processed.jsonl": 466, "halueval-general.jsonl": 4507}
 

@@ -4,7 +4,12 @@ import json
 
 import pytest
 
-from schemas.base import MAX_MESSAGE_BYTES, MAX_TEXT_CHARS, InvalidMessage, parse_json_bytes
+from schemas.base import (
+    MAX_MESSAGE_BYTES,
+    MAX_TEXT_CHARS,
+    InvalidMessage,
+    parse_json_bytes,
+)
 from schemas.gold import GoldLabel
 from schemas.trace import Trace
 

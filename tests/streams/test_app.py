@@ -4,9 +4,9 @@ from datetime import datetime, timezone
 
 import faust
 import pytest
+from conftest import make_settings
 from faust.types.tuples import ConsumerMessage
 
-from conftest import make_settings
 from streams.app import acknowledged_after, create_app, credentials, incoming
 from streams.worker import build
 

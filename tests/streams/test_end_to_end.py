@@ -15,13 +15,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from infra import frontier_replay, process
-from infra.produce import malformed_messages, produce, traces_from_gold
-from infra.topics import ensure_topics
-from infra.workers import start_worker, wait_until, wait_worker_ready
-from judge_engine.routing import in_calibration_sample, route
 from tests_support import serve_tiny_judge
+
+from doubles import frontier_replay
+from judge_engine.online.routing import in_calibration_sample, route
+from operations.produce import malformed_messages, produce, traces_from_gold
+from stack import process
+from stack.topics import ensure_topics
+from stack.workers import start_worker, wait_until, wait_worker_ready
 
 pytestmark = pytest.mark.integration
 

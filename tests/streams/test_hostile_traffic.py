@@ -32,18 +32,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
-
 from fault_support import FaultRun
 from hostile_corpus import Case, corpus, injection_gold
-from infra import process
-from infra.clickhouse import connect
-from infra.frontier_replay import Faults
-from infra.produce import produce
-from infra.workers import start_worker, wait_until, wait_worker_ready
-from judge_engine.pipeline import DEAD_LETTER_RAW_BYTES
-from schemas.ddl import MIGRATIONS
+from pydantic import SecretStr
 from tests_support import LOOPBACK_HEX, listening_addresses, serve_tiny_judge
+
+from doubles.frontier_replay import Faults
+from judge_engine.online.pipeline import DEAD_LETTER_RAW_BYTES
+from operations.produce import produce
+from schemas.ddl import MIGRATIONS
+from stack import process
+from stack.workers import start_worker, wait_until, wait_worker_ready
+from streams.clickhouse import connect
 
 pytestmark = pytest.mark.integration
 

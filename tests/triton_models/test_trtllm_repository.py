@@ -2,7 +2,7 @@
 
 What is real here: every config.pbtxt is parsed by protobuf into tritonclient's ``ModelConfig`` (the schema Triton
 itself loads); the ensemble's tensor names and types are checked against the configs of the models they map to;
-``infra/trtllm/assemble.py`` builds the repository the GPU server would load; the preprocessing, postprocessing
+``deploy/trtllm/assemble.py`` builds the repository the GPU server would load; the preprocessing, postprocessing
 and BLS ``judge`` model.py files run their real ``initialize``/``execute`` with a real tokenizer (all-MiniLM-L6-v2,
 offline) and the real ``generative.py``/``verdict_math.py`` copied beside them.
 
@@ -13,7 +13,7 @@ against a small in-process stand-in for ``triton_python_backend_utils`` (tensors
 (checking each tensor's name, type and shape against the configs on the way), and the ``tensorrt_llm`` step is a
 deterministic fake LLM that reads the prompt and returns one greedy token with its generation logits, with a
 deliberate bias towards whichever answer is shown first. The GPU run itself is documented in
-``infra/trtllm/README.md``.
+``deploy/trtllm/README.md``.
 """
 
 import asyncio
@@ -29,7 +29,7 @@ from google.protobuf import json_format, text_format
 from tests_support import REPO_ROOT
 from tritonclient.grpc import model_config_pb2
 
-from judge_engine import generative, verdict_math
+from judge_engine.model import generative, verdict_math
 
 TRTLLM = REPO_ROOT / "triton_models" / "trtllm"
 MODELS = ("ensemble", "judge", "postprocessing", "preprocessing", "tensorrt_llm")
@@ -54,7 +54,7 @@ def load_module(path: Path, name: str):
     return module
 
 
-assemble_mod = load_module(REPO_ROOT / "infra" / "trtllm" / "assemble.py", "trtllm_assemble")
+assemble_mod = load_module(REPO_ROOT / "deploy" / "trtllm" / "assemble.py", "trtllm_assemble")
 
 
 def parse(path: Path) -> model_config_pb2.ModelConfig:
@@ -112,7 +112,7 @@ def test_config_with_a_wrong_field_does_not_parse():
 
 
 def test_gpu_repository_is_not_a_model_of_the_cpu_repository():
-    from infra import triton
+    from stack import triton
 
     cpu = triton.loadable_models(REPO_ROOT / "triton_models")
     assert "trtllm" not in cpu and not set(MODELS) - {"judge"} & set(cpu)
@@ -211,7 +211,7 @@ def test_assemble_fills_every_template_and_copies_the_helpers(tmp_path):
             copied = dest / name / "1" / helper
             assert copied.exists() == has_model_py
             if has_model_py:
-                assert copied.read_text() == (REPO_ROOT / "judge_engine" / helper).read_text()
+                assert copied.read_text() == (REPO_ROOT / "judge_engine" / "model" / helper).read_text()
     assert configs(dest)["tensorrt_llm"].parameters["gpt_model_path"].string_value == "/srv/engine"
     assert (dest / "tensorrt_llm" / "1").is_dir() and not (dest / "tensorrt_llm" / "1" / ".gitkeep").exists()
 
@@ -672,8 +672,8 @@ def test_real_triton_serves_judge_through_the_ensemble_with_a_stand_in_llm(tmp_p
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
-    from infra import stack as stack_mod
     from schemas.settings import Settings
+    from stack import services as stack_mod
 
     repo = tmp_path / "repo"
     assemble_mod.assemble(repo, template_values())

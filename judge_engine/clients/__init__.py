@@ -1,0 +1,2 @@
+"""Clients of the two judges (Triton, an OpenAI-compatible frontier), the frontier prompt and redaction.
+"""

@@ -1,0 +1,2 @@
+"""Measuring judges: metrics, the eval command's logic, the calibration report, plots.
+"""

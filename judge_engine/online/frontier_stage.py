@@ -1,0 +1,161 @@
+"""The frontier stage: a micro-batch of frontier requests -> frontier verdicts, disagreements, verdicts, dead letters.
+
+Contract:
+- ``frontier_batch(messages, judge, known=None)`` (async; its only I/O is the frontier judge and ``known``):
+  - each message is validated into a ``FrontierRequest``; an invalid one becomes a dead letter (stage ``parse``);
+  - ``known(requests)``, when given, returns the frontier verdicts already stored for these traces (a redelivered
+    request): a request whose trace (id, tenant, app, criterion) has one is not sent again; the stored verdict is
+    reused (with the request's reason and inline verdict) and everything below follows from it as before;
+  - the valid requests are judged concurrently by ``FrontierJudge.judge_many`` (within its concurrency, rate and
+    budget limits), which always returns one ``FrontierVerdict`` per request (a verdict it could not obtain has a
+    ``status`` saying why): every frontier verdict is stored, whatever its status;
+  - where the request carries the inline verdict and the frontier's label differs from it, a ``Disagreement``
+    (``frontier_client.disagreement``);
+  - a request without an inline verdict (reason ``judge_unavailable``: the inline judge was down) gets its
+    trace's one ``Verdict`` from the frontier (``source=frontier``, judge name and version the frontier model,
+    score 1/0/0.5 for A-or-pass/B-or-fail/tie); when the frontier gave no verdict either, the trace becomes a dead
+    letter (stage ``frontier``, the request's bytes kept for replay), so that no trace goes unaccounted for.
+- ``FrontierStage.process(messages)`` runs ``frontier_batch`` (with the store's ``frontier_verdicts`` lookup of
+  ``settings.frontier.model`` as ``known`` when the store has one), stores every row (holding while the store is
+  unavailable), publishes the frontier verdicts and dead letters to their topics (holding likewise), and returns
+  only then; the caller acknowledges the messages after it returns (at-least-once: a redelivered request reuses
+  its stored frontier verdict, or is judged again when none was stored, and its rows replace their twins).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Protocol, Sequence
+
+from judge_engine.clients.frontier_client import disagreement
+from judge_engine.online.pipeline import (
+    BatchStage,
+    Incoming,
+    Outbox,
+    Rows,
+    dead_letter,
+    parse_all,
+    parse_one,
+)
+from schemas.dead_letter import DeadLetter
+from schemas.verdict import Disagreement, FrontierRequest, FrontierVerdict, Verdict
+
+log = logging.getLogger("judgeline.frontier_stage")
+
+POSITIVE_SCORE = {"A": 1.0, "pass": 1.0, "B": 0.0, "fail": 0.0, "tie": 0.5}
+
+
+class FrontierJudgeLike(Protocol):
+    async def judge_many(self, requests) -> list[FrontierVerdict]: ...
+
+
+@dataclass
+class FrontierOutcome:
+    frontier_verdicts: list[FrontierVerdict] = field(default_factory=list)
+    disagreements: list[Disagreement] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    reused: int = 0  # frontier verdicts already stored (redelivered requests), not judged again
+
+
+def parse_request(message: Incoming) -> FrontierRequest | DeadLetter:
+    return parse_one(message, FrontierRequest, "a FrontierRequest", max_bytes=1024 * 1024)
+
+
+def verdict_from_frontier(request: FrontierRequest, fv: FrontierVerdict) -> Verdict:
+    """The trace's verdict when only the frontier judged it (``fv.status`` must be ok)."""
+    trace = request.trace
+    return Verdict(
+        **trace.row_keys(),
+        model=trace.model,
+        label=fv.label,
+        score=POSITIVE_SCORE[fv.label],
+        confidence=fv.confidence,
+        judge_name=fv.judge_name,
+        judge_version=fv.judge_name,
+        source="frontier",
+        latency_ms=fv.latency_ms,
+        critique=fv.critique,
+        route_reason=request.reason,
+        judged_at=fv.judged_at,
+    )
+
+
+Known = Callable[[list[FrontierRequest]], Awaitable[list[FrontierVerdict]]]
+
+
+def _identity(trace_id: str, tenant: str, app: str, criterion: str) -> tuple[str, str, str, str]:
+    return trace_id, tenant, app, criterion
+
+
+def _reuse(stored: FrontierVerdict, request: FrontierRequest) -> FrontierVerdict:
+    inline = request.inline_verdict
+    return stored.model_copy(update={
+        "request_reason": request.reason, "inline_label": inline.label if inline is not None else None,
+        "inline_judge_version": inline.judge_version if inline is not None else None})
+
+
+async def frontier_batch(messages: Sequence[Incoming], judge: FrontierJudgeLike,
+                         known: Known | None = None) -> FrontierOutcome:
+    outcome = FrontierOutcome()
+    valid, dead = parse_all(messages, parse_request)
+    outcome.dead_letters.extend(dead)
+    if not valid:
+        return outcome
+    requests = [r for _, r in valid]
+    stored = {_identity(fv.trace_id, fv.tenant, fv.app, fv.criterion): fv
+              for fv in (await known(requests) if known is not None else [])}
+
+    def key(r: FrontierRequest):
+        return _identity(r.trace.trace_id, r.trace.tenant, r.trace.app, r.trace.criterion)
+
+    fresh = [r for r in requests if key(r) not in stored]
+    judged = iter(await judge.judge_many(fresh) if fresh else [])
+    for message, request in valid:
+        fv = _reuse(stored[key(request)], request) if key(request) in stored else next(judged)
+        outcome.reused += key(request) in stored
+        outcome.frontier_verdicts.append(fv)
+        inline = request.inline_verdict
+        if inline is not None:
+            d = disagreement(inline, fv)
+            if d is not None:
+                outcome.disagreements.append(d)
+        elif fv.status == "ok":
+            outcome.verdicts.append(verdict_from_frontier(request, fv))
+        else:
+            outcome.dead_letters.append(dead_letter(
+                message, f"no inline verdict (the judge was unavailable) and the frontier gave none: {fv.status}: "
+                         f"{fv.error}", "frontier"))
+    return outcome
+
+
+class FrontierStage(BatchStage):
+    """One frontier worker's processing of micro-batches (see the module contract). Use one per event loop."""
+
+    name = "frontier"
+
+    async def process(self, messages: Sequence[Incoming]) -> FrontierOutcome:
+        if not messages:
+            return FrontierOutcome()
+        lookup = getattr(self.store, "frontier_verdicts", None)
+        model = self.settings.frontier.model
+        known = None if lookup is None else \
+            (lambda requests: lookup(sorted({r.trace.trace_id for r in requests}), model))
+        outcome = await self._hold(lambda: frontier_batch(messages, self.judge, known),
+                                   f"judging {len(messages)} frontier requests")
+        rows = Rows(verdicts=outcome.verdicts, frontier_verdicts=outcome.frontier_verdicts,
+                    disagreements=outcome.disagreements, dead_letters=outcome.dead_letters)
+        topics = self.settings.kafka.topics
+        outbox = Outbox()
+        for fv in outcome.frontier_verdicts:
+            outbox.add(topics.frontier_verdicts, fv.trace_id, fv.to_bytes())
+        for letter in outcome.dead_letters:
+            outbox.add(topics.dead_letters, letter.key, letter.to_bytes())
+        await self._store_then_publish(rows, outbox)
+        counts = Counter(requests=len(messages), disagreements=len(outcome.disagreements),
+                         dead_letters=len(outcome.dead_letters), reused=outcome.reused)
+        counts.update(f"status_{fv.status}" for fv in outcome.frontier_verdicts)
+        self._tally(counts)
+        return outcome

@@ -1,0 +1,203 @@
+"""The inline stage: a micro-batch of raw trace messages -> verdicts, frontier requests and dead letters.
+
+Contract:
+- ``judge_batch(messages, judge, settings)`` (async; its only I/O is the judge):
+  - each message is validated into a ``Trace`` (``schemas.parse_json_bytes``: size, UTF-8, JSON, fields); an
+    invalid one becomes a ``DeadLetter`` (stage ``parse``) with the reason naming the field and the raw bytes whole;
+  - the valid traces are judged in one call (``TritonJudge.judge``: requests of at most the model's batch size,
+    merged again by Triton's dynamic batcher). When the judge refuses the batch as bad input (a permanent error
+    under ``judge_engine.failures``), the traces are judged again one per call, so a bad trace costs only itself:
+    each trace the judge still refuses becomes a dead letter (stage ``judge``) with the error;
+  - when the judge is unavailable (``GaveUp`` after its retries, or any other transient error) it raises
+    ``JudgeUnavailable``, unless ``settings.stream.judge_unavailable`` is ``frontier``: then every valid trace of
+    the batch becomes a ``FrontierRequest`` with reason ``judge_unavailable`` and no inline verdict;
+  - every judged trace gets exactly one ``Verdict``: label, score and confidence from the judge, the judge name and
+    version that answered, ``produced_at`` the message's timestamp, and ``route_reason`` from
+    ``judge_engine.online.routing.route`` (threshold and calibration sample from ``settings.routing``; None when not
+    routed). A routed verdict also yields a ``FrontierRequest`` carrying the verdict and the reason.
+- ``InlineStage.process(messages)`` runs ``judge_batch`` (holding, with backoff, while the judge is unavailable and
+  the policy is ``hold``), then stores the verdicts and dead letters (holding while the store is unavailable),
+  then publishes the frontier requests, dead letters and verdicts to their topics (holding likewise), and returns
+  only when all of it is durable. The caller acknowledges the messages after it returns, never before: an offset
+  is committed only after its rows are stored and its frontier request is published (at-least-once; a
+  redelivered trace is judged again and its rows replace their twins in the ReplacingMergeTree tables).
+- ``ConstantJudge`` answers every item with a fixed verdict after a fixed delay: the stub that shows the
+  pipeline's own ceiling in the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol, Sequence
+
+from judge_engine.clients.triton_client import JudgeResult
+from judge_engine.failures import classify, describe
+from judge_engine.online.pipeline import (
+    BatchStage,
+    Incoming,
+    Outbox,
+    Publish,
+    Rows,
+    Store,
+    dead_letter,
+    parse_all,
+    parse_one,
+)
+from judge_engine.online.routing import route
+from schemas.dead_letter import DeadLetter
+from schemas.settings import Settings
+from schemas.trace import Trace
+from schemas.verdict import FrontierRequest, Verdict
+
+log = logging.getLogger("judgeline.inline")
+
+
+class Judge(Protocol):
+    async def judge(self, items: Iterable) -> list[JudgeResult]: ...
+
+
+class JudgeUnavailable(RuntimeError):
+    """The judge could not be reached (after its own retries); the batch was not judged."""
+
+
+@dataclass
+class InlineOutcome:
+    verdicts: list[Verdict] = field(default_factory=list)
+    requests: list[FrontierRequest] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def parse_trace(message: Incoming) -> Trace | DeadLetter:
+    return parse_one(message, Trace, "a Trace as JSON")
+
+
+async def _judge_isolating(judge: Judge, traces: list[Trace]) -> list[JudgeResult | BaseException]:
+    """Results in order; a trace the judge refuses as bad input gets its permanent error instead of a result."""
+    try:
+        return list(await judge.judge(traces))
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # noqa: BLE001 - classified just below
+        if classify(e) != "permanent":
+            raise JudgeUnavailable(describe(e)) from e
+        if len(traces) == 1:
+            return [e]
+        log.info("the judge refused a batch of %d as bad input (%s); judging its traces one by one",
+                 len(traces), describe(e))
+    singles = await asyncio.gather(*(judge.judge([t]) for t in traces), return_exceptions=True)
+    out: list[JudgeResult | BaseException] = []
+    for result in singles:
+        if isinstance(result, asyncio.CancelledError):
+            raise result
+        if isinstance(result, BaseException) and classify(result) != "permanent":
+            raise JudgeUnavailable(describe(result)) from result
+        out.append(result if isinstance(result, BaseException) else result[0])
+    return out
+
+
+def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings: Settings) -> Verdict:
+    for name in ("score", "confidence"):
+        value = getattr(result, name)
+        if not math.isfinite(value) or not -1e-6 <= value <= 1 + 1e-6:
+            raise ValueError(f"the judge returned {name}={value!r}, outside [0, 1]")
+    confidence = min(1.0, max(0.0, result.confidence))
+    return Verdict(
+        **trace.row_keys(),
+        model=trace.model,
+        label=result.label,
+        score=min(1.0, max(0.0, result.score)),
+        confidence=confidence,
+        judge_name=result.model_name,
+        judge_version=str(result.model_version),
+        source="inline",
+        latency_ms=max(0.0, result.latency_ms),
+        route_reason=route(confidence, trace.trace_id, settings.routing),
+        produced_at=message.timestamp,
+    )
+
+
+async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Settings) -> InlineOutcome:
+    outcome = InlineOutcome()
+    valid, dead = parse_all(messages, parse_trace)
+    outcome.dead_letters.extend(dead)
+    if not valid:
+        return outcome
+    traces = [t for _, t in valid]
+    try:
+        results = await _judge_isolating(judge, traces)
+    except JudgeUnavailable:
+        if settings.stream.judge_unavailable != "frontier":
+            raise
+        outcome.requests.extend(FrontierRequest(trace=t, reason="judge_unavailable") for t in traces)
+        return outcome
+    for (message, trace), result in zip(valid, results):
+        if isinstance(result, BaseException):
+            outcome.dead_letters.append(dead_letter(message, f"the judge refused it: {describe(result)}", "judge"))
+            continue
+        try:
+            verdict = make_verdict(trace, result, message, settings)
+        except ValueError as e:  # a label outside the kind's vocabulary, a score outside [0, 1]
+            outcome.dead_letters.append(dead_letter(message, f"the judge's answer is unusable: {describe(e)}",
+                                                    "judge"))
+            continue
+        outcome.verdicts.append(verdict)
+        if verdict.route_reason is not None:
+            outcome.requests.append(FrontierRequest(trace=trace, reason=verdict.route_reason, inline_verdict=verdict))
+    return outcome
+
+
+class InlineStage(BatchStage):
+    """One inline worker's processing of micro-batches (see the module contract). Use one per event loop."""
+
+    name = "inline"
+
+    def __init__(self, settings: Settings, judge: Judge, store: Store, publish: Publish, *,
+                 sleep=asyncio.sleep, publish_verdicts: bool = True):
+        super().__init__(settings, judge, store, publish, sleep=sleep)
+        self.publish_verdicts = publish_verdicts
+
+    async def process(self, messages: Sequence[Incoming]) -> InlineOutcome:
+        if not messages:
+            return InlineOutcome()
+        outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings),
+                                   f"judging a batch of {len(messages)} traces")
+        rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters)
+        topics = self.settings.kafka.topics
+        outbox = Outbox()
+        for request in outcome.requests:
+            outbox.add(topics.frontier_requests, request.trace.trace_id, request.to_bytes())
+        for letter in outcome.dead_letters:
+            outbox.add(topics.dead_letters, letter.key, letter.to_bytes())
+        if self.publish_verdicts:
+            for verdict in outcome.verdicts:
+                outbox.add(topics.verdicts, verdict.trace_id, verdict.to_bytes())
+        await self._store_then_publish(rows, outbox)
+        counts = Counter(messages=len(messages), verdicts=len(outcome.verdicts),
+                         dead_letters=len(outcome.dead_letters), batches=1)
+        counts.update(f"routed_{r.reason}" for r in outcome.requests)
+        self._tally(counts)
+        return outcome
+
+
+class ConstantJudge:
+    """A stand-in judge: every item gets the same verdict after ``delay_s`` per call (benchmarks only)."""
+
+    def __init__(self, delay_s: float = 0.0, confidence: float = 0.95, version: str = "stub"):
+        self.delay_s = delay_s
+        self.confidence = confidence
+        self.version = version
+
+    async def judge(self, items: Iterable) -> list[JudgeResult]:
+        items = list(items)
+        await asyncio.sleep(self.delay_s)
+        return [JudgeResult(label="A" if getattr(it, "kind", None) == "pairwise" else "pass", score=self.confidence,
+                            confidence=self.confidence, probs=(self.confidence, 1 - self.confidence, 0.0),
+                            swap_consistent=True, model_name="constant-stub", model_version=self.version,
+                            latency_ms=self.delay_s * 1000) for it in items]
+
+    async def close(self) -> None:
+        return None

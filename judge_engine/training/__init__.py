@@ -1,0 +1,2 @@
+"""Training the distilled judge: datasets, embeddings, the trainer, fine-tuning, calibration, export.
+"""

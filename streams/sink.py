@@ -1,0 +1,164 @@
+"""The ClickHouse sink of the stream workers: batched, parameterised inserts of verdicts, frontier verdicts,
+disagreements and dead letters (and of gold labels, for ``judgeline gold import``).
+
+Contract:
+- ``ClickHouseStore(settings).write(rows)`` (async) inserts every non-empty table of a ``judge_engine.online.pipeline.Rows``
+  with clickhouse-connect's ``insert`` (typed columns, never SQL text built from values), in chunks of at most
+  ``settings.clickhouse.insert_batch_rows`` rows, and returns only when ClickHouse has accepted all of them. It
+  raises on failure; the stages wrap it in ``pipeline.hold`` (the failure policy's backoff), so a store that is down
+  stops consumption instead of losing rows.
+- The sync client runs in a worker thread (``asyncio.to_thread``), one statement at a time (a lock); after a failed
+  statement the client is dropped and a fresh one is made on the next attempt (a restarted server is found again,
+  on whatever port it now has). With an embedded ``chdb://`` DSN the sink only ever talks to the store server:
+  while none runs it raises ``ConnectionError`` (transient: the stage holds) instead of opening the chDB path in the
+  worker, which would lock the store server out of its own data.
+- Idempotent under redelivery: the tables are ReplacingMergeTrees keyed by each row's identity (``schemas/ddl.py``),
+  so a batch written twice leaves one row per identity (read with ``FINAL``). A partly written batch is simply
+  written again whole.
+- ``columns``/``row`` map a message model to the table's columns: optional text becomes '' (the columns are not
+  Nullable), ``produced_at``, a dead letter's ``key`` and a gold item's answers/reference stay NULL when absent;
+  ``stored_at`` is the server's. Map columns (a gold item's teacher labels) keep a missing label as ''; JSON columns
+  (``meta``) are serialised with ``json.dumps``.
+- ``frontier_verdicts(trace_ids, judge_name)`` (async) reads back the stored frontier verdicts of that judge for
+  those traces (FINAL, parameterised; ``from_row`` turns a row back into its model): the frontier stage skips
+  requests already judged.
+- ``insert_sync(table, messages)`` inserts message models of any table of ``COLUMNS`` the same way (one table).
+- Works the same against the embedded store server (chDB behind HTTP) and a ClickHouse server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any, Sequence
+
+from pydantic import BaseModel
+
+from judge_engine.online.pipeline import Rows
+from schemas.settings import Settings
+from schemas.verdict import FrontierVerdict
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "verdicts": ("trace_id", "tenant", "app", "model", "kind", "criterion", "label", "score", "confidence",
+                 "judge_name", "judge_version", "source", "latency_ms", "critique", "route_reason", "trace_time",
+                 "produced_at", "judged_at"),
+    "frontier_verdicts": ("trace_id", "tenant", "app", "kind", "criterion", "judge_name", "status", "label",
+                          "label_swapped", "confidence", "critique", "error", "request_reason", "inline_label",
+                          "inline_judge_version", "input_tokens", "output_tokens", "cost_usd", "attempts",
+                          "latency_ms", "trace_time", "judged_at"),
+    "disagreements": ("trace_id", "tenant", "app", "kind", "criterion", "inline_label", "inline_confidence",
+                      "inline_judge_version", "frontier_label", "frontier_judge", "request_reason", "trace_time",
+                      "detected_at"),
+    "dead_letters": ("topic", "partition", "offset", "stage", "error", "raw", "key", "message_time", "received_at"),
+    "gold_labels": ("id", "source", "kind", "criterion", "question", "answer", "answer_a", "answer_b", "reference",
+                    "human_label", "teacher", "teacher_swapped", "meta"),
+}
+NULLABLE = {("verdicts", "produced_at"), ("dead_letters", "key"), ("gold_labels", "answer"),
+            ("gold_labels", "answer_a"), ("gold_labels", "answer_b"), ("gold_labels", "reference")}
+JSON_COLUMNS = {("gold_labels", "meta")}
+_FRONTIER_VERDICT_COLUMNS = ", ".join(COLUMNS["frontier_verdicts"])  # constant column names, for reading back
+
+
+def from_row(model: type[BaseModel], table: str, values: Sequence[Any]):
+    """The message model of a stored row (the inverse of ``row`` for flat tables: '' back to None where the model's
+    field defaults to None)."""
+    data = {}
+    for column, value in zip(COLUMNS[table], values):
+        if value == "" and (table, column) not in NULLABLE and model.model_fields[column].default is None:
+            value = None
+        data[column] = value
+    return model.model_validate(data)
+
+
+def row(table: str, message: Any) -> list[Any]:
+    out = []
+    for column in COLUMNS[table]:
+        value = getattr(message, column)
+        if value is None and (table, column) not in NULLABLE:
+            value = ""
+        elif (table, column) in JSON_COLUMNS:
+            value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        elif isinstance(value, dict):  # Map(String, String)
+            value = {k: "" if v is None else v for k, v in value.items()}
+        out.append(value)
+    return out
+
+
+class ClickHouseStore:
+    def __init__(self, settings: Settings, client=None):
+        self.settings = settings
+        self.database = settings.clickhouse.database
+        self.chunk = settings.clickhouse.insert_batch_rows
+        self._client = client
+        self._owns_client = client is None
+        self._lock = threading.Lock()
+
+    def _connect(self):
+        if self._client is None:
+            from streams.clickhouse import connect, resolve_dsn
+
+            if resolve_dsn(self.settings).startswith("chdb://"):
+                # never open the embedded engine in a worker: it would take the path from the store server (chDB
+                # allows one process per path), which then could not restart; wait for the server instead
+                raise ConnectionError("the embedded store server is not running (judgeline up starts it); "
+                                      "holding until it is back")
+            self._client = connect(self.settings)
+        return self._client
+
+    def write_sync(self, rows: Rows) -> dict[str, int]:
+        return self._insert_tables({t: m for t, m in rows.tables().items() if m})
+
+    def insert_sync(self, table: str, messages: list[Any]) -> int:
+        """Insert message models into one table of ``COLUMNS``; returns how many rows."""
+        return self._insert_tables({table: messages} if messages else {}).get(table, 0)
+
+    def _using_client(self, fn):
+        """``fn(client)`` under the lock; a failed statement drops the client (a fresh one next time)."""
+        with self._lock:
+            try:
+                return fn(self._connect())
+            except BaseException:
+                if self._owns_client:
+                    self._drop()
+                raise
+
+    def _insert_tables(self, tables: dict[str, list[Any]]) -> dict[str, int]:
+        def insert(client) -> dict[str, int]:
+            written: dict[str, int] = {}
+            for table, messages in tables.items():
+                data = [row(table, m) for m in messages]
+                for i in range(0, len(data), self.chunk):
+                    client.insert(f"{self.database}.{table}", data[i : i + self.chunk],
+                                  column_names=list(COLUMNS[table]))
+                written[table] = len(data)
+            return written
+
+        return self._using_client(insert)
+
+    def frontier_verdicts_sync(self, trace_ids: list[str], judge_name: str) -> list[FrontierVerdict]:
+        """The stored frontier verdicts of ``judge_name`` for these trace ids (after FINAL; parameterised)."""
+        sql = (f"SELECT {_FRONTIER_VERDICT_COLUMNS} FROM {self.database}.frontier_verdicts FINAL "
+               "WHERE judge_name = {judge:String} AND has({ids:Array(String)}, trace_id)")
+        result = self._using_client(lambda c: c.query(sql, parameters={"judge": judge_name, "ids": list(trace_ids)}))
+        return [from_row(FrontierVerdict, "frontier_verdicts", r) for r in result.result_rows]
+
+    async def frontier_verdicts(self, trace_ids: list[str], judge_name: str) -> list[FrontierVerdict]:
+        return await asyncio.to_thread(self.frontier_verdicts_sync, trace_ids, judge_name) if trace_ids else []
+
+    async def write(self, rows: Rows) -> None:
+        if len(rows):
+            await asyncio.to_thread(self.write_sync, rows)
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a broken client
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._owns_client:
+                self._drop()

@@ -1,0 +1,127 @@
+"""The frontier stage without Kafka: every frontier verdict kept, disagreements where labels differ, the trace's
+verdict from the frontier when the inline judge was unavailable, a dead letter when neither judged it."""
+
+import asyncio
+from datetime import datetime, timezone
+
+from judge_engine.online.frontier_stage import FrontierStage, frontier_batch
+from judge_engine.online.pipeline import Incoming
+from schemas import FrontierRequest, FrontierVerdict, Trace, Verdict
+from schemas.settings import Settings
+
+T0 = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
+
+
+def trace(trace_id, kind="pointwise"):
+    if kind == "pairwise":
+        return Trace(trace_id=trace_id, kind=kind, question="Which?", answer_a="x", answer_b="y", timestamp=T0)
+    return Trace(trace_id=trace_id, kind=kind, question="Capital of France?", answer="Paris.", timestamp=T0)
+
+
+def inline(t: Trace, label: str, reason="low_confidence") -> Verdict:
+    return Verdict(trace_id=t.trace_id, kind=t.kind, criterion=t.criterion, label=label, score=0.6, confidence=0.6,
+                   judge_name="judge", judge_version="3", latency_ms=5, route_reason=reason, trace_time=t.timestamp)
+
+
+class FakeFrontier:
+    def __init__(self, labels):
+        self.labels = labels  # trace id -> label, or None for "no verdict"
+
+    async def judge_many(self, requests):
+        out = []
+        for r in requests:
+            label = self.labels[r.trace.trace_id]
+            status = "ok" if label else "retries_exhausted"
+            out.append(FrontierVerdict(
+                trace_id=r.trace.trace_id, kind=r.trace.kind, criterion=r.trace.criterion, judge_name="gpt-4",
+                status=status, label=label, confidence=1.0 if label else 0.0, request_reason=r.reason,
+                error=None if label else "gave up after 6 attempts", input_tokens=100, output_tokens=10,
+                inline_label=r.inline_verdict.label if r.inline_verdict else None,
+                inline_judge_version=r.inline_verdict.judge_version if r.inline_verdict else None,
+                trace_time=r.trace.timestamp))
+        return out
+
+
+def msgs(*requests):
+    return [Incoming(value=r if isinstance(r, bytes) else r.to_bytes(), key=None, topic="judgeline.frontier-requests",
+                     partition=0, offset=i, timestamp=T0) for i, r in enumerate(requests)]
+
+
+def test_frontier_verdicts_disagreements_and_the_unavailable_judge_path():
+    agree, differ, down_ok, down_fail = trace("agree"), trace("differ", "pairwise"), trace("down-ok"), trace("down-x")
+    requests = [
+        FrontierRequest(trace=agree, reason="calibration_sample", inline_verdict=inline(agree, "pass", "calibration_sample")),
+        FrontierRequest(trace=differ, reason="low_confidence", inline_verdict=inline(differ, "A")),
+        FrontierRequest(trace=down_ok, reason="judge_unavailable"),
+        FrontierRequest(trace=down_fail, reason="judge_unavailable"),
+    ]
+    judge = FakeFrontier({"agree": "pass", "differ": "B", "down-ok": "fail", "down-x": None})
+    out = asyncio.run(frontier_batch(msgs(*requests, b"{not json"), judge))
+    assert [(f.trace_id, f.status) for f in out.frontier_verdicts] == [
+        ("agree", "ok"), ("differ", "ok"), ("down-ok", "ok"), ("down-x", "retries_exhausted")]
+    assert [(d.trace_id, d.inline_label, d.frontier_label, d.request_reason) for d in out.disagreements] == [
+        ("differ", "A", "B", "low_confidence")]
+    (v,) = out.verdicts
+    assert (v.trace_id, v.label, v.source, v.route_reason, v.score, v.judge_name) == (
+        "down-ok", "fail", "frontier", "judge_unavailable", 0.0, "gpt-4")
+    letters = sorted(out.dead_letters, key=lambda d: d.offset)
+    assert [(d.offset, d.stage) for d in letters] == [(3, "frontier"), (4, "parse")]
+    assert letters[0].raw == requests[3].to_bytes() and "retries_exhausted" in letters[0].error
+
+
+def test_process_stores_every_row_then_publishes_frontier_verdicts():
+    t = trace("t1")
+    log, stored, published = [], [], []
+
+    class Store:
+        async def write(self, rows):
+            log.append("stored")
+            stored.append(rows)
+
+    async def publish(outbox):
+        log.append("published")
+        published.extend(outbox.messages)
+
+    s = Settings()
+    stage = FrontierStage(s, FakeFrontier({"t1": "fail"}), Store(), publish)
+    asyncio.run(stage.process(msgs(FrontierRequest(trace=t, reason="low_confidence",
+                                                   inline_verdict=inline(t, "pass")))))
+    assert log == ["stored", "published"]
+    assert len(stored[0].frontier_verdicts) == 1 and len(stored[0].disagreements) == 1
+    assert [(topic, key) for topic, key, _ in published] == [(s.kafka.topics.frontier_verdicts, b"t1")]
+    assert stage.stats["status_ok"] == 1 and stage.stats["disagreements"] == 1
+
+
+def test_a_request_whose_frontier_verdict_is_stored_is_not_judged_again():
+    done, new = trace("done", "pairwise"), trace("new")
+    stored = FrontierVerdict(trace_id="done", kind="pairwise", criterion=done.criterion, judge_name="gpt-4",
+                             label="B", request_reason="low_confidence", inline_label="B", trace_time=T0,
+                             attempts=2, cost_usd=0.01)
+    asked = []
+
+    class Frontier(FakeFrontier):
+        async def judge_many(self, requests):
+            asked.extend(r.trace.trace_id for r in requests)
+            return await super().judge_many(requests)
+
+    class Store:
+        async def frontier_verdicts(self, trace_ids, judge_name):
+            assert (trace_ids, judge_name) == (["done", "new"], "gpt-4")
+            return [stored]
+
+        async def write(self, rows):
+            self.rows = rows
+
+    async def publish(outbox):
+        pass
+
+    store = Store()
+    stage = FrontierStage(Settings(), Frontier({"new": "pass"}), store, publish)
+    requests = [FrontierRequest(trace=done, reason="low_confidence", inline_verdict=inline(done, "A")),
+                FrontierRequest(trace=new, reason="calibration_sample", inline_verdict=inline(new, "pass"))]
+    out = asyncio.run(stage.process(msgs(*requests)))
+    assert asked == ["new"], "the stored trace was sent to the frontier again"
+    reused = out.frontier_verdicts[0]
+    assert (reused.label, reused.attempts, reused.judged_at, reused.inline_label) == ("B", 2, stored.judged_at, "A")
+    assert [d.trace_id for d in out.disagreements] == ["done"]  # the stored B against the new inline A
+    assert out.reused == 1 and stage.stats["reused"] == 1 and len(store.rows.frontier_verdicts) == 2

@@ -1,0 +1,97 @@
+"""ClickHouse through the embedded store server (HTTP, the production client) and chDB in process."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from schemas.ddl import MIGRATIONS, TABLES, VIEWS, Migration
+from stack.migrate import MigrationDrift, migrate
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
+
+
+def test_migrations_create_every_table_and_are_idempotent(store):
+    client, settings = store
+    db = settings.clickhouse.database
+    tables = {r[0]: r[1] for r in client.query(
+        "SELECT name, engine FROM system.tables WHERE database = {db:String}", parameters={"db": db}).result_rows}
+    assert set(TABLES) <= set(tables)
+    assert all(tables[t] == "ReplacingMergeTree" for t in TABLES)
+    again = migrate(client, db)
+    assert again.applied == [] and again.already == [m.version for m in MIGRATIONS]
+    assert client.query(f"SELECT count() FROM {db}.schema_migrations FINAL").result_rows == [(len(MIGRATIONS),)]
+
+
+def test_a_new_migration_applies_once_and_an_edited_one_is_refused(store):
+    client, settings = store
+    db = settings.clickhouse.database
+    extra = Migration(99, "test column", ("ALTER TABLE {db}.verdicts ADD COLUMN IF NOT EXISTS note String DEFAULT ''",))
+    assert migrate(client, db, MIGRATIONS + (extra,)).applied == [99]
+    assert migrate(client, db, MIGRATIONS + (extra,)).applied == []
+    edited = Migration(99, "test column", ("ALTER TABLE {db}.verdicts ADD COLUMN IF NOT EXISTS note2 String",))
+    with pytest.raises(MigrationDrift, match="migration 99"):
+        migrate(client, db, MIGRATIONS + (edited,))
+
+
+def _verdict_row(trace_id, judged_at, label="A"):
+    return [trace_id, "acme", "shop", "m", "pairwise", "overall", label, 0.9, 0.9, "minilm", "1", "inline",
+            10.0, "", "", NOW, None, judged_at]
+
+
+VERDICT_COLUMNS = ["trace_id", "tenant", "app", "model", "kind", "criterion", "label", "score", "confidence",
+                   "judge_name", "judge_version", "source", "latency_ms", "critique", "route_reason",
+                   "trace_time", "produced_at", "judged_at"]
+
+
+def test_redelivered_verdicts_collapse_to_one_row(store):
+    client, settings = store
+    table = f"{settings.clickhouse.database}.verdicts"
+    client.insert(table, [_verdict_row("t1", NOW), _verdict_row("t2", NOW)], column_names=VERDICT_COLUMNS)
+    # the same traces again (a redelivery after a crash), the later judgement winning
+    client.insert(table, [_verdict_row("t1", NOW + timedelta(seconds=1), "B")], column_names=VERDICT_COLUMNS)
+    rows = client.query(f"SELECT trace_id, label FROM {table} FINAL ORDER BY trace_id").result_rows
+    assert rows == [("t1", "B"), ("t2", "A")]
+    assert client.query(f"SELECT count() FROM {table}").result_rows[0][0] >= 2
+    routed = client.query(f"SELECT countIf(routed) FROM {table} FINAL").result_rows[0][0]
+    assert routed == 0
+
+
+def test_parameters_keep_hostile_strings_as_data(store):
+    client, settings = store
+    table = f"{settings.clickhouse.database}.verdicts"
+    hostile = "x'); DROP TABLE verdicts; --"
+    client.insert(table, [_verdict_row(hostile, NOW)], column_names=VERDICT_COLUMNS)
+    got = client.query(f"SELECT trace_id FROM {table} WHERE trace_id = {{t:String}}", parameters={"t": hostile})
+    assert got.result_rows == [(hostile,)]
+
+
+def test_store_errors_reach_the_client_with_the_engine_message(store):
+    client, settings = store
+    with pytest.raises(Exception, match="UNKNOWN_TABLE|does not exist"):
+        client.query(f"SELECT * FROM {settings.clickhouse.database}.no_such_table")
+
+
+def test_migrate_command_on_chdb_in_process(tmp_path):
+    """`judgeline migrate` with a chdb:///path DSN and no store server opens the path itself (own process)."""
+    env = {**os.environ, "JUDGELINE_CLICKHOUSE__DSN": f"chdb://{tmp_path / 'ch'}",
+           "JUDGELINE_STACK__STATE_DIR": str(tmp_path / "state")}
+    cmd = [sys.executable, "-m", "cli.main", "migrate"]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=root, timeout=120)
+    assert first.returncode == 0, first.stderr
+    applied = ", ".join(str(m.version) for m in MIGRATIONS)
+    assert "chDB in process" in first.stdout and f"applied {applied};" in first.stdout
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=root, timeout=120)
+    assert second.returncode == 0 and "applied none" in second.stdout
+    check = subprocess.run(
+        [sys.executable, "-c", "import chdb, sys; c = chdb.connect(sys.argv[1]); "
+         "print(c.query(\"SELECT groupArray(name) FROM (SELECT name FROM system.tables WHERE database='judgeline' ORDER BY name)\", 'JSONEachRow').bytes().decode())",
+         str(tmp_path / "ch")], capture_output=True, text=True, timeout=120)
+    names = json.loads(check.stdout)["groupArray(name)"]
+    assert set(TABLES) | set(VIEWS) | {"schema_migrations"} == set(names)
