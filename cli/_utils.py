@@ -1,0 +1,59 @@
+"""What every command family shares: the settings, the one-line failure, and the error-to-exit decorator.
+
+Contract:
+- ``settings()`` is the one ``Settings`` (env prefix ``JUDGELINE_``) resolved against the running embedded stack
+  (``stack.services.effective_settings``); invalid settings end the command with one line naming the variable.
+- ``fail(message, code=1)`` prints ``error: <message>`` in red on stderr and exits with ``code``.
+- ``exits_on_error(what)`` wraps a command: any exception other than ``typer.Exit``/``KeyboardInterrupt`` becomes
+  ``error: <what> failed: <the failure policy's description>`` and exit 1, never a traceback. ``what`` may use the
+  command's keyword arguments (``"importing {file}"``) and ``{settings.<group>.<field>}`` of the settings.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, TypeVar
+
+import typer
+
+F = TypeVar("F", bound=Callable)
+
+
+def settings():
+    from pydantic import ValidationError
+
+    from schemas.base import describe_validation_error
+    from schemas.settings import Settings
+    from stack.services import effective_settings
+
+    try:
+        return effective_settings(Settings())
+    except ValidationError as e:
+        fail(f"invalid settings: {describe_validation_error(e)} (set them with JUDGELINE_* variables)")
+
+
+def fail(message: str, code: int = 1):
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def exits_on_error(what: str) -> Callable[[F], F]:
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def command(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort, KeyboardInterrupt):
+                raise
+            except Exception as e:  # noqa: BLE001 - the one place a command's failure becomes one line
+                from judge_engine.failures import describe
+
+                try:
+                    subject = what.format(settings=settings(), **kwargs)
+                except (KeyError, AttributeError, IndexError):
+                    subject = what
+                fail(f"{subject} failed: {describe(e)}")
+
+        return command  # type: ignore[return-value]
+
+    return wrap

@@ -1,0 +1,156 @@
+"""Commands of the judge's life cycle: train, export, deploy, eval.
+
+Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
+reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli._utils import fail as _fail
+from cli._utils import settings as _settings
+
+commands = typer.Typer()
+
+
+def register(app: typer.Typer) -> None:
+    app.registered_commands.extend(commands.registered_commands)
+    app.registered_groups.extend(commands.registered_groups)
+
+
+FINETUNE_LAYERS_DEFAULT = 1  # measured: see README, "The distilled judge"
+
+
+def _latest_model_pointer(settings) -> Path:
+    return settings.state_dir / "models" / "LATEST"
+
+
+@commands.command()
+def train(
+    gold: list[Path] = typer.Option(..., "--gold", help="Gold-format file(s) to learn from (repeatable)."),
+    teacher: str = typer.Option("gpt-4", help="Whose recorded verdict is the label; 'human' for the human label."),
+    fallback_human: bool = typer.Option(False, help="Use the human label where the teacher has no verdict."),
+    out: Optional[Path] = typer.Option(None, help="Model directory (default: <state dir>/models/student-<time>)."),
+    val: float = typer.Option(0.15, help="Fraction of questions held out for early stopping and calibration."),
+    test: float = typer.Option(0.25, help="Fraction of questions held out for the final measurement."),
+    seed: int = typer.Option(13, help="Seed of the split and of training."),
+    swap: bool = typer.Option(True, help="Swap augmentation: each pair in both orders, label swapped."),
+    reference_drop: bool = typer.Option(True, help="Items with a reference also train without it."),
+    epochs: int = typer.Option(60, help="At most this many epochs (early stopping on the validation loss)."),
+    limit_per_file: Optional[int] = typer.Option(None, help="Use only the first N items of each source."),
+    skip_invalid: bool = typer.Option(False, help="Leave out lines that do not parse instead of stopping."),
+    finetune_layers: int = typer.Option(
+        FINETUNE_LAYERS_DEFAULT, min=0, max=6,
+        help="Fine-tune the encoder's top N layers with the heads (0: frozen encoder, heads only)."),
+    finetune_epochs: int = typer.Option(2, min=1, help="Epochs of fine-tuning (the best on validation is kept)."),
+) -> None:
+    """Distil the student judge from recorded teacher verdicts; calibrate and measure it on held-out questions."""
+    from datetime import datetime
+
+    from judge_engine.dataset import GoldFileError
+    from judge_engine.training.trainer import TrainConfig
+    from judge_engine.training.trainer import train as run_training
+
+    settings = _settings()
+    out = out or settings.state_dir / "models" / f"student-{datetime.now():%Y%m%d-%H%M%S}"
+    cfg = TrainConfig(gold=tuple(gold), out=out, teacher=teacher, fallback_human=fallback_human, val_fraction=val,
+                      test_fraction=test, seed=seed, swap=swap, reference_drop=reference_drop, epochs=epochs,
+                      limit_per_file=limit_per_file, skip_invalid=skip_invalid, finetune_layers=finetune_layers,
+                      finetune_epochs=finetune_epochs)
+    typer.echo(f"training on {', '.join(map(str, gold))} (labels: {teacher})")
+    try:
+        result = run_training(cfg, log=typer.echo)
+    except (GoldFileError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    pointer = _latest_model_pointer(settings)
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer.write_text(str(result.model_dir.resolve()))
+    for kind, m in result.test.items():
+        typer.echo(
+            f"  held-out {kind} (n={m['n']}, labels {m['label_sources']}): accuracy vs those labels "
+            f"{100 * m['accuracy_vs_training_label']:.1f}%, vs human {100 * m['accuracy_vs_human']:.1f}% (the labels "
+            f"themselves {100 * m['training_label_accuracy_vs_human']:.1f}%, majority label "
+            f"{100 * m['majority_baseline_vs_human']:.1f}%), kappa vs human {m['kappa_vs_human']:.3f}, swap "
+            f"consistency {100 * m['swap_consistency']:.1f}%, ECE {m['ece_uncalibrated']:.3f} -> {m['ece']:.3f} "
+            f"(T={result.temperature[kind]:.2f})"
+        )
+    typer.echo(f"  took {result.seconds}; model in {result.model_dir} (reliability.png, training_report.json)")
+    typer.echo("next: judgeline export")
+
+
+@commands.command()
+def export(
+    model: Optional[Path] = typer.Option(None, help="Trained model directory (default: the last `judgeline train`)."),
+    version: Optional[int] = typer.Option(None, help="Version number (default: the next free one)."),
+    deploy_now: bool = typer.Option(True, "--deploy/--no-deploy", help="Load it into the running Triton, if any."),
+) -> None:
+    """Write a trained judge as the next version of the Triton model (and load it into a running Triton)."""
+    from judge_engine.training.export import export as run_export
+    from stack.triton import model_repository
+
+    settings = _settings()
+    if model is None:
+        pointer = _latest_model_pointer(settings)
+        if not pointer.exists():
+            _fail("no trained judge yet: run `judgeline train --gold FILE` first, or pass --model DIR")
+        model = Path(pointer.read_text().strip())
+    try:
+        target = run_export(model, model_repository(settings), settings.triton.model_name, version)
+    except (FileNotFoundError, FileExistsError) as e:
+        _fail(str(e))
+    typer.echo(f"exported {model} as {target}")
+    if deploy_now:
+        deploy()
+
+
+@commands.command()
+def deploy() -> None:
+    """Load the newest version of the judge into the running Triton (repository API; traffic keeps flowing)."""
+    from stack import triton
+    from stack.services import running_service
+
+    settings = _settings()
+    record = running_service(settings, "triton")
+    if record is None and not settings.triton.http_url:
+        _fail("no Triton is running (judgeline up)")
+    try:
+        version = triton.load_model(settings, settings.triton.model_name)
+    except Exception as e:  # noqa: BLE001 - shown to the user as one line
+        _fail(f"loading {settings.triton.model_name} into Triton at {settings.triton.http_url} failed: {e}")
+    typer.echo(f"Triton at {settings.triton.http_url} serves {settings.triton.model_name} version {version}")
+
+
+@commands.command(name="eval")
+def eval_(
+    gold: Path = typer.Option(..., "--gold", help="Gold-format file to measure the served judge on."),
+    frontier: Optional[str] = typer.Option(None, help="Teacher in the file acting as the frontier judge "
+                                                      "(default: the judge's own teacher, else gpt-4)."),
+    threshold: Optional[float] = typer.Option(None, help="Routing threshold to report (default: the setting)."),
+    out: Path = typer.Option(Path("metrics.json"), help="JSON report; PNGs are written beside it."),
+    include_trained: bool = typer.Option(False, help="Also score items the judge was trained on (not honest)."),
+    skip_invalid: bool = typer.Option(False, help="Leave out lines that do not parse instead of stopping."),
+) -> None:
+    """Measure the served judge on a gold file: agreement with humans and teacher, ECE, cascade curve."""
+    from judge_engine.dataset import GoldFileError
+    from judge_engine.evaluation.evaluate import evaluate, format_table
+    from stack.triton import model_repository
+
+    settings = _settings()
+    try:
+        report = evaluate(settings, gold, frontier=frontier, threshold=threshold, out=out,
+                          include_trained=include_trained, skip_invalid=skip_invalid,
+                          repository=model_repository(settings))
+    except (GoldFileError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    except Exception as e:  # noqa: BLE001 - the judge or Triton failed: one line, not a traceback
+        from judge_engine.failures import describe
+
+        _fail(f"judging through Triton at {settings.triton.url} failed: {describe(e)}")
+    typer.echo(format_table(report))
+    stem = out.with_suffix("")
+    typer.echo(f"wrote {out}, {stem}.cascade.png, {stem}.reliability.png")
+

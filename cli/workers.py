@@ -1,0 +1,88 @@
+"""Long-running processes: the stream workers and the frontier replay server.
+
+Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
+reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli._utils import fail as _fail
+from cli._utils import settings as _settings
+
+commands = typer.Typer()
+
+
+def register(app: typer.Typer) -> None:
+    app.registered_commands.extend(commands.registered_commands)
+    app.registered_groups.extend(commands.registered_groups)
+
+
+@commands.command("frontier-replay")
+def frontier_replay(
+    gold: Optional[list[Path]] = typer.Option(
+        None, "--gold", help="Gold-format file with recorded verdicts (repeatable; default: ../shared/data/gold/*)."),
+    judge: Optional[list[str]] = typer.Option(
+        None, "--judge", help="Judge name to serve (repeatable; default: JUDGELINE_FRONTIER__MODEL)."),
+    port: Optional[int] = typer.Option(None, help="Port (default: the port of JUDGELINE_FRONTIER__BASE_URL, or 8090)."),
+    latency_ms: float = typer.Option(0.0, help="Fixed latency added to every chat completion."),
+    jitter_ms: float = typer.Option(0.0, help="Uniform random extra latency, up to this much."),
+    rate_limit_fraction: float = typer.Option(0.0, help="Fraction of requests answered 429 with Retry-After."),
+    server_error_fraction: float = typer.Option(0.0, help="Fraction of requests answered 500."),
+    retry_after_s: float = typer.Option(1.0, help="The Retry-After of an injected 429."),
+    seed: int = typer.Option(0, help="Seed of the latency jitter."),
+) -> None:
+    """Serve recorded teacher verdicts as an OpenAI-compatible frontier judge on 127.0.0.1 (foreground)."""
+    from urllib.parse import urlsplit
+
+    from doubles.frontier_replay import DEFAULT_GOLD_DIR, Faults, serve
+
+    settings = _settings()
+    files = list(gold or sorted(DEFAULT_GOLD_DIR.glob("*.jsonl")))
+    if not files:
+        _fail(f"no gold files: none in {DEFAULT_GOLD_DIR}; pass --gold FILE")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        _fail(f"gold file not found: {', '.join(missing)}")
+    try:
+        faults = Faults(latency_ms, jitter_ms, rate_limit_fraction, server_error_fraction, retry_after_s, seed)
+    except ValueError as e:
+        _fail(str(e))
+    port = port or urlsplit(settings.frontier.base_url).port or 8090
+    typer.echo(f"frontier replay on http://{settings.stack.bind_host}:{port}/v1 (Ctrl-C stops it)")
+    serve(files, settings.stack.bind_host, port, tuple(judge or (settings.frontier.model,)), faults)
+
+
+worker_app = typer.Typer(no_args_is_help=True, help="Stream workers (Faust), in the foreground until SIGTERM.")
+
+
+commands.add_typer(worker_app, name="worker")
+
+
+def _run_worker(role: str, stub_judge_ms: Optional[float] = None) -> None:
+    from streams.worker import main as run_worker
+
+    try:
+        run_worker(_settings(), role, stub_judge_ms)  # type: ignore[arg-type]
+    except ValueError as e:
+        _fail(str(e))
+
+
+@worker_app.command("inline")
+def worker_inline(
+    stub_judge_ms: Optional[float] = typer.Option(
+        None, help="Benchmarks only: replace the Triton judge by a constant verdict after this many ms per batch."),
+) -> None:
+    """Traces -> micro-batches -> Triton judge -> ClickHouse; routed traces -> the frontier-requests topic."""
+    _run_worker("inline", stub_judge_ms)
+
+
+@worker_app.command("frontier")
+def worker_frontier() -> None:
+    """Frontier requests -> frontier judge (openai client) -> frontier verdicts and disagreements in ClickHouse."""
+    _run_worker("frontier")
+
