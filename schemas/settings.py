@@ -185,6 +185,19 @@ class RoutingSettings(_Group):
     threshold: float = Field(0.7, ge=0.0, le=1.0)
     calibration_sample_rate: float = Field(0.05, ge=0.0, le=1.0)
     accepted_error_rate: float = Field(0.05, ge=0.0, le=1.0)
+    # the routing policy's fit (judge_engine/online/policy.py, docs/routing.md): a segment needs min_evidence
+    # frontier-checked verdicts before it accepts any inline verdict; the accepted verdicts' error must have a
+    # one-sided Clopper-Pearson upper bound at confidence_level within accepted_error_rate
+    min_evidence: int = Field(100, ge=1)
+    confidence_level: float = Field(0.95, gt=0.5, lt=1.0)
+    # adaptive calibration sampling: a segment's rate starts at max_sample_rate while its evidence is thin and decays
+    # to calibration_sample_rate; the extra frontier fraction it costs is capped at extra_sample_budget of traffic
+    max_sample_rate: float = Field(0.3, ge=0.0, le=1.0)
+    extra_sample_budget: float = Field(0.1, ge=0.0, le=1.0)
+    # the drift alarm: a Bernoulli CUSUM per segment against the agreement the policy assumed, testing for the
+    # agreement odds falling by drift_odds_ratio; an alarm at drift_h
+    drift_odds_ratio: float = Field(3.0, gt=1.0)
+    drift_h: float = Field(8.0, gt=0.0)
 
 
 class StreamSettings(_Group):
