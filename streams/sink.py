@@ -1,5 +1,6 @@
 """The ClickHouse sink of the stream workers: batched, parameterised inserts of verdicts, frontier verdicts,
-disagreements and dead letters (and of gold labels, for ``judgeline gold import``).
+disagreements and dead letters (and of gold labels, for ``judgeline gold import``; of routing policies and drift
+alarms, for ``judgeline route-policy``).
 
 Contract:
 - ``ClickHouseStore(settings).write(rows)`` (async) inserts every non-empty table of a ``judge_engine.online.pipeline.Rows``
@@ -41,8 +42,8 @@ from schemas.verdict import FrontierVerdict
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "verdicts": ("trace_id", "tenant", "app", "model", "kind", "criterion", "label", "score", "confidence",
-                 "judge_name", "judge_version", "source", "latency_ms", "critique", "route_reason", "trace_time",
-                 "produced_at", "judged_at"),
+                 "judge_name", "judge_version", "source", "latency_ms", "critique", "route_reason", "policy_version",
+                 "route_threshold", "sample_rate", "novelty", "trace_time", "produced_at", "judged_at"),
     "frontier_verdicts": ("trace_id", "tenant", "app", "kind", "criterion", "judge_name", "status", "label",
                           "label_swapped", "confidence", "critique", "error", "request_reason", "inline_label",
                           "inline_judge_version", "input_tokens", "output_tokens", "cost_usd", "attempts",
@@ -53,8 +54,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "dead_letters": ("topic", "partition", "offset", "stage", "error", "raw", "key", "message_time", "received_at"),
     "gold_labels": ("id", "source", "kind", "criterion", "question", "answer", "answer_a", "answer_b", "reference",
                     "human_label", "teacher", "teacher_swapped", "meta"),
+    "routing_policies": ("version", "scope", "reason", "judge_version", "rules", "policy", "evidence", "created_at"),
+    "drift_alarms": ("segment", "tenant", "app", "kind", "criterion", "statistic", "threshold", "observations",
+                     "policy_version", "action", "detail", "detected_at"),
 }
-NULLABLE = {("verdicts", "produced_at"), ("dead_letters", "key"), ("gold_labels", "answer"),
+NULLABLE = {("verdicts", "produced_at"), ("verdicts", "route_threshold"), ("verdicts", "sample_rate"),
+            ("verdicts", "novelty"), ("dead_letters", "key"), ("gold_labels", "answer"),
             ("gold_labels", "answer_a"), ("gold_labels", "answer_b"), ("gold_labels", "reference")}
 JSON_COLUMNS = {("gold_labels", "meta")}
 _FRONTIER_VERDICT_COLUMNS = ", ".join(COLUMNS["frontier_verdicts"])  # constant column names, for reading back
