@@ -13,7 +13,9 @@ Contract:
   on the embeddings of the kept weights.
 - Output: a model directory (``heads.pt``, ``encoder_top.pt`` when fine-tuned, ``student.json`` with temperatures, teacher, data files and hashes,
   split sizes, the fingerprints of every train/validation item, the calibrated verdicts on the validation split
-  beside their labels (``validation_evidence``: where a routing policy of this version starts), test metrics) plus ``reliability.png`` and
+  beside their labels (``validation_evidence``: where a routing policy of this version starts), test metrics) plus
+  ``novelty.npz`` (``judge_engine.model.novelty``: the train split indexed in the judge's embedding space, the
+  threshold at the ``novelty_percentile`` of the validation split's scores), ``reliability.png`` and
   ``training_report.json``. ``judgeline export`` turns it into a Triton model version.
 - Kinds without training examples are left untrained and recorded so; the served judge refuses them.
 """
@@ -45,6 +47,7 @@ from judge_engine.model.student import (
 )
 from judge_engine.model.verdict_math import LABELS
 from judge_engine.training import calibration
+from judge_engine.model.novelty import NoveltyIndex, item_matrix
 from judge_engine.training.embedding_cache import DEFAULT_PATH, EmbeddingCache
 from judge_engine.training.finetune import FinetuneConfig, finetune
 
@@ -77,6 +80,8 @@ class TrainConfig:
     limit_per_file: int | None = None
     skip_invalid: bool = False
     cache: Path = DEFAULT_PATH
+    novelty_k: int = 10
+    novelty_percentile: float = 99.0
     progress: bool = True
 
 
@@ -270,6 +275,9 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         test_k = [e for e in parts["test"] if e.item["kind"] == kind]
         if test_k:
             test[kind] = _measure(heads, kind, test_k, vectors)
+    novelty = NoveltyIndex.build(item_matrix([e.item for e in parts["train"]], vectors),
+                                 item_matrix([e.item for e in parts["val"]], vectors), cfg.novelty_k,
+                                 cfg.novelty_percentile)
     timings["total_s"] = round(time.perf_counter() - started, 1)
 
     provenance = {
@@ -287,9 +295,12 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "gold"},
         "trained_on": sorted({e.fingerprint for e in parts["train"] + parts["val"]}),
         "validation_evidence": validation,
+        "novelty": {"k": novelty.k, "percentile": novelty.percentile, "threshold": round(novelty.threshold, 6),
+                    "indexed_items": len(novelty.matrix)},
         "test_metrics": {k: {m: v for m, v in d.items() if m != "reliability"} for k, d in test.items()},
     }
     heads.save(cfg.out, provenance, encoder_top=encoder_top)
+    novelty.save(cfg.out)
     (cfg.out / "training_report.json").write_text(json.dumps(
         {"counts": counts, "training": trained, "finetune": finetuned, "temperature": heads.temperature, "test": test,
          "seconds": timings}, indent=2, default=float))
