@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
     app.registered_groups.extend(commands.registered_groups)
 
 
-FINETUNE_LAYERS_DEFAULT = 1  # measured: see README, "The distilled judge"
+FINETUNE_LAYERS_DEFAULT = 1  # measured: see docs/judge.md, "Fine-tuning"
 
 
 def _latest_model_pointer(settings) -> Path:
