@@ -16,7 +16,7 @@ Contract:
   A single-order verdict (pointwise, or both orders off) has confidence 1.0. Every non-ok verdict has confidence 0.
 - Limits: at most ``concurrency`` HTTP requests in flight (a semaphore, held per attempt, not during backoff);
   attempts start no faster than ``rate_limit_rps`` (``TokenBucket``, burst 1, every attempt and retry takes a
-  token); retries only through ``judge_engine.failures.call_with_retries`` (``max_retries`` retries after the first
+  token); retries only through ``judge_engine.failures.retrying`` (tenacity) (``max_retries`` retries after the first
   attempt, jittered exponential backoff, never sooner than the server's Retry-After); the openai client's own
   retries are off; each attempt times out after ``timeout_s``.
 - Spend: tokens come from the response's ``usage`` (an estimate when a server sends none) and cost from the price
@@ -46,7 +46,7 @@ from typing import Awaitable, Callable, Iterable
 
 from judge_engine.clients.frontier_prompt import estimate_tokens, parse_reply, render
 from judge_engine.clients.redaction import RedactionError, redact_trace, redactor
-from judge_engine.failures import Backoff, GaveUp, call_with_retries, describe
+from judge_engine.failures import GaveUp, JitteredWait, describe, retrying
 from schemas.base import MAX_TEXT_CHARS, SWAPPED_LABEL
 from schemas.settings import FrontierSettings
 from schemas.verdict import Disagreement, FrontierRequest, FrontierVerdict, Verdict
@@ -153,7 +153,7 @@ class _OrderResult:
 class FrontierJudge:
     """The frontier judge behind ``settings`` (a ``FrontierSettings``). Use one per process and event loop."""
 
-    def __init__(self, settings: FrontierSettings, *, backoff: Backoff | None = None, client=None):
+    def __init__(self, settings: FrontierSettings, *, backoff: JitteredWait | None = None, client=None):
         from openai import AsyncOpenAI
 
         self.settings = settings
@@ -164,7 +164,7 @@ class FrontierJudge:
         self._semaphore = asyncio.Semaphore(settings.concurrency)
         self.rate_limiter = TokenBucket(settings.rate_limit_rps)
         self.budget = SpendBudget(settings.budget_usd)
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or JitteredWait()
         self.stats = FrontierStats()
         self._redact = redactor(settings)  # None unless frontier.redact / redact_hook are set
 
@@ -252,14 +252,13 @@ class FrontierJudge:
 
         order = "swapped order" if swapped else "original order"
         try:
-            response = await call_with_retries(
-                attempt, what=f"frontier judge {self.settings.model} on trace {trace_id}",
-                attempts=self.settings.max_retries + 1, backoff=self.backoff, on_retry=on_retry,
-            )
+            retry = retrying(what=f"frontier judge {self.settings.model} on trace {trace_id}",
+                             attempts=self.settings.max_retries + 1, wait=self.backoff, on_retry=on_retry)
+            response = await retry(attempt)
         except GaveUp as e:
             log.warning("frontier trace %s: %s", trace_id, self._scrub(str(e)))
             return _OrderResult("retries_exhausted", error=self._scrub(str(e)), attempts=e.attempts, order=order)
-        except Exception as e:  # call_with_retries re-raises only permanent errors
+        except Exception as e:  # the retryer re-raises only permanent errors
             code = getattr(e, "code", None)  # the provider's error code (openai errors carry it)
             error = f"permanent error, not retried: {self._scrub(describe(e))}" + (
                 f" [code {self._scrub(str(code))}]" if isinstance(code, (str, int)) else "")

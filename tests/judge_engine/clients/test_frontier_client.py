@@ -27,14 +27,14 @@ from judge_engine.clients.frontier_client import (
     disagreement,
 )
 from judge_engine.clients.frontier_prompt import render
-from judge_engine.failures import Backoff
+from judge_engine.failures import JitteredWait
 from schemas.gold import GoldLabel, read_gold_file
 from schemas.settings import FrontierSettings
 from schemas.trace import Trace
 from schemas.verdict import FrontierRequest, FrontierVerdict, Verdict
 from stack import process
 
-FAST = Backoff(initial_s=0.001, max_s=0.005)  # so that any longer wait can only come from Retry-After
+FAST = JitteredWait(initial_s=0.001, max_s=0.005)  # so that any longer wait can only come from Retry-After
 LLMBAR = SHARED_GOLD / "llmbar-processed.jsonl"
 PANDALM = SHARED_GOLD / "pandalm-test.jsonl"
 HALUEVAL = SHARED_GOLD / "halueval-general.jsonl"
