@@ -15,8 +15,8 @@ Contract:
   original order fails the verdict takes its status (a swapped-order label is still kept in ``label_swapped``).
   A single-order verdict (pointwise, or both orders off) has confidence 1.0. Every non-ok verdict has confidence 0.
 - Limits: at most ``concurrency`` HTTP requests in flight (a semaphore, held per attempt, not during backoff);
-  attempts start no faster than ``rate_limit_rps`` (``TokenBucket``, burst 1, every attempt and retry takes a
-  token); retries only through ``judge_engine.failures.retrying`` (tenacity) (``max_retries`` retries after the first
+  attempts start no faster than ``rate_limit_rps`` (``rate_limiter``: aiolimiter's ``AsyncLimiter``, burst 1, every attempt and retry takes a
+  slot); retries only through ``judge_engine.failures.retrying`` (tenacity; ``max_retries`` retries after the first
   attempt, jittered exponential backoff, never sooner than the server's Retry-After); the openai client's own
   retries are off; each attempt times out after ``timeout_s``.
 - Spend: tokens come from the response's ``usage`` (an estimate when a server sends none) and cost from the price
@@ -42,7 +42,9 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable
+from typing import Iterable
+
+from aiolimiter import AsyncLimiter
 
 from judge_engine.clients.frontier_prompt import estimate_tokens, parse_reply, render
 from judge_engine.clients.redaction import RedactionError, redact_trace, redactor
@@ -59,49 +61,13 @@ TRACE_HEADER = "X-Judgeline-Trace-Id"
 _MASK = "**********"
 
 
-class TokenBucket:
-    """A token bucket: ``rate`` tokens per second, at most ``capacity`` stored; ``acquire`` waits for one token.
-
-    Waiters are served in arrival order (the lock is held while waiting). ``clock`` and ``sleep`` are injectable
-    so the bucket can be tested without real time.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        capacity: float = 1.0,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ):
-        if not rate > 0:
-            raise ValueError(f"rate must be > 0, got {rate!r}")
-        if not capacity >= 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity!r}")
-        self.rate = rate
-        self.capacity = capacity
-        self._clock = clock
-        self._sleep = sleep
-        self._tokens = capacity
-        self._last = clock()
-        self._lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-
-    async def acquire(self) -> float:
-        """Take one token, waiting until there is one; returns the seconds waited."""
-        async with self._lock:
-            self._refill()
-            waited = 0.0
-            if self._tokens < 1:
-                waited = (1 - self._tokens) / self.rate
-                await self._sleep(waited)
-                self._refill()
-            self._tokens -= 1  # may dip below 0 if the sleep woke early; the next caller then waits longer
-            return waited
+def rate_limiter(rps: float, burst: int = 1) -> AsyncLimiter:
+    """aiolimiter's leaky bucket: attempts start no faster than ``rps`` per second, at most ``burst`` at once."""
+    if not rps > 0:
+        raise ValueError(f"the rate must be > 0 per second, got {rps!r}")
+    if burst < 1:
+        raise ValueError(f"the burst must be at least 1, got {burst!r}")
+    return AsyncLimiter(burst, burst / rps)
 
 
 class SpendBudget:
@@ -162,7 +128,7 @@ class FrontierJudge:
             api_key=self._key, base_url=settings.base_url, timeout=settings.timeout_s, max_retries=0
         )
         self._semaphore = asyncio.Semaphore(settings.concurrency)
-        self.rate_limiter = TokenBucket(settings.rate_limit_rps)
+        self.rate_limiter = rate_limiter(settings.rate_limit_rps)
         self.budget = SpendBudget(settings.budget_usd)
         self.backoff = backoff or JitteredWait()
         self.stats = FrontierStats()

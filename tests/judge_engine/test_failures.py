@@ -2,11 +2,11 @@
 
 import asyncio
 import random
+import sys
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
-
 import tenacity
 
 from judge_engine.failures import (
@@ -89,8 +89,6 @@ def _failed_attempt(number: int, exc: BaseException) -> tenacity.RetryCallState:
     try:
         raise exc
     except BaseException:
-        import sys
-
         state.set_exception(sys.exc_info())
     return state
 
