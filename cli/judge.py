@@ -1,7 +1,7 @@
 """Commands of the judge's life cycle: train, export, deploy, eval.
 
-Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
-reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+Contract: the commands are thin over ``judge_engine.training`` and ``judge_engine.evaluation`` and find Triton through
+the settings resolved against the running stack; heavy imports stay inside each command.
 """
 
 from __future__ import annotations
@@ -11,16 +11,11 @@ from typing import Optional
 
 import typer
 
-from cli._utils import exits_on_error, fails_as
+from cli._utils import exits_on_error, fails_as, family
 from cli._utils import fail as _fail
 from cli._utils import settings as _settings
 
-commands = typer.Typer()
-
-
-def register(app: typer.Typer) -> None:
-    app.registered_commands.extend(commands.registered_commands)
-    app.registered_groups.extend(commands.registered_groups)
+commands, register = family()
 
 
 FINETUNE_LAYERS_DEFAULT = 1  # measured: see docs/judge.md, "Fine-tuning"
