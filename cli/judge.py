@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from cli._utils import exits_on_error, fails_as, family
 from cli._utils import fail as _fail
+from cli._utils import fails_as, family
 from cli._utils import settings as _settings
 
 commands, register = family()
@@ -100,21 +100,23 @@ def export(
         _fail(str(e))
     typer.echo(f"exported {model} as {target}")
     if deploy_now:
-        deploy()
+        _load_newest(settings)
 
 
 @commands.command()
-@exits_on_error("loading {settings.triton.model_name} into Triton at {settings.triton.http_url}")
 def deploy() -> None:
     """Load the newest version of the judge into the running Triton (repository API; traffic keeps flowing)."""
+    _load_newest(_settings())
+
+
+def _load_newest(settings) -> None:
     from stack import triton
     from stack.services import running_service
 
-    settings = _settings()
-    record = running_service(settings, "triton")
-    if record is None and not settings.triton.http_url:
+    if running_service(settings, "triton") is None and not settings.triton.http_url:
         _fail("no Triton is running (judgeline up)")
-    version = triton.load_model(settings, settings.triton.model_name)
+    with fails_as(f"loading {settings.triton.model_name} into Triton at {settings.triton.http_url}"):
+        version = triton.load_model(settings, settings.triton.model_name)
     typer.echo(f"Triton at {settings.triton.http_url} serves {settings.triton.model_name} version {version}")
 
 
