@@ -68,6 +68,9 @@ class KafkaSettings(_Group):
     # answers a waiting fetch late, so the default is short: measured at light load 150 ms p50 from produce to
     # judged at 500, 40 ms at 100. On Apache Kafka a shorter wait only adds idle fetch requests (production: 500).
     fetch_max_wait_ms: int = Field(100, ge=1, le=60_000)
+    # false where the broker's high watermark is wrong (the embedded Tansu broker: platform.md): the workers then
+    # export no consumer lag rather than a wrong one. The embedded stack sets it false.
+    broker_reports_lag: bool = True
     topics: TopicSettings = TopicSettings()
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ Contract (thin: the logic is ``judge_engine.online.inline.InlineStage``):
   i.e. after ClickHouse accepted its verdicts and dead letters and the broker its frontier requests. While the
   judge (policy ``hold``) or the store is unavailable, ``process`` holds the batch and the agent consumes nothing;
 - ``judge_factory`` replaces the Triton judge (the benchmark's constant-time stub); it is called inside the
-  agent, on the worker's event loop.
+  agent, on the worker's event loop; ``recorder`` is told what each batch did (``streams.metrics``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from __future__ import annotations
 from typing import Callable
 
 from judge_engine.online.inline import InlineStage
+from judge_engine.online.pipeline import NO_RECORDER, Recorder
 from schemas.settings import Settings
 from streams.app import acknowledged_after, incoming, publisher, source_topic
 from streams.sink import ClickHouseStore
 
 
-def register(app, settings: Settings, judge_factory: Callable[[], object] | None = None):
+def register(app, settings: Settings, judge_factory: Callable[[], object] | None = None,
+             recorder: Recorder = NO_RECORDER):
     store = ClickHouseStore(settings)
 
     async def inline(stream):
@@ -31,7 +33,7 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
             judge = TritonJudge(settings.triton)
         else:
             judge = judge_factory()
-        stage = InlineStage(settings, judge, store, publisher(app))
+        stage = InlineStage(settings, judge, store, publisher(app), recorder=recorder)
         try:
             async for events in stream.take_events(settings.stream.batch_size, within=settings.stream.batch_within_s):
                 with acknowledged_after(events):

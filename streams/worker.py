@@ -4,7 +4,8 @@ Contract:
 - ``build(settings, role)`` returns the Faust app with the role's agent registered (``streams.inline_agent`` or
   ``streams.frontier_agent``); ``stub_judge_ms`` (inline only) replaces the Triton judge with
   ``judge_engine.online.inline.ConstantJudge`` answering each call after that many milliseconds (the benchmark's
-  pipeline ceiling).
+  pipeline ceiling). The worker's metrics (``streams.metrics.WorkerMetrics``) are the stage's recorder and are
+  served at ``/metrics`` on the worker's web port.
 - ``main`` runs it in the foreground until SIGTERM/SIGINT; on shutdown a batch in progress is not acknowledged
   (``streams.app.acknowledged_after``) and is redelivered to the next worker of the group.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from schemas.settings import Settings
 from streams import frontier_agent, inline_agent
 from streams.app import Role, create_app, group_id, run
+from streams.metrics import WorkerMetrics, install
 
 
 def build(settings: Settings, role: Role, stub_judge_ms: float | None = None):
@@ -21,15 +23,17 @@ def build(settings: Settings, role: Role, stub_judge_ms: float | None = None):
     if stub_judge_ms is not None and role != "inline":
         raise ValueError("--stub-judge-ms applies to the inline worker only")
     app = create_app(settings, role)
+    metrics = WorkerMetrics(settings, role)
+    install(app, metrics)
     if role == "inline":
         factory = None
         if stub_judge_ms is not None:
             from judge_engine.online.inline import ConstantJudge
 
             factory = lambda: ConstantJudge(stub_judge_ms / 1000.0)  # noqa: E731
-        inline_agent.register(app, settings, factory)
+        inline_agent.register(app, settings, factory, recorder=metrics)
     else:
-        frontier_agent.register(app, settings)
+        frontier_agent.register(app, settings, recorder=metrics)
     return app
 
 

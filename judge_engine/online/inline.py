@@ -156,8 +156,8 @@ class InlineStage(BatchStage):
     name = "inline"
 
     def __init__(self, settings: Settings, judge: Judge, store: Store, publish: Publish, *,
-                 sleep=asyncio.sleep, publish_verdicts: bool = True):
-        super().__init__(settings, judge, store, publish, sleep=sleep)
+                 sleep=asyncio.sleep, publish_verdicts: bool = True, **kwargs):
+        super().__init__(settings, judge, store, publish, sleep=sleep, **kwargs)
         self.publish_verdicts = publish_verdicts
 
     async def process(self, messages: Sequence[Incoming]) -> InlineOutcome:
@@ -175,7 +175,7 @@ class InlineStage(BatchStage):
         if self.publish_verdicts:
             for verdict in outcome.verdicts:
                 outbox.add(topics.verdicts, verdict.trace_id, verdict.to_bytes())
-        await self._store_then_publish(rows, outbox)
+        await self._store_then_publish(rows, outbox, consumed=len(messages))
         counts = Counter(messages=len(messages), verdicts=len(outcome.verdicts),
                          dead_letters=len(outcome.dead_letters), batches=1)
         counts.update(f"routed_{r.reason}" for r in outcome.requests)

@@ -25,7 +25,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
+from typing import Awaitable, Callable, Mapping, Protocol, Sequence, TypeVar
 
 from judge_engine.failures import Backoff, classify, describe
 from schemas.base import InvalidMessage, parse_json_bytes, utc_now
@@ -138,6 +138,7 @@ async def hold(
     max_backoff_s: float = 10.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     logger: logging.Logger = log,
+    held: Callable[[float], None] | None = None,
 ) -> T:
     backoff = Backoff(initial_s=0.2, max_s=max_backoff_s)
     attempt = 0
@@ -151,7 +152,41 @@ async def hold(
             pause = backoff.delay(min(attempt, 32), exc)
             logger.warning("%s failed (%s error, attempt %d): %s; holding the batch (nothing acknowledged), "
                            "retrying in %.1f s", what, classify(exc), attempt, describe(exc), pause)
+            if held is not None:
+                held(pause)
             await sleep(pause)
+
+
+class Recorder(Protocol):
+    def batch(self, stage: str, consumed: int, rows: Rows) -> None: ...
+
+    def tally(self, stage: str, counts: Mapping[str, int]) -> None: ...
+
+    def call(self, stage: str, dependency: str, seconds: float) -> None: ...
+
+    def held(self, stage: str, dependency: str, seconds: float) -> None: ...
+
+    def frontier(self, verdicts: Sequence[FrontierVerdict]) -> None: ...
+
+
+class _NoRecorder:
+    def batch(self, stage: str, consumed: int, rows: Rows) -> None:
+        return None
+
+    def tally(self, stage: str, counts: Mapping[str, int]) -> None:
+        return None
+
+    def call(self, stage: str, dependency: str, seconds: float) -> None:
+        return None
+
+    def held(self, stage: str, dependency: str, seconds: float) -> None:
+        return None
+
+    def frontier(self, verdicts: Sequence[FrontierVerdict]) -> None:
+        return None
+
+
+NO_RECORDER: Recorder = _NoRecorder()
 
 
 class BatchStage:
@@ -160,7 +195,8 @@ class BatchStage:
 
     name = "stage"
 
-    def __init__(self, settings, judge, store: Store, publish: "Publish", *, sleep=asyncio.sleep):
+    def __init__(self, settings, judge, store: Store, publish: "Publish", *, sleep=asyncio.sleep,
+                 recorder: Recorder = NO_RECORDER):
         import time
         from collections import Counter
 
@@ -169,22 +205,28 @@ class BatchStage:
         self.store = store
         self.publish = publish
         self.sleep = sleep
+        self.recorder = recorder
         self.stats: Counter = Counter()
         self._clock = time.monotonic
         self._last_log = self._clock()
 
-    def _hold(self, fn, what: str):
-        return hold(fn, what=what, max_backoff_s=self.settings.stream.hold_max_backoff_s, sleep=self.sleep,
-                    logger=log)
+    async def _hold(self, fn, what: str, dependency: str = "judge"):
+        started = self._clock()
+        result = await hold(fn, what=what, max_backoff_s=self.settings.stream.hold_max_backoff_s, sleep=self.sleep,
+                            logger=log, held=lambda s: self.recorder.held(self.name, dependency, s))
+        self.recorder.call(self.name, dependency, self._clock() - started)
+        return result
 
-    async def _store_then_publish(self, rows: Rows, outbox: Outbox) -> None:
+    async def _store_then_publish(self, rows: Rows, outbox: Outbox, consumed: int = 0) -> None:
         if len(rows):
-            await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows")
+            await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows", "store")
+        self.recorder.batch(self.name, consumed, rows)
         if len(outbox):
-            await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages")
+            await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages", "broker")
 
     def _tally(self, counts: dict[str, int]) -> None:
         self.stats.update(counts)
+        self.recorder.tally(self.name, counts)
         if self._clock() - self._last_log >= 10:
             self._last_log = self._clock()
             log.info("%s stage so far: %s", self.name, dict(sorted(self.stats.items())))
