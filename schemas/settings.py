@@ -211,6 +211,27 @@ class StreamSettings(_Group):
     worker_web_bind: str = "127.0.0.1"
 
 
+class OtelSettings(_Group):
+    """OpenTelemetry: verdicts out as ``gen_ai.evaluation.result`` events, GenAI spans in from the Collector's
+    Kafka exporter.
+
+    ``evaluation_events``: when true, every stored verdict also leaves by OTLP/HTTP (``endpoint``, the collector's
+    or back-end's base URL; ``/v1/logs`` is appended) as an event parented to the judged span; best effort (the
+    verdict is already stored; a back-end that is down loses events, never verdicts). ``headers``: extra request
+    headers as ``name=value,name=value`` (e.g. ``Authorization=Basic ...`` for Langfuse), a secret.
+    ``spans_topic``/``spans_encoding``: the topic the Collector's Kafka exporter writes and its encoding.
+    """
+
+    evaluation_events: bool = False
+    endpoint: str = "http://127.0.0.1:4318"
+    headers: SecretStr | None = None
+    service_name: str = "judgeline"
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    export_delay_ms: int = Field(1000, ge=1, le=60_000)
+    spans_topic: str = "otlp_spans"
+    spans_encoding: Literal["otlp_proto", "otlp_json"] = "otlp_proto"
+
+
 class StackSettings(_Group):
     """The embedded stack started by `judgeline up` (ports 0 mean: pick a free one)."""
 
@@ -254,6 +275,7 @@ class Settings(BaseSettings):
     frontier: FrontierSettings = FrontierSettings()
     routing: RoutingSettings = RoutingSettings()
     stream: StreamSettings = StreamSettings()
+    otel: OtelSettings = OtelSettings()
     stack: StackSettings = StackSettings()
 
     @property

@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from judge_engine.online.pipeline import Rows
+from judge_engine.online.pipeline import Recorder, Rows
 from schemas.settings import Settings
 from schemas.verdict import FrontierVerdict
 
@@ -70,7 +70,7 @@ class _LagCollector:
         yield family
 
 
-class WorkerMetrics:
+class WorkerMetrics(Recorder):
     def __init__(self, settings: Settings, role: str):
         self.role = role
         self.registry = r = CollectorRegistry(auto_describe=True)

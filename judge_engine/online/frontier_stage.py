@@ -54,6 +54,7 @@ class FrontierJudgeLike(Protocol):
 @dataclass
 class FrontierOutcome:
     frontier_verdicts: list[FrontierVerdict] = field(default_factory=list)
+    requests: list[FrontierRequest] = field(default_factory=list)  # the request of each frontier verdict
     disagreements: list[Disagreement] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -119,6 +120,7 @@ async def frontier_batch(messages: Sequence[Incoming], judge: FrontierJudgeLike,
         fv = _reuse(stored[key(request)], request) if key(request) in stored else next(judged)
         outcome.reused += key(request) in stored
         outcome.frontier_verdicts.append(fv)
+        outcome.requests.append(request)
         inline = request.inline_verdict
         if inline is not None:
             d = disagreement(inline, fv)
@@ -157,6 +159,8 @@ class FrontierStage(BatchStage):
             outbox.add(topics.dead_letters, letter.key, letter.to_bytes())
         await self._store_then_publish(rows, outbox, consumed=len(messages))
         self.recorder.frontier(outcome.judged)
+        self.recorder.judged(self.name, [(r.trace, fv) for r, fv in zip(outcome.requests, outcome.frontier_verdicts)
+                                         if fv.status == "ok"])
         counts = Counter(requests=len(messages), disagreements=len(outcome.disagreements),
                          dead_letters=len(outcome.dead_letters), reused=outcome.reused)
         counts.update(f"status_{fv.status}" for fv in outcome.frontier_verdicts)

@@ -30,6 +30,7 @@ from typing import Awaitable, Callable, Mapping, Protocol, Sequence, TypeVar
 from judge_engine.failures import Backoff, classify, describe
 from schemas.base import InvalidMessage, parse_json_bytes, utc_now
 from schemas.dead_letter import DeadLetter, Stage
+from schemas.trace import Trace
 from schemas.verdict import Disagreement, FrontierVerdict, Verdict
 
 log = logging.getLogger("judgeline.pipeline")
@@ -157,19 +158,10 @@ async def hold(
             await sleep(pause)
 
 
-class Recorder(Protocol):
-    def batch(self, stage: str, consumed: int, rows: Rows) -> None: ...
+class Recorder:
+    """Told what a stage did (see the module contract); every method does nothing here: a recorder overrides what
+    it watches."""
 
-    def tally(self, stage: str, counts: Mapping[str, int]) -> None: ...
-
-    def call(self, stage: str, dependency: str, seconds: float) -> None: ...
-
-    def held(self, stage: str, dependency: str, seconds: float) -> None: ...
-
-    def frontier(self, verdicts: Sequence[FrontierVerdict]) -> None: ...
-
-
-class _NoRecorder:
     def batch(self, stage: str, consumed: int, rows: Rows) -> None:
         return None
 
@@ -185,8 +177,42 @@ class _NoRecorder:
     def frontier(self, verdicts: Sequence[FrontierVerdict]) -> None:
         return None
 
+    def judged(self, stage: str, pairs: Sequence[tuple[Trace, Verdict | FrontierVerdict]]) -> None:
+        return None
 
-NO_RECORDER: Recorder = _NoRecorder()
+
+class Recorders(Recorder):
+    """Several recorders told the same things, in order."""
+
+    def __init__(self, *recorders: Recorder):
+        self.recorders = recorders
+
+    def batch(self, stage: str, consumed: int, rows: Rows) -> None:
+        for r in self.recorders:
+            r.batch(stage, consumed, rows)
+
+    def tally(self, stage: str, counts: Mapping[str, int]) -> None:
+        for r in self.recorders:
+            r.tally(stage, counts)
+
+    def call(self, stage: str, dependency: str, seconds: float) -> None:
+        for r in self.recorders:
+            r.call(stage, dependency, seconds)
+
+    def held(self, stage: str, dependency: str, seconds: float) -> None:
+        for r in self.recorders:
+            r.held(stage, dependency, seconds)
+
+    def frontier(self, verdicts: Sequence[FrontierVerdict]) -> None:
+        for r in self.recorders:
+            r.frontier(verdicts)
+
+    def judged(self, stage: str, pairs: Sequence[tuple[Trace, Verdict | FrontierVerdict]]) -> None:
+        for r in self.recorders:
+            r.judged(stage, pairs)
+
+
+NO_RECORDER: Recorder = Recorder()
 
 
 class BatchStage:
