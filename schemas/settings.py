@@ -219,7 +219,9 @@ class OtelSettings(_Group):
     or back-end's base URL; ``/v1/logs`` is appended) as an event parented to the judged span; best effort (the
     verdict is already stored; a back-end that is down loses events, never verdicts). ``headers``: extra request
     headers as ``name=value,name=value`` (e.g. ``Authorization=Basic ...`` for Langfuse), a secret.
-    ``spans_topic``/``spans_encoding``: the topic the Collector's Kafka exporter writes and its encoding.
+    ``ingest_spans``: when true, the inline worker also consumes ``spans_topic``, the topic the Collector's Kafka
+    exporter writes (its default name ``otlp_spans``), in ``spans_encoding`` (the exporter's ``otlp_proto`` by
+    default, or ``otlp_json``): GenAI chat spans become traces.
     """
 
     evaluation_events: bool = False
@@ -228,6 +230,7 @@ class OtelSettings(_Group):
     service_name: str = "judgeline"
     timeout_s: float = Field(10.0, gt=0, le=300)
     export_delay_ms: int = Field(1000, ge=1, le=60_000)
+    ingest_spans: bool = False
     spans_topic: str = "otlp_spans"
     spans_encoding: Literal["otlp_proto", "otlp_json"] = "otlp_proto"
 

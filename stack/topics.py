@@ -3,7 +3,8 @@
 Contract:
 - ``ensure_topics`` creates every topic named in settings that does not exist yet, with the configured partition
   count and replication factor, and leaves existing topics alone (so it is safe on every start and on Apache
-  Kafka). It returns the names it created. Pre-creating matters: the embedded broker auto-creates topics with 4
+  Kafka), plus the OpenTelemetry Collector's spans topic when ``otel.ingest_spans`` is on. It returns the names
+  it created. Pre-creating matters: the embedded broker auto-creates topics with 4
   partitions, whatever the settings say.
 - ``list_topics`` returns {topic: partition count}.
 """
@@ -32,7 +33,8 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
 
     topics = settings.kafka.topics
     existing = list_topics(settings, timeout_s)
-    missing = [n for n in topics.names() if n not in existing]
+    wanted = [*topics.names(), *([settings.otel.spans_topic] if settings.otel.ingest_spans else [])]
+    missing = [n for n in wanted if n not in existing]
     if not missing:
         return []
     admin = _admin(settings)  # keep the client alive until every future resolves

@@ -18,7 +18,7 @@ from typing import Callable
 from judge_engine.online.inline import InlineStage
 from judge_engine.online.pipeline import NO_RECORDER, Recorder
 from schemas.settings import Settings
-from streams.app import acknowledged_after, incoming, publisher, source_topic
+from streams.app import process_batches, publisher, source_topic
 from streams.sink import ClickHouseStore
 
 
@@ -35,9 +35,7 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
             judge = judge_factory()
         stage = InlineStage(settings, judge, store, publisher(app), recorder=recorder)
         try:
-            async for events in stream.take_events(settings.stream.batch_size, within=settings.stream.batch_within_s):
-                with acknowledged_after(events):
-                    await stage.process([incoming(e) for e in events])
+            await process_batches(stream, stage, settings.stream.batch_size, settings.stream.batch_within_s)
         finally:
             await judge.close()
             store.close()
