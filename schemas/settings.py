@@ -76,6 +76,9 @@ class KafkaSettings(_Group):
     # answers a waiting fetch late, so the default is short: measured at light load 150 ms p50 from produce to
     # judged at 500, 40 ms at 100. On Apache Kafka a shorter wait only adds idle fetch requests (production: 500).
     fetch_max_wait_ms: int = Field(100, ge=1, le=60_000)
+    # false where the broker's high watermark is wrong (the embedded Tansu broker: platform.md): the workers then
+    # export no consumer lag rather than a wrong one. The embedded stack sets it false.
+    broker_reports_lag: bool = True
     topics: TopicSettings = TopicSettings()
 
     @model_validator(mode="after")
@@ -240,6 +243,30 @@ class StreamSettings(_Group):
     worker_web_bind: str = "127.0.0.1"
 
 
+class OtelSettings(_Group):
+    """OpenTelemetry: verdicts out as ``gen_ai.evaluation.result`` events, GenAI spans in from the Collector's
+    Kafka exporter.
+
+    ``evaluation_events``: when true, every stored verdict also leaves by OTLP/HTTP (``endpoint``, the collector's
+    or back-end's base URL; ``/v1/logs`` is appended) as an event parented to the judged span; best effort (the
+    verdict is already stored; a back-end that is down loses events, never verdicts). ``headers``: extra request
+    headers as ``name=value,name=value`` (e.g. ``Authorization=Basic ...`` for Langfuse), a secret.
+    ``ingest_spans``: when true, the inline worker also consumes ``spans_topic``, the topic the Collector's Kafka
+    exporter writes (its default name ``otlp_spans``), in ``spans_encoding`` (the exporter's ``otlp_proto`` by
+    default, or ``otlp_json``): GenAI chat spans become traces.
+    """
+
+    evaluation_events: bool = False
+    endpoint: str = "http://127.0.0.1:4318"
+    headers: SecretStr | None = None
+    service_name: str = "judgeline"
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    export_delay_ms: int = Field(1000, ge=1, le=60_000)
+    ingest_spans: bool = False
+    spans_topic: str = "otlp_spans"
+    spans_encoding: Literal["otlp_proto", "otlp_json"] = "otlp_proto"
+
+
 class StackSettings(_Group):
     """The embedded stack started by `judgeline up` (ports 0 mean: pick a free one)."""
 
@@ -283,6 +310,7 @@ class Settings(BaseSettings):
     frontier: FrontierSettings = FrontierSettings()
     routing: RoutingSettings = RoutingSettings()
     stream: StreamSettings = StreamSettings()
+    otel: OtelSettings = OtelSettings()
     stack: StackSettings = StackSettings()
 
     @property

@@ -74,6 +74,7 @@ class JudgeUnavailable(RuntimeError):
 @dataclass
 class InlineOutcome:
     verdicts: list[Verdict] = field(default_factory=list)
+    traces: list[Trace] = field(default_factory=list)  # the trace of each verdict, in the same order
     requests: list[FrontierRequest] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
@@ -160,6 +161,7 @@ async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Sett
                                                     "judge"))
             continue
         outcome.verdicts.append(verdict)
+        outcome.traces.append(trace)
         if verdict.route_reason is not None:
             outcome.requests.append(FrontierRequest(trace=trace, reason=verdict.route_reason, inline_verdict=verdict))
     return outcome
@@ -172,8 +174,8 @@ class InlineStage(BatchStage):
 
     def __init__(self, settings: Settings, judge: Judge, store: Store, publish: Publish, *,
                  sleep=asyncio.sleep, publish_verdicts: bool = True,
-                 policy: Callable[[], "RoutingPolicy | None"] = lambda: None):
-        super().__init__(settings, judge, store, publish, sleep=sleep)
+                 policy: Callable[[], "RoutingPolicy | None"] = lambda: None, **kwargs):
+        super().__init__(settings, judge, store, publish, sleep=sleep, **kwargs)
         self.publish_verdicts = publish_verdicts
         self.policy = policy
 
@@ -193,7 +195,8 @@ class InlineStage(BatchStage):
         if self.publish_verdicts:
             for verdict in outcome.verdicts:
                 outbox.add(topics.verdicts, verdict.trace_id, verdict.to_bytes())
-        await self._store_then_publish(rows, outbox)
+        await self._store_then_publish(rows, outbox, consumed=len(messages))
+        self.recorder.judged(self.name, list(zip(outcome.traces, outcome.verdicts)))
         counts = Counter(messages=len(messages), verdicts=len(outcome.verdicts),
                          dead_letters=len(outcome.dead_letters), batches=1)
         counts.update(f"routed_{r.reason}" for r in outcome.requests)
