@@ -41,6 +41,7 @@ class JudgeResult:
     model_name: str
     model_version: str
     latency_ms: float
+    novelty: float | None = None  # how unlike the judge's training data the item is, where the model reports it
 
 
 def _columns(items: list[dict]) -> dict[str, list[str]]:
