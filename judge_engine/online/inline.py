@@ -16,7 +16,8 @@ Contract:
     ``judge_engine.online.routing.route`` (threshold and calibration sample from ``settings.routing``; None when not
     routed). A routed verdict also yields a ``FrontierRequest`` carrying the verdict and the reason.
 - ``InlineStage.process(messages)`` runs ``judge_batch`` (holding, with backoff, while the judge is unavailable and
-  the policy is ``hold``), then stores the verdicts and dead letters (holding while the store is unavailable),
+  the policy is ``hold``), then stores the verdicts, dead letters and the routed traces with their text (for the
+  annotation queue) (holding while the store is unavailable),
   then publishes the frontier requests, dead letters and verdicts to their topics (holding likewise), and returns
   only when all of it is durable. The caller acknowledges the messages after it returns, never before: an offset
   is committed only after its rows are stored and its frontier request is published (at-least-once; a
@@ -167,7 +168,8 @@ class InlineStage(BatchStage):
             return InlineOutcome()
         outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings),
                                    f"judging a batch of {len(messages)} traces")
-        rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters)
+        rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters,
+                    traces=[r.trace for r in outcome.requests])
         topics = self.settings.kafka.topics
         outbox = Outbox()
         for request in outcome.requests:

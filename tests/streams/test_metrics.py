@@ -186,7 +186,7 @@ def test_a_real_workers_metrics_move_while_traces_flow(stack, store):
     from stack.workers import wait_until
 
     _, base = store
-    run = FaultRun.create(base)
+    run = FaultRun.create(base, routing={"calibration_sample_rate": 0.5})  # about half the traces routed
     try:
         worker = run.worker("inline", stub_ms=1.0)
         before = _scrape(run.settings, worker)
@@ -203,5 +203,10 @@ def test_a_real_workers_metrics_move_while_traces_flow(stack, store):
         assert value(after, "judgeline_served_judge_info", judge_name="constant-stub", judge_version="stub") == 1
         assert value(after, "judgeline_call_seconds_count", stage="inline", dependency="store") >= 1
         assert value(after, "judgeline_batch_size_sum", stage="inline") == 28
+        # the routed traces are stored with their text (the annotation queue's), the others are not
+        routed = run.rows("SELECT trace_id FROM {db}.verdicts FINAL WHERE route_reason != ''")
+        assert 0 < len(routed) < 25
+        assert sorted(run.rows("SELECT trace_id FROM {db}.traces FINAL")) == sorted(routed)
+        assert sum(v for (name, _), v in samples(after).items() if name == "judgeline_routed_total") == len(routed)
     finally:
         run.stop()
