@@ -132,6 +132,9 @@ def eval_(
     out: Path = typer.Option(Path("metrics.json"), help="JSON report; PNGs are written beside it."),
     include_trained: bool = typer.Option(False, help="Also score items the judge was trained on (not honest)."),
     skip_invalid: bool = typer.Option(False, help="Leave out lines that do not parse instead of stopping."),
+    policy: bool = typer.Option(False, "--policy", help="Also simulate the routing-policy controller over the file "
+                                                         "in order (docs/routing.md)."),
+    update_every: int = typer.Option(50, min=1, help="With --policy: re-fit the policy every N items."),
 ) -> None:
     """Measure the served judge on a gold file: agreement with humans and teacher, ECE, cascade curve."""
     from judge_engine.dataset import GoldFileError
@@ -143,10 +146,10 @@ def eval_(
         try:
             report = evaluate(settings, gold, frontier=frontier, threshold=threshold, out=out,
                               include_trained=include_trained, skip_invalid=skip_invalid,
-                              repository=model_repository(settings))
+                              repository=model_repository(settings), policy=policy, update_every=update_every)
         except (GoldFileError, FileNotFoundError, ValueError) as e:
             _fail(str(e))
     typer.echo(format_table(report))
     stem = out.with_suffix("")
-    typer.echo(f"wrote {out}, {stem}.cascade.png, {stem}.reliability.png")
+    typer.echo(f"wrote {out}, {stem}.cascade.png, {stem}.reliability.png" + (f", {stem}.policy.png" if policy else ""))
 

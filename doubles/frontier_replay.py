@@ -51,12 +51,12 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import urlsplit
 
+from doubles.faults import Faults
 from judge_engine.clients.frontier_prompt import (
     PromptFormatError,
     estimate_tokens,
     parse_prompt,
 )
-from doubles.faults import Faults
 from schemas import paths
 from schemas.base import LABELS_BY_KIND, SWAPPED_LABEL
 from stack import process

@@ -1,5 +1,6 @@
 """The ClickHouse sink of the stream workers: batched, parameterised inserts of verdicts, frontier verdicts,
-disagreements and dead letters (and of gold labels, for ``judgeline gold import``).
+disagreements and dead letters (and of gold labels, for ``judgeline gold import``; of routing policies and drift
+alarms, for ``judgeline route-policy``).
 
 Contract:
 - ``ClickHouseStore(settings).write(rows)`` (async) inserts every non-empty table of a ``judge_engine.online.pipeline.Rows``
@@ -42,13 +43,15 @@ from pydantic import BaseModel
 from judge_engine.online.pipeline import Rows
 from schemas.dead_letter import DeadLetter
 from schemas.gold import GoldLabel
+from schemas.routing import DriftAlarm, PolicyRecord
 from schemas.settings import Settings
 from schemas.trace import Trace
 from schemas.verdict import Disagreement, FrontierVerdict, Verdict
 
 TABLE_MODELS: dict[str, type[BaseModel]] = {
     "verdicts": Verdict, "frontier_verdicts": FrontierVerdict, "disagreements": Disagreement,
-    "dead_letters": DeadLetter, "gold_labels": GoldLabel, "traces": Trace,
+    "dead_letters": DeadLetter, "gold_labels": GoldLabel, "routing_policies": PolicyRecord, "drift_alarms": DriftAlarm,
+    "traces": Trace,
 }
 # model fields that have no column: the named exceptions to "a table's columns are its model's fields" (none yet)
 NOT_STORED: dict[str, frozenset[str]] = {}
@@ -56,7 +59,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     table: tuple(name for name in model.model_fields if name not in NOT_STORED.get(table, frozenset()))
     for table, model in TABLE_MODELS.items()
 }
-NULLABLE = {("verdicts", "produced_at"), ("dead_letters", "key"), ("gold_labels", "answer"),
+NULLABLE = {("verdicts", "produced_at"), ("verdicts", "route_threshold"), ("verdicts", "sample_rate"),
+            ("verdicts", "novelty"), ("dead_letters", "key"), ("gold_labels", "answer"),
             ("gold_labels", "answer_a"), ("gold_labels", "answer_b"), ("gold_labels", "reference"),
             *(("traces", c) for c in ("answer", "answer_a", "answer_b", "reference", "context"))}
 JSON_COLUMNS = {("gold_labels", "meta"), ("traces", "metadata")}
