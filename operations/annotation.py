@@ -5,8 +5,10 @@ Contract:
 - Candidates are the traces stored with their text (``traces``: every trace routed to the frontier) joined to their
   inline verdict and their ok frontier verdict (any frontier judge: the newest). ``POLICIES``:
   ``mixed`` (the default) puts disagreements (inline label != frontier label) first, then low-confidence traces
-  (lowest confidence first), then the uniform sample (the calibration sample, in a hash order that is a uniform
-  shuffle); ``disagreements``, ``low_confidence`` and ``sample`` take only that group. Optional filters: tenant, app,
+  (lowest confidence first), then the uniform sample (the calibration sample, and the traces a policy routes
+  whole, ``route_all``: both uniform slices of the traffic, in a hash order that is a uniform shuffle), then the
+  other routed traces (novel, forced, judge unavailable); ``disagreements``, ``low_confidence`` and ``sample``
+  take only that group. Optional filters: tenant, app,
   criterion ('' for all). A trace the annotator has already labelled is not offered again; a trace someone else
   labelled is (two people's labels are what agreement is measured on).
 - ``next_items(client, db, annotator, policy, ..., limit)`` returns ``QueueItem``s: the trace as a person needs it
@@ -39,7 +41,7 @@ SOURCE_PREFIX = "annotation:"
 _ANNOTATOR = re.compile(r"^[\w.@ -]{1,64}$")
 
 _GROUP = """multiIf(f.label != '' AND f.label != v.label, 0, v.route_reason = 'low_confidence', 1,
-                   v.route_reason = 'calibration_sample', 2, 3)"""
+                   v.route_reason IN ('calibration_sample', 'route_all'), 2, 3)"""
 QUEUE_SQL = f"""
 SELECT t.trace_id AS trace_id, t.tenant AS tenant, t.app AS app, t.kind AS kind, t.criterion AS criterion,
        t.question AS question, t.answer AS answer, t.answer_a AS answer_a, t.answer_b AS answer_b,
@@ -68,7 +70,6 @@ WHERE ({{tenant:String}} = '' OR t.tenant = {{tenant:String}})
                                         WHERE source = {{source:String}})
   AND ({{policy:String}} = 'mixed' OR grp = indexOf(['disagreements', 'low_confidence', 'sample'],
                                                     {{policy:String}}) - 1)
-  AND grp < 3
 ORDER BY grp, if(grp = 1, v.confidence, 0), cityHash64(t.trace_id)
 LIMIT {{limit:UInt32}}"""
 
@@ -102,7 +103,7 @@ class QueueItem:
         return out
 
 
-GROUPS = ("disagreement", "low_confidence", "sample")
+GROUPS = ("disagreement", "low_confidence", "sample", "other")
 
 
 def check_annotator(name: str) -> str:

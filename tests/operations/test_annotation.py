@@ -48,6 +48,8 @@ SEED = [
     (_trace("low-2"), "fail", 0.50, "low_confidence", "fail"),
     (_trace("sample-1"), "pass", 0.95, "calibration_sample", "pass"),
     (_trace("other-app", app="billing", criterion="helpfulness"), "pass", 0.4, "low_confidence", None),
+    (_trace("cold-start"), "pass", 0.97, "route_all", None),
+    (_trace("novel-1"), "pass", 0.99, "novel", None),
 ]
 
 
@@ -70,10 +72,11 @@ def test_the_queue_puts_disagreements_then_low_confidence_then_the_sample(seeded
     db = settings.clickhouse.database
     items = annotation.next_items(client, db, "ann", limit=10)
     assert sorted(_ids(items[:2])) == ["disagree-1", "pair-disagree"]
-    assert _ids(items[2:]) == ["low-1", "other-app", "low-2", "sample-1"]  # lowest confidence first
-    assert [i.group for i in items] == ["disagreement"] * 2 + ["low_confidence"] * 3 + ["sample"]
+    assert _ids(items[2:5]) == ["low-1", "other-app", "low-2"]  # lowest confidence first
+    assert sorted(_ids(items[5:7])) == ["cold-start", "sample-1"] and _ids(items[7:]) == ["novel-1"]
+    assert [i.group for i in items] == ["disagreement"] * 2 + ["low_confidence"] * 3 + ["sample"] * 2 + ["other"]
     assert _ids(annotation.next_items(client, db, "ann", "low_confidence", app="shop", limit=10)) == ["low-1", "low-2"]
-    assert _ids(annotation.next_items(client, db, "ann", "sample", limit=10)) == ["sample-1"]
+    assert sorted(_ids(annotation.next_items(client, db, "ann", "sample", limit=10))) == ["cold-start", "sample-1"]
     assert _ids(annotation.next_items(client, db, "ann", criterion="helpfulness", limit=10)) == ["other-app"]
     pair = next(i for i in items if i.kind == "pairwise")
     shown = pair.shown()
