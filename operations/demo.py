@@ -165,7 +165,8 @@ def start_processes(run: Run, *, frontier_latency_ms: float = 30.0, frontier_jit
     run.processes.extend(workers)
     for w in workers:
         wait_worker_ready(settings, w, timeout_s=120)
-        log(f"   {w.name.rsplit('-', 4)[0]} pid {w.pid} ready (web port {w.ports['web']}, log {w.log})")
+        log(f"   {w.name.rsplit('-', 4)[0]} pid {w.pid} ready (metrics: curl "
+            f"http://{settings.stack.bind_host}:{w.ports['web']}/metrics; log {w.log})")
 
 
 def stop_processes(run: Run) -> None:

@@ -20,7 +20,8 @@ Contract:
 - ``InlineStage(..., policy=fn)`` asks ``fn()`` for the routing policy once per batch (the worker's
   ``streams.policy_feed.PolicyFeed.current``: a new policy applies from the next batch, without a restart).
 - ``InlineStage.process(messages)`` runs ``judge_batch`` (holding, with backoff, while the judge is unavailable and
-  the policy is ``hold``), then stores the verdicts and dead letters (holding while the store is unavailable),
+  the policy is ``hold``), then stores the verdicts, dead letters and the routed traces with their text (for the
+  annotation queue) (holding while the store is unavailable),
   then publishes the frontier requests, dead letters and verdicts to their topics (holding likewise), and returns
   only when all of it is durable. The caller acknowledges the messages after it returns, never before: an offset
   is committed only after its rows are stored and its frontier request is published (at-least-once; a
@@ -185,7 +186,8 @@ class InlineStage(BatchStage):
         policy = self.policy()  # one policy for the whole batch
         outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings, policy),
                                    f"judging a batch of {len(messages)} traces")
-        rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters)
+        rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters,
+                    traces=[r.trace for r in outcome.requests])
         topics = self.settings.kafka.topics
         outbox = Outbox()
         for request in outcome.requests:

@@ -105,10 +105,11 @@ class Rows:
     frontier_verdicts: list[FrontierVerdict] = field(default_factory=list)
     disagreements: list[Disagreement] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    traces: list[Trace] = field(default_factory=list)  # routed traces, with their text (the annotation queue's)
 
     def tables(self) -> dict[str, list]:
         return {"verdicts": self.verdicts, "frontier_verdicts": self.frontier_verdicts,
-                "disagreements": self.disagreements, "dead_letters": self.dead_letters}
+                "disagreements": self.disagreements, "dead_letters": self.dead_letters, "traces": self.traces}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.tables().values())
