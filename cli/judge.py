@@ -32,7 +32,9 @@ def _latest_model_pointer(settings) -> Path:
 @commands.command()
 def train(
     gold: list[Path] = typer.Option(..., "--gold", help="Gold-format file(s) to learn from (repeatable)."),
-    teacher: str = typer.Option("gpt-4", help="Whose recorded verdict is the label; 'human' for the human label."),
+    teacher: list[str] = typer.Option(
+        ["gpt-4"], help="Whose recorded verdict is the label (repeatable, in order of preference: the first with a "
+                        "verdict on an item wins); 'human' for the human label."),
     fallback_human: bool = typer.Option(False, help="Use the human label where the teacher has no verdict."),
     out: Optional[Path] = typer.Option(None, help="Model directory (default: <state dir>/models/student-<time>)."),
     val: float = typer.Option(0.15, help="Fraction of questions held out for early stopping and calibration."),
@@ -42,6 +44,10 @@ def train(
     reference_drop: bool = typer.Option(True, help="Items with a reference also train without it."),
     epochs: int = typer.Option(60, help="At most this many epochs (early stopping on the validation loss)."),
     limit_per_file: Optional[int] = typer.Option(None, help="Use only the first N items of each source."),
+    sample_per_file: Optional[int] = typer.Option(
+        None, min=1, help="Use a random sample (seeded) of N items of each file (large teacher sets)."),
+    length_balance: bool = typer.Option(
+        False, help="Length control: keep as many pairs the longer answer won as pairs the shorter one won."),
     skip_invalid: bool = typer.Option(False, help="Leave out lines that do not parse instead of stopping."),
     finetune_layers: int = typer.Option(
         FINETUNE_LAYERS_DEFAULT, min=0, max=6,
@@ -57,11 +63,12 @@ def train(
 
     settings = _settings()
     out = out or settings.state_dir / "models" / f"student-{datetime.now():%Y%m%d-%H%M%S}"
-    cfg = TrainConfig(gold=tuple(gold), out=out, teacher=teacher, fallback_human=fallback_human, val_fraction=val,
+    cfg = TrainConfig(gold=tuple(gold), out=out, teacher=tuple(teacher), fallback_human=fallback_human,
+                      val_fraction=val, sample_per_file=sample_per_file, length_balance=length_balance,
                       test_fraction=test, seed=seed, swap=swap, reference_drop=reference_drop, epochs=epochs,
                       limit_per_file=limit_per_file, skip_invalid=skip_invalid, finetune_layers=finetune_layers,
                       finetune_epochs=finetune_epochs)
-    typer.echo(f"training on {', '.join(map(str, gold))} (labels: {teacher})")
+    typer.echo(f"training on {', '.join(map(str, gold))} (labels: {' then '.join(teacher)})")
     try:
         result = run_training(cfg, log=typer.echo)
     except (GoldFileError, FileNotFoundError, ValueError) as e:

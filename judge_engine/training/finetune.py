@@ -48,7 +48,6 @@ from judge_engine.model.student import (
     texts_of,
     top_layers_state,
 )
-from judge_engine.model.verdict_math import LABELS
 from judge_engine.training.embedding_cache import DEFAULT_PATH, EmbeddingCache
 
 KINDS = ("pairwise", "pointwise")
@@ -84,7 +83,7 @@ def _loss(heads: StudentHeads, examples: list[Example], v) -> torch.Tensor:
             continue
         items = [e.item for e in chosen]
         x = pair_inputs(items, v) if kind == "pairwise" else point_inputs(items, v)
-        y = torch.tensor([LABELS[kind].index(e.label) for e in chosen])
+        y = torch.tensor([e.target for e in chosen], dtype=torch.float32)  # soft or one-hot
         total = total + nn.functional.cross_entropy(heads.head(kind)(x), y) * len(chosen) / len(examples)
     return total
 
