@@ -53,6 +53,9 @@ def train(
         FINETUNE_LAYERS_DEFAULT, min=0, max=6,
         help="Fine-tune the encoder's top N layers with the heads (0: frozen encoder, heads only)."),
     finetune_epochs: int = typer.Option(2, min=1, help="Epochs of fine-tuning (the best on validation is kept)."),
+    arch: str = typer.Option("bi", help="bi: question and answers embedded apart; cross: each answer read jointly "
+                                        "with the question (a cross-encoder)."),
+    max_length: int = typer.Option(256, min=16, max=512, help="Tokens per encoded text (longer ones are cut)."),
 ) -> None:
     """Distil the student judge from recorded teacher verdicts; calibrate and measure it on held-out questions."""
     from datetime import datetime
@@ -67,7 +70,7 @@ def train(
                       val_fraction=val, sample_per_file=sample_per_file, length_balance=length_balance,
                       test_fraction=test, seed=seed, swap=swap, reference_drop=reference_drop, epochs=epochs,
                       limit_per_file=limit_per_file, skip_invalid=skip_invalid, finetune_layers=finetune_layers,
-                      finetune_epochs=finetune_epochs)
+                      finetune_epochs=finetune_epochs, arch=arch, max_length=max_length)
     typer.echo(f"training on {', '.join(map(str, gold))} (labels: {' then '.join(teacher)})")
     try:
         result = run_training(cfg, log=typer.echo)

@@ -9,7 +9,7 @@ Contract:
   question into train / validation / test. Training uses only the train split (augmented: both answer orders,
   reference drop); the validation split chooses the epoch (early stopping on its loss) and fits the temperature;
   the test split is measured once, at the end, and never influences anything.
-- Student (``judge_engine.model.student``): the heads first train on frozen all-MiniLM-L6-v2 sentence embeddings, which
+- Student (``judge_engine.model.student``, ``arch`` bi or cross): the heads first train on frozen all-MiniLM-L6-v2 sentence embeddings, which
   are cached (``embedding_cache``), so that stage takes seconds once the texts are encoded; encoding is the cost
   (minutes for the shared sets on 2 cores, a progress bar shows it). With ``finetune_layers`` > 0
   (``judge_engine.training.finetune``) the encoder's top layers and the heads then train together, the best point on
@@ -47,6 +47,7 @@ from judge_engine.dataset import (
 )
 from judge_engine.evaluation import metrics, plots
 from judge_engine.model.student import (
+    ARCHS,
     Encoder,
     StudentHeads,
     encoder_version,
@@ -68,6 +69,7 @@ class TrainConfig:
     gold: tuple[Path, ...]
     out: Path
     teacher: str | tuple[str, ...] = "gpt-4"  # several: in order of preference
+    arch: str = "bi"  # "cross": answers encoded jointly with the question
     fallback_human: bool = False
     val_fraction: float = 0.15
     test_fraction: float = 0.25
@@ -121,9 +123,9 @@ def targets(examples: list[Example]) -> np.ndarray:
     return np.array([e.target for e in examples], dtype=np.float32)
 
 
-def _features(kind: str, examples: list[Example], v) -> tuple[np.ndarray, np.ndarray]:
+def _features(kind: str, examples: list[Example], v, cross: bool) -> tuple[np.ndarray, np.ndarray]:
     items = [e.item for e in examples]
-    x = pair_features(items, v) if kind == "pairwise" else point_features(items, v)
+    x = pair_features(items, v, cross=cross) if kind == "pairwise" else point_features(items, v, cross)
     return x, targets(examples)
 
 
@@ -170,7 +172,7 @@ def _calibration_logits(heads: StudentHeads, kind: str, examples: list[Example],
     items = [e.item for e in examples]
     if kind == "pairwise":
         return heads.pairwise_logits(items, v)[0]
-    return heads.logits(kind, point_features(items, v))
+    return heads.logits(kind, point_features(items, v, heads.cross))
 
 
 def _measure(heads: StudentHeads, kind: str, examples: list[Example], v) -> dict:
@@ -203,6 +205,8 @@ def _measure(heads: StudentHeads, kind: str, examples: list[Example], v) -> dict
 
 
 def train(cfg: TrainConfig, log=print) -> TrainResult:
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"--arch must be one of {', '.join(ARCHS)} (got {cfg.arch!r})")
     timings: dict[str, float] = {}
     started = time.perf_counter()
     with _bar(None, "reading gold files", cfg.progress, unit="line") as bar:
@@ -243,14 +247,14 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
 
     encoder = Encoder(max_length=cfg.max_length)
     cache = EmbeddingCache(cfg.cache, namespace=f"{encoder_version()}|{cfg.max_length}")
-    texts = [t for e in examples for t in texts_of(e.item)]
+    texts = [t for e in examples for t in texts_of(e.item, cfg.arch == "cross")]
     with _bar(len(set(texts)), "encoding texts (cached after the first run)", cfg.progress) as bar:
         vectors, encoded = cache.vectors(texts, encoder.encode, progress=bar.update)
     cache.close()
     timings["encode_s"] = round(time.perf_counter() - started, 1)
     log(f"  {len(vectors)} distinct texts, {encoded} newly encoded, in {timings['encode_s']} s")
 
-    heads = StudentHeads(hidden=cfg.hidden, dropout=cfg.dropout)
+    heads = StudentHeads(hidden=cfg.hidden, dropout=cfg.dropout, arch=cfg.arch)
     trained: dict[str, dict] = {}
     test: dict[str, dict] = {}
     t0 = time.perf_counter()
@@ -261,8 +265,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             continue
         if not val_k:
             raise ValueError(f"no {kind} item fell in the validation split; use more data or a larger --val")
-        trained[kind] = _fit_head(heads.head(kind), _features(kind, train_k, vectors),
-                                  _features(kind, val_k, vectors), cfg, f"training the {kind} head")
+        trained[kind] = _fit_head(heads.head(kind), _features(kind, train_k, vectors, heads.cross),
+                                  _features(kind, val_k, vectors, heads.cross), cfg, f"training the {kind} head")
     timings["heads_s"] = round(time.perf_counter() - t0, 1)
 
     encoder_top = None
