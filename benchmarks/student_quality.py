@@ -6,7 +6,8 @@ Contract:
   teacher file, then judges every pairwise gold item that the model was *not* trained or calibrated on (the
   test split, recognised by fingerprint as ``judgeline eval`` does) with ``student.Judge`` in process (the code
   Triton serves). Per gold file: accuracy and kappa vs human, the file's gpt-4 verdict vs human, swap
-  consistency, ECE, the bias meters for student, teacher and humans on the same items, and judge items/s.
+  consistency, ECE, the bias meters for student, teacher and humans on the same items (a frozen encoder's vectors
+  come from the embedding cache, bit-identical to fresh ones; throughput is ``benchmarks.judge --candidate``'s).
 - One JSON line per run is appended to ``bench-results/student_quality.jsonl`` (config, counts, seconds,
   figures) as soon as it is measured, so a long series keeps what it measured; a table is printed.
 """
@@ -32,14 +33,18 @@ def measure(model_dir: Path, gold: Path, teacher: str = "gpt-4") -> dict:
     from judge_engine.model.verdict_math import LABELS
 
     judge = Judge(model_dir)
+    if not judge.meta.get("finetuned_layers"):  # frozen encoder: cached vectors are bit-identical to fresh ones
+        from judge_engine.model.student import encoder_version
+        from judge_engine.training.embedding_cache import EmbeddingCache
+
+        cache = EmbeddingCache(namespace=f"{encoder_version()}|{judge.encoder.max_length}")
+        judge.vectors = lambda texts: cache.vectors(texts, judge.encoder.encode)[0]
     seen = set(judge.meta.get("trained_on", []))
     items = [it for it in load_gold([gold]).items if it.kind == "pairwise" and fingerprint(it) not in seen]
     rows = [item_dict(it) for it in items]
-    started = time.perf_counter()
     verdicts = []
     for i in range(0, len(rows), 16):
         verdicts += judge.judge(rows[i : i + 16], first_order=True)
-    seconds = time.perf_counter() - started
     pred = [v["label"] for v in verdicts]
     human = [it.human_label for it in items]
     teach = [it.teacher.get(teacher) for it in items]
@@ -55,7 +60,6 @@ def measure(model_dir: Path, gold: Path, teacher: str = "gpt-4") -> dict:
         "bias": bias.meters(items, {"student": {"labels": pred, "first_order": [v["first_order_label"]
                                                                                  for v in verdicts]},
                                     "teacher": {"labels": teach}}, human),
-        "items_per_s": len(items) / seconds,
     }
 
 
@@ -101,7 +105,7 @@ def main() -> None:
               f"{m['swap_consistency']:.3f} ECE {m['ece']:.3f} longer-wins student/teacher/human "
               f"{b['student']['longer_wins']['rate']:.3f}/{b['teacher']['longer_wins']['rate']:.3f}/"
               f"{b['human']['longer_wins']['rate']:.3f} first-wins {b['student']['first_wins']['rate']:.3f} "
-              f"shorter-won acc {b['student']['accuracy_where_shorter_won']['rate']} {m['items_per_s']:.1f} items/s")
+              f"shorter-won acc {b['student']['accuracy_where_shorter_won']['rate']}")
 
 
 if __name__ == "__main__":

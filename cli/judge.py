@@ -92,14 +92,38 @@ def train(
     typer.echo("next: judgeline export")
 
 
+def _gate(settings, candidate: Path, version: str, action: str, force: bool) -> None:
+    """Run the deployment gate (``operations.gate``), print its figures, stop unless it allowed the version."""
+    from operations.analytics import StoreNotReady, connect_store
+    from operations.gate import assess
+    from stack.triton import model_repository
+
+    try:
+        client = connect_store(settings)
+    except StoreNotReady as e:
+        if force:
+            typer.echo(f"gate: NOT CHECKED and nothing recorded ({e}); going on because of --force", err=True)
+            return
+        _fail(f"the deployment gate needs the gold labels in ClickHouse: {e} (or pass --force)")
+    decision = assess(settings, client, candidate, model_repository(settings), version, action, force)
+    typer.echo(decision.summary())
+    if not decision.allowed:
+        _fail(f"judge version {version} refused by the deployment gate (recorded in judge_versions); improve it, "
+              "import more gold labels, or pass --force to override")
+
+
 @commands.command()
 def export(
     model: Optional[Path] = typer.Option(None, help="Trained model directory (default: the last `judgeline train`)."),
     version: Optional[int] = typer.Option(None, help="Version number (default: the next free one)."),
     deploy_now: bool = typer.Option(True, "--deploy/--no-deploy", help="Load it into the running Triton, if any."),
+    force: bool = typer.Option(False, help="Export even if the deployment gate refuses it (recorded as forced)."),
 ) -> None:
-    """Write a trained judge as the next version of the Triton model (and load it into a running Triton)."""
+    """Write a trained judge as the next version of the Triton model (and load it into a running Triton), if it
+    clears the deployment gate on the gold labels in ClickHouse (kappa >= the bar, no worse than the version in
+    service)."""
     from judge_engine.training.export import export as run_export
+    from judge_engine.training.export import versions
     from stack.triton import model_repository
 
     settings = _settings()
@@ -108,18 +132,30 @@ def export(
         if not pointer.exists():
             _fail("no trained judge yet: run `judgeline train --gold FILE` first, or pass --model DIR")
         model = Path(pointer.read_text().strip())
+    if not (model / "student.json").is_file():
+        _fail(f"{model} is not a trained judge (no student.json); run `judgeline train` first")
+    repository = model_repository(settings)
+    if version is None:
+        version = (versions(repository / settings.triton.model_name) or [0])[-1] + 1
+    _gate(settings, model, str(version), "export", force)
     try:
-        target = run_export(model, model_repository(settings), settings.triton.model_name, version)
+        target = run_export(model, repository, settings.triton.model_name, version)
     except (FileNotFoundError, FileExistsError) as e:
         _fail(str(e))
     typer.echo(f"exported {model} as {target}")
     if deploy_now:
-        deploy()
+        deploy(force=force)
 
 
 @commands.command()
-def deploy() -> None:
-    """Load the newest version of the judge into the running Triton (repository API; traffic keeps flowing)."""
+def deploy(
+    force: bool = typer.Option(False, help="Load the version even if the deployment gate refuses it."),
+) -> None:
+    """Load the newest version of the judge into the running Triton (repository API; traffic keeps flowing), once
+    it has cleared the deployment gate (an export's decision stands; otherwise it is assessed now)."""
+    from judge_engine.training.export import versions
+    from operations.analytics import StoreNotReady, connect_store
+    from operations.gate import recorded_decision
     from stack import triton
     from stack.services import running_service
 
@@ -127,11 +163,20 @@ def deploy() -> None:
     record = running_service(settings, "triton")
     if record is None and not settings.triton.http_url:
         _fail("no Triton is running (judgeline up)")
+    name = settings.triton.model_name
+    newest = (versions(triton.model_repository(settings) / name) or [None])[-1]
+    if newest is not None:
+        try:
+            decided = recorded_decision(connect_store(settings), settings.clickhouse.database, name, str(newest))
+        except StoreNotReady:
+            decided = None  # _gate says what is missing
+        if decided not in ("accepted", "forced"):
+            _gate(settings, triton.model_repository(settings) / name / str(newest), str(newest), "deploy", force)
     try:
-        version = triton.load_model(settings, settings.triton.model_name)
+        version = triton.load_model(settings, name)
     except Exception as e:  # noqa: BLE001 - shown to the user as one line
-        _fail(f"loading {settings.triton.model_name} into Triton at {settings.triton.http_url} failed: {e}")
-    typer.echo(f"Triton at {settings.triton.http_url} serves {settings.triton.model_name} version {version}")
+        _fail(f"loading {name} into Triton at {settings.triton.http_url} failed: {e}")
+    typer.echo(f"Triton at {settings.triton.http_url} serves {name} version {version}")
 
 
 @commands.command(name="eval")

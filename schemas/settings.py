@@ -187,6 +187,14 @@ class RoutingSettings(_Group):
     accepted_error_rate: float = Field(0.05, ge=0.0, le=1.0)
 
 
+class GateSettings(_Group):
+    """The deployment gate of `judgeline export`/`deploy` (issue 16): the bar a new judge version must clear on the
+    gold labels in ClickHouse."""
+
+    min_kappa: float = Field(0.6, ge=-1.0, le=1.0)  # Cohen's kappa vs the human gold labels, held-out items only
+    max_items: int = Field(1000, ge=1, le=1_000_000)  # gold items judged per decision (a seeded sample beyond)
+
+
 class StreamSettings(_Group):
     """The stream workers: micro-batching, what an unavailable judge or store means, the Faust web server.
 
@@ -252,6 +260,7 @@ class Settings(BaseSettings):
     routing: RoutingSettings = RoutingSettings()
     stream: StreamSettings = StreamSettings()
     stack: StackSettings = StackSettings()
+    gate: GateSettings = GateSettings()
 
     @property
     def state_dir(self) -> Path:
