@@ -87,7 +87,7 @@ def main() -> None:
     out = args.out or OUT.parent / "models" / args.name
     cfg = TrainConfig(gold=tuple(files), out=out, teacher=("gpt-4", "gpt-4-turbo"), arch=args.arch,
                       sample_per_file=None if args.no_alpaca else args.alpaca_sample,
-                      length_balance=args.length_balance, finetune_layers=args.finetune_layers,
+                      length_balance=args.length_balance, finetune_layers=args.finetune_layers, skip_invalid=True,
                       finetune_epochs=args.finetune_epochs, max_length=args.max_length)
     started = time.perf_counter()
     result = train(cfg, log=print)

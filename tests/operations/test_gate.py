@@ -82,3 +82,28 @@ def test_export_gate_accepts_refuses_forces_and_records_each_decision(store, tin
     decisions = [(r["version"], r["decision"]) for r in _rows(client, db)]
     # every decision is a row, the first refusal (no gold stored yet) included
     assert decisions == [("1", "refused"), ("1", "accepted"), ("2", "refused"), ("2", "refused"), ("2", "forced")]
+
+
+def test_deploy_assesses_a_version_without_a_decision_and_loads_it_only_when_allowed(store, tiny_judge, sample_gold,
+                                                                                     tmp_path, monkeypatch):
+    import uuid
+
+    from judge_engine.training.export import export
+
+    client, settings = store
+    db = settings.clickhouse.database
+    repo = settings.stack.model_repository  # the running Triton's repository, under a model name of its own
+    model = f"judge_gate_{uuid.uuid4().hex[:8]}"
+    cli = lambda *a: _cli(monkeypatch, settings, repo, *a, JUDGELINE_TRITON__MODEL_NAME=model)  # noqa: E731
+    assert cli("gold", "import", sample_gold).exit_code == 0
+    done = cli("export", "--model", tiny_judge.model_dir)  # accepted, then deployed on that decision
+    assert done.exit_code == 0, done.output
+    assert "ACCEPTED" in done.output and f"serves {model} version 1" in done.output
+
+    export(_always_a(tiny_judge, tmp_path), repo, model)  # written behind the gate's back: no decision recorded
+    done = cli("deploy")
+    assert done.exit_code == 1 and "refused by the deployment gate" in done.output
+    done = cli("deploy", "--force")
+    assert done.exit_code == 0 and f"serves {model} version 2" in done.output, done.output
+    assert [(r["version"], r["decision"]) for r in _rows(client, db)] == [("1", "accepted"), ("2", "refused"),
+                                                                          ("2", "forced")]
