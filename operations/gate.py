@@ -14,8 +14,9 @@ Contract:
 - The decision is ``accepted``, ``refused``, or ``forced`` (refused but ``force`` was given); its reasons, the
   figures (kappa and accuracy on the held-out gold, both versions' kappa on the shared items, the training's
   held-out figures) and the bias meters (``judge_engine.evaluation.bias``: longer-answer and first-position
-  preference of the candidate, teacher and humans, accuracy where the shorter answer won) are inserted as one row
-  of ``judge_versions`` (typed insert, never SQL built from values) before the caller acts on it.
+  preference of the candidate, teacher and humans, accuracy where the shorter answer won) are stored as one
+  ``schemas.judge_version.JudgeVersionRecord`` row of ``judge_versions`` (through the sink's typed insert, never
+  SQL built from values) before the caller acts on it.
 - ``recorded_decision(client, database, judge_name, version)``: the latest recorded decision of a version, or None;
   ``judgeline deploy`` loads a version without assessing it again when it was accepted or forced.
 """
@@ -37,10 +38,6 @@ from schemas.settings import Settings
 ACCEPTED, REFUSED, FORCED = "accepted", "refused", "forced"
 GOLD_COLUMNS = ("id", "source", "kind", "criterion", "question", "answer", "answer_a", "answer_b", "reference",
                 "human_label", "teacher")
-COLUMNS = ("judge_name", "version", "action", "model_dir", "arch", "teacher", "created_at", "held_out", "gold_n",
-           "gold_accuracy", "gold_kappa", "serving_version", "compared_n", "candidate_kappa_compared",
-           "serving_kappa_compared", "longer_wins", "first_wins", "shorter_won_accuracy", "teacher_longer_wins",
-           "human_longer_wins", "bias", "decision", "reasons", "decided_at")
 
 
 @dataclass
@@ -183,8 +180,12 @@ def assess(settings: Settings, client: Any, candidate: Path, repository: Path, v
         "reasons": "\n".join(reasons),
         "decided_at": datetime.now(timezone.utc),
     }
-    client.insert(f"{database}.judge_versions", [[row[c] for c in COLUMNS]], column_names=list(COLUMNS))
-    return Decision(decision, reasons, {**row, "min_kappa": gate.min_kappa})
+    from schemas.judge_version import JudgeVersionRecord
+    from streams.sink import ClickHouseStore
+
+    record = JudgeVersionRecord(**row)
+    ClickHouseStore(settings, client=client).insert_sync("judge_versions", [record])
+    return Decision(decision, reasons, {**record.model_dump(), "min_kappa": gate.min_kappa})
 
 
 def recorded_decision(client: Any, database: str, judge_name: str, version: str) -> str | None:

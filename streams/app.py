@@ -25,6 +25,8 @@ Contract:
   normally. Faust marks an offset committable only when a message's last reference is released, so an offset is
   committed only after the body (judge, store, publish) has finished; a batch interrupted by an error or a
   shutdown keeps its reference, is never committed, and is redelivered.
+- ``process_batches(stream, stage, size, within_s)`` is every agent's loop: micro-batches of the stream through
+  ``stage.process`` inside ``acknowledged_after``.
 - ``publisher(app)`` returns the stages' ``publish``: it sends every message of an ``Outbox`` with the app's
   producer and returns when the broker has acknowledged each (``send_and_wait``).
 """
@@ -170,6 +172,13 @@ def acknowledged_after(events: Sequence) -> Iterator[None]:
     yield  # an exception here leaves every extra reference in place: nothing of the batch is committed
     for event in events:
         event.ack()
+
+
+async def process_batches(stream, stage, size: int, within_s: float) -> None:
+    """Feed a Faust stream to ``stage.process`` in micro-batches, each acknowledged only after it returned."""
+    async for events in stream.take_events(size, within=within_s):
+        with acknowledged_after(events):
+            await stage.process([incoming(e) for e in events])
 
 
 def publisher(app):

@@ -7,21 +7,31 @@ Contract (thin: the logic is ``judge_engine.online.inline.InlineStage``):
   ``streams.app.acknowledged_after``: the batch's offsets become committable only after ``process`` has returned,
   i.e. after ClickHouse accepted its verdicts and dead letters and the broker its frontier requests. While the
   judge (policy ``hold``) or the store is unavailable, ``process`` holds the batch and the agent consumes nothing;
+- routes under the newest routing policy of the compacted routing-policies topic (``streams.policy_feed.PolicyFeed``,
+  started with the agent; before the first batch it waits up to ``routing.policy_wait_s`` to have read the topic to
+  its end); a policy published while the worker runs applies from its next batch, without a restart;
 - ``judge_factory`` replaces the Triton judge (the benchmark's constant-time stub); it is called inside the
-  agent, on the worker's event loop.
+  agent, on the worker's event loop; ``recorder`` is told what each batch did (``streams.metrics``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Callable
 
 from judge_engine.online.inline import InlineStage
+from judge_engine.online.pipeline import NO_RECORDER, Recorder
 from schemas.settings import Settings
-from streams.app import acknowledged_after, incoming, publisher, source_topic
+from streams.app import process_batches, publisher, source_topic
+from streams.policy_feed import PolicyFeed
 from streams.sink import ClickHouseStore
 
+log = logging.getLogger("judgeline.inline")
 
-def register(app, settings: Settings, judge_factory: Callable[[], object] | None = None):
+
+def register(app, settings: Settings, judge_factory: Callable[[], object] | None = None,
+             recorder: Recorder = NO_RECORDER):
     store = ClickHouseStore(settings)
 
     async def inline(stream):
@@ -31,12 +41,17 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
             judge = TritonJudge(settings.triton)
         else:
             judge = judge_factory()
-        stage = InlineStage(settings, judge, store, publisher(app))
+        feed = PolicyFeed(settings).start()
+        stage = InlineStage(settings, judge, store, publisher(app), policy=feed.current, recorder=recorder)
         try:
-            async for events in stream.take_events(settings.stream.batch_size, within=settings.stream.batch_within_s):
-                with acknowledged_after(events):
-                    await stage.process([incoming(e) for e in events])
+            if not await asyncio.to_thread(feed.wait_caught_up, settings.routing.policy_wait_s):
+                log.warning("the routing policy topic was not read to its end within %.0f s; judging meanwhile "
+                            "under policy version %s (routing.without_policy=%s when none)",
+                            settings.routing.policy_wait_s, getattr(feed.current(), "version", "none"),
+                            settings.routing.without_policy)
+            await process_batches(stream, stage, settings.stream.batch_size, settings.stream.batch_within_s)
         finally:
+            feed.stop()
             await judge.close()
             store.close()
 
