@@ -222,6 +222,14 @@ class RoutingSettings(_Group):
     evidence_window_h: float = Field(168.0, gt=0.0, le=24 * 366)  # how far back the controller reads evidence
 
 
+class GateSettings(_Group):
+    """The deployment gate of `judgeline export`/`deploy` (issue 16): the bar a new judge version must clear on the
+    gold labels in ClickHouse."""
+
+    min_kappa: float = Field(0.6, ge=-1.0, le=1.0)  # Cohen's kappa vs the human gold labels, held-out items only
+    max_items: int = Field(1000, ge=1, le=1_000_000)  # gold items judged per decision (a seeded sample beyond)
+
+
 class StreamSettings(_Group):
     """The stream workers: micro-batching, what an unavailable judge or store means, the Faust web server.
 
@@ -312,6 +320,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     otel: OtelSettings = OtelSettings()
     stack: StackSettings = StackSettings()
+    gate: GateSettings = GateSettings()
 
     @property
     def state_dir(self) -> Path:

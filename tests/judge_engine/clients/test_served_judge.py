@@ -116,6 +116,14 @@ def test_eval_cli_writes_the_stable_report_and_never_scores_trained_items(served
     assert report["at_threshold"]["threshold"] == 0.8
     assert (tmp_path / "metrics.cascade.png").stat().st_size > 1000
     assert "accuracy vs human" in done.stdout and "cascade" in done.stdout
+    b = report["bias"]
+    assert set(b) == {"student", "teacher", "human"}
+    for who in b.values():
+        for meter in ("longer_wins", "first_wins", "accuracy_where_shorter_won"):
+            assert who[meter]["rate"] is None or 0.0 <= who[meter]["rate"] <= 1.0
+    assert b["student"]["first_wins"]["n"] > 0  # the one-order verdicts, from the served version's files
+    assert b["human"]["accuracy_where_shorter_won"]["rate"] in (None, 1.0)
+    assert "longer answer wins" in done.stdout
 
 
 def test_eval_cli_names_bad_lines(served, sample_gold, tmp_path):
