@@ -37,6 +37,7 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
                 with acknowledged_after(events):
                     await stage.process([incoming(e) for e in events])
         finally:
+            stage.log_stats()
             await judge.close()
             store.close()
 

@@ -163,8 +163,9 @@ class InlineStage(BatchStage):
     async def process(self, messages: Sequence[Incoming]) -> InlineOutcome:
         if not messages:
             return InlineOutcome()
-        outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings),
-                                   f"judging a batch of {len(messages)} traces")
+        with self._timed("judge_s"):
+            outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings),
+                                       f"judging a batch of {len(messages)} traces")
         rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters)
         topics = self.settings.kafka.topics
         outbox = Outbox()
