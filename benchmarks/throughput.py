@@ -53,18 +53,6 @@ def _messages(gold: Path, tenant: str, n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _shared_gold() -> Path:
-    """The shared gold sets beside the checkout, or beside the main checkout when this is a git worktree."""
-    from schemas import paths
-
-    if paths.SHARED_GOLD.is_dir():
-        return paths.SHARED_GOLD
-    for parent in REPO.parents:
-        if (parent / "shared" / "data" / "gold").is_dir():
-            return parent / "shared" / "data" / "gold"
-    return paths.SHARED_GOLD
-
-
 def _stage_timings(logs: list[Path]) -> dict | None:
     """The last ``inline stage so far`` counts of each worker log, summed (time per part of a batch)."""
     import ast
@@ -179,7 +167,7 @@ def main() -> None:
     base = Settings(stack={"state_dir": work / "state"})
     base = base.model_copy(update={"kafka": base.kafka.model_copy(update={
         "topics": base.kafka.topics.model_copy(update={"partitions": args.partitions})})})
-    gold = demo.default_gold(base, _shared_gold())
+    gold = demo.default_gold(base)
     started = time.monotonic()
     rows = []
     common = dict(stub_ms=args.stub_ms, timeout_s=args.timeout_s, log=print, seconds=args.paced_s)

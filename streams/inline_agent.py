@@ -2,11 +2,16 @@
 
 Contract (thin: the logic is ``judge_engine.online.inline.InlineStage``):
 - consumes ``settings.kafka.topics.traces`` as raw bytes, in micro-batches of at most ``stream.batch_size``
-  messages gathered within ``stream.batch_within_s`` seconds (``stream.take_events``);
-- each batch is processed by ``InlineStage.process`` (validate, judge, route, store, publish), inside
-  ``streams.app.acknowledged_after``: the batch's offsets become committable only after ``process`` has returned,
-  i.e. after ClickHouse accepted its verdicts and dead letters and the broker its frontier requests. While the
-  judge (policy ``hold``) or the store is unavailable, ``process`` holds the batch and the agent consumes nothing;
+  messages gathered within ``stream.batch_within_s`` seconds (``stream.take_events``): the batch adapts to the
+  backlog, full (the maximum) at once while the worker is behind, and whatever arrived within the window (often
+  one trace) when it is idle, so a large maximum costs no latency at light load;
+- each batch is judged by ``InlineStage.prepare`` (validate, judge, route) and then stored and published by
+  ``InlineStage.deliver`` on a delivery task of its own (``streams.overlap.InOrderDelivery``), so the judging of
+  batch N+1 overlaps the storing and publishing of batch N. At-least-once is kept: each message's extra reference
+  is taken as the batch arrives (``streams.app.hold_references``) and released only after ``deliver`` returned,
+  i.e. after ClickHouse accepted its verdicts and dead letters and the broker its messages; batches are delivered
+  and acknowledged in order. At most ``stream.batches_in_flight`` judged batches wait behind the one being stored:
+  while the judge (policy ``hold``) or the store is unavailable the agent holds and consumes nothing more;
 - ``judge_factory`` replaces the Triton judge (the benchmark's constant-time stub); it is called inside the
   agent, on the worker's event loop.
 """
@@ -17,7 +22,8 @@ from typing import Callable
 
 from judge_engine.online.inline import InlineStage
 from schemas.settings import Settings
-from streams.app import acknowledged_after, incoming, publisher, source_topic
+from streams.app import hold_references, incoming, publisher, source_topic
+from streams.overlap import InOrderDelivery
 from streams.sink import ClickHouseStore
 
 
@@ -32,11 +38,14 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
         else:
             judge = judge_factory()
         stage = InlineStage(settings, judge, store, publisher(app))
+        delivery = InOrderDelivery(stage.deliver, depth=settings.stream.batches_in_flight)
         try:
             async for events in stream.take_events(settings.stream.batch_size, within=settings.stream.batch_within_s):
-                with acknowledged_after(events):
-                    await stage.process([incoming(e) for e in events])
+                hold_references(events)  # before take_events acknowledges them (when the next batch is asked for)
+                batch = await stage.prepare([incoming(e) for e in events])
+                await delivery.submit(events, batch)
         finally:
+            await delivery.close()
             stage.log_stats()
             await judge.close()
             store.close()
