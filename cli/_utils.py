@@ -6,13 +6,16 @@ Contract:
 - ``fail(message, code=1)`` prints ``error: <message>`` in red on stderr and exits with ``code``.
 - ``exits_on_error(what)`` wraps a command: any exception other than ``typer.Exit``/``KeyboardInterrupt`` becomes
   ``error: <what> failed: <the failure policy's description>`` and exit 1, never a traceback. ``what`` may use the
-  command's keyword arguments (``"importing {file}"``) and ``{settings.<group>.<field>}`` of the settings.
+  command's keyword arguments (``"importing {file}"``) and ``{settings.<group>.<field>}`` of the settings;
+  ``hint`` (where to look next) is appended in parentheses.
+- ``fails_as(what, hint)`` is the same as a ``with`` block, for one step of a longer command (the demo's phases).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import typer
 
@@ -37,23 +40,33 @@ def fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
-def exits_on_error(what: str) -> Callable[[F], F]:
+def _failed(what: str, exc: BaseException, hint: str, values: dict) -> None:
+    from judge_engine.failures import describe
+
+    try:
+        subject = what.format(**{"settings": settings(), **values})
+    except (KeyError, AttributeError, IndexError, ValueError):
+        subject = what
+    fail(f"{subject} failed: {describe(exc)}" + (f" ({hint})" if hint else ""))
+
+
+def exits_on_error(what: str, hint: str = "") -> Callable[[F], F]:
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
         def command(*args, **kwargs):
-            try:
+            with fails_as(what, hint, kwargs):
                 return fn(*args, **kwargs)
-            except (typer.Exit, typer.Abort, KeyboardInterrupt):
-                raise
-            except Exception as e:  # noqa: BLE001 - the one place a command's failure becomes one line
-                from judge_engine.failures import describe
-
-                try:
-                    subject = what.format(settings=settings(), **kwargs)
-                except (KeyError, AttributeError, IndexError):
-                    subject = what
-                fail(f"{subject} failed: {describe(e)}")
 
         return command  # type: ignore[return-value]
 
     return wrap
+
+
+@contextlib.contextmanager
+def fails_as(what: str, hint: str = "", values: dict | None = None) -> Iterator[None]:
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - the one place a command's failure becomes one line
+        _failed(what, e, hint, values or {})

@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from cli._utils import exits_on_error
 from cli._utils import fail as _fail
 from cli._utils import settings as _settings
 
@@ -29,6 +30,7 @@ commands.add_typer(gold_app, name="gold")
 
 
 @gold_app.command("import")
+@exits_on_error("importing {file}")
 def gold_import(
     file: Path = typer.Argument(..., help="A gold-format JSON Lines file (../shared/docs/gold-format.md)."),
     source: Optional[str] = typer.Option(None, help="Store every item under this source instead of its own."),
@@ -47,13 +49,7 @@ def gold_import(
         client = connect_store(settings)
     except StoreNotReady as e:
         _fail(str(e))
-    try:
-        result = import_gold(ClickHouseStore(settings, client=client), client, settings.clickhouse.database, file,
-                             source)
-    except Exception as e:  # noqa: BLE001 - one line for the user
-        from judge_engine.failures import describe
-
-        _fail(f"importing {file} failed: {describe(e)}")
+    result = import_gold(ClickHouseStore(settings, client=client), client, settings.clickhouse.database, file, source)
     for error in result.errors:
         typer.echo(str(error), err=True)
     typer.echo(result.summary())

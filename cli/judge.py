@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from cli._utils import exits_on_error, fails_as
 from cli._utils import fail as _fail
 from cli._utils import settings as _settings
 
@@ -22,7 +23,7 @@ def register(app: typer.Typer) -> None:
     app.registered_groups.extend(commands.registered_groups)
 
 
-FINETUNE_LAYERS_DEFAULT = 1  # measured: see README, "The distilled judge"
+FINETUNE_LAYERS_DEFAULT = 1  # measured: see docs/judge.md, "Fine-tuning"
 
 
 def _latest_model_pointer(settings) -> Path:
@@ -108,6 +109,7 @@ def export(
 
 
 @commands.command()
+@exits_on_error("loading {settings.triton.model_name} into Triton at {settings.triton.http_url}")
 def deploy() -> None:
     """Load the newest version of the judge into the running Triton (repository API; traffic keeps flowing)."""
     from stack import triton
@@ -117,10 +119,7 @@ def deploy() -> None:
     record = running_service(settings, "triton")
     if record is None and not settings.triton.http_url:
         _fail("no Triton is running (judgeline up)")
-    try:
-        version = triton.load_model(settings, settings.triton.model_name)
-    except Exception as e:  # noqa: BLE001 - shown to the user as one line
-        _fail(f"loading {settings.triton.model_name} into Triton at {settings.triton.http_url} failed: {e}")
+    version = triton.load_model(settings, settings.triton.model_name)
     typer.echo(f"Triton at {settings.triton.http_url} serves {settings.triton.model_name} version {version}")
 
 
@@ -133,6 +132,9 @@ def eval_(
     out: Path = typer.Option(Path("metrics.json"), help="JSON report; PNGs are written beside it."),
     include_trained: bool = typer.Option(False, help="Also score items the judge was trained on (not honest)."),
     skip_invalid: bool = typer.Option(False, help="Leave out lines that do not parse instead of stopping."),
+    policy: bool = typer.Option(False, "--policy", help="Also simulate the routing-policy controller over the file "
+                                                         "in order (docs/routing.md)."),
+    update_every: int = typer.Option(50, min=1, help="With --policy: re-fit the policy every N items."),
 ) -> None:
     """Measure the served judge on a gold file: agreement with humans and teacher, ECE, cascade curve."""
     from judge_engine.dataset import GoldFileError
@@ -140,17 +142,14 @@ def eval_(
     from stack.triton import model_repository
 
     settings = _settings()
-    try:
-        report = evaluate(settings, gold, frontier=frontier, threshold=threshold, out=out,
-                          include_trained=include_trained, skip_invalid=skip_invalid,
-                          repository=model_repository(settings))
-    except (GoldFileError, FileNotFoundError, ValueError) as e:
-        _fail(str(e))
-    except Exception as e:  # noqa: BLE001 - the judge or Triton failed: one line, not a traceback
-        from judge_engine.failures import describe
-
-        _fail(f"judging through Triton at {settings.triton.url} failed: {describe(e)}")
+    with fails_as(f"judging through Triton at {settings.triton.url}"):
+        try:
+            report = evaluate(settings, gold, frontier=frontier, threshold=threshold, out=out,
+                              include_trained=include_trained, skip_invalid=skip_invalid,
+                              repository=model_repository(settings), policy=policy, update_every=update_every)
+        except (GoldFileError, FileNotFoundError, ValueError) as e:
+            _fail(str(e))
     typer.echo(format_table(report))
     stem = out.with_suffix("")
-    typer.echo(f"wrote {out}, {stem}.cascade.png, {stem}.reliability.png")
+    typer.echo(f"wrote {out}, {stem}.cascade.png, {stem}.reliability.png" + (f", {stem}.policy.png" if policy else ""))
 

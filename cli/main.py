@@ -24,6 +24,7 @@ FAMILIES = (
     "cli.workers",
     "cli.traffic",
     "cli.analysis",
+    "cli.routing",
 )
 
 app = typer.Typer(

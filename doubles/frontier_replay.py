@@ -1,7 +1,8 @@
 """The embedded frontier: an OpenAI-compatible server that answers with recorded teacher verdicts from gold files.
 
 It is the frontier judge of the demo and the tests, reached by the real ``openai`` client over HTTP
-(``judgeline frontier-replay``; ``start``/``healthy`` run it as a service by PID like the rest of the stack).
+(``judgeline frontier-replay``, whose options are the only declaration of them: ``start`` runs that command as a
+service by PID like the rest of the stack, ``healthy`` probes it; the fault options are ``doubles.faults.Faults``).
 
 Contract:
 - ``POST /v1/chat/completions`` takes a prompt rendered by ``judge_engine.clients.frontier_prompt`` and recovers kind,
@@ -33,7 +34,6 @@ Contract:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import urlsplit
 
+from doubles.faults import Faults
 from judge_engine.clients.frontier_prompt import (
     PromptFormatError,
     estimate_tokens,
@@ -142,24 +143,6 @@ class ApiError(Exception):
 def _every(fraction: Fraction, n: int) -> bool:
     """True for exactly a fraction of n = 1, 2, 3, ..., the first one included (when fraction > 0)."""
     return math.ceil(n * fraction) > math.ceil((n - 1) * fraction)
-
-
-@dataclass(frozen=True)
-class Faults:
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    rate_limit_fraction: float = 0.0
-    server_error_fraction: float = 0.0
-    retry_after_s: float = 1.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("rate_limit_fraction", "server_error_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
-        for name in ("latency_ms", "jitter_ms", "retry_after_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 class Replay:
@@ -398,34 +381,6 @@ def serve(gold_files: Sequence[str | Path], host: str, port: int, judges: Sequen
         server.server_close()
 
 
-def _arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gold", action="append", required=True, help="gold-format file (repeatable)")
-    parser.add_argument("--judge", action="append", help="judge name to serve (repeatable; default gpt-4)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--jitter-ms", type=float, default=0.0)
-    parser.add_argument("--rate-limit-fraction", type=float, default=0.0)
-    parser.add_argument("--server-error-fraction", type=float, default=0.0)
-    parser.add_argument("--retry-after-s", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = _arguments(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    faults = Faults(args.latency_ms, args.jitter_ms, args.rate_limit_fraction, args.server_error_fraction,
-                    args.retry_after_s, args.seed)
-    serve(args.gold, args.host, args.port, tuple(args.judge or ("gpt-4",)), faults)
-
-
-if __name__ == "__main__":
-    main()
-
-
 # --- how tests and the demo run this server as a service (by PID, like stack/services.py's services) ---
 
 
@@ -442,17 +397,14 @@ def start(
     (default: ``settings.frontier.model``). The record's ``extra["base_url"]`` is the OpenAI base URL."""
     host = settings.stack.bind_host
     port = port or process.free_port(host)
-    command = [sys.executable, "-m", "doubles.frontier_replay", "--host", host, "--port", str(port),
-               "--log-level", settings.log_level]
+    command = [sys.executable, "-m", "cli.main", "frontier-replay", "--port", str(port)]
     for path in gold_files:
         command += ["--gold", str(Path(path).resolve())]
     for judge in judges or (settings.frontier.model,):
         command += ["--judge", judge]
-    command += ["--latency-ms", str(faults.latency_ms), "--jitter-ms", str(faults.jitter_ms),
-                "--rate-limit-fraction", str(faults.rate_limit_fraction),
-                "--server-error-fraction", str(faults.server_error_fraction),
-                "--retry-after-s", str(faults.retry_after_s), "--seed", str(faults.seed)]
+    command += faults.to_args()
     return process.start(name, command, settings.state_dir, cwd=Path(__file__).resolve().parent.parent,
+                         env={"JUDGELINE_STACK__BIND_HOST": host, "JUDGELINE_LOG_LEVEL": settings.log_level},
                          ports={"http": port}, extra={"base_url": f"http://{host}:{port}/v1"})
 
 

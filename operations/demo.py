@@ -1,6 +1,9 @@
 """`judgeline demo`: the whole system end to end on the embedded stack, and the report that shows it worked.
 
 Contract:
+- ``prepare_stack(settings)``: starts the embedded stack (``stack.services.start``), logs each service's status,
+  raises ``RuntimeError`` naming the services that are not healthy, applies the migrations; returns the settings
+  resolved against the running stack.
 - ``ensure_judge(settings)``: when the model repository holds no version of the judge, trains one
   (``../shared/data/gold`` pandalm-test + llmbar-processed with their recorded gpt-4 verdicts, or the project's
   synthetic sample when ``../shared`` is absent), exports it and loads it into Triton; otherwise makes sure the
@@ -46,6 +49,21 @@ from streams.clickhouse import connect
 SHARED_GOLD = paths.SHARED_GOLD
 TRAIN_FILES = ("pandalm-test.jsonl", "llmbar-processed.jsonl")
 DEMO_FILE = "pandalm-test.jsonl"
+
+
+def prepare_stack(settings: Settings, log: Callable[[str], None] = print) -> Settings:
+    from stack import services
+    from stack.migrate import migrate_store
+    from streams.clickhouse import describe
+
+    settings = services.start(settings, log=log)
+    rows = services.status(settings)
+    for row in rows:
+        log(row.line())
+    if bad := services.unhealthy(rows):
+        raise RuntimeError(f"{', '.join(bad)} not healthy; see the log under {settings.state_dir / 'logs'}")
+    log(migrate_store(settings).summary(f"{describe(settings)}, database {settings.clickhouse.database}"))
+    return settings
 
 
 def sample_file(settings: Settings) -> Path:

@@ -168,10 +168,57 @@ _V2 = (
     GROUP BY id, criterion""",
 )
 
+# Routing from live evidence (issue 15, docs/routing.md): the versioned routing policies with the evidence behind each
+# rule, the drift alarms, and on every verdict the policy version, the segment's threshold and calibration sample
+# rate it was routed under (the controller weights a calibration-sample verdict by 1 / that rate) and its novelty
+# score. Old verdicts keep policy_version 0 and NULL threshold/rate/novelty ("not recorded"). A view's columns are
+# fixed when it is created, so ``verdicts_latest`` is created again to show the new columns.
+_V4 = (
+    """CREATE TABLE IF NOT EXISTS {db}.routing_policies (
+        version UInt32,
+        scope LowCardinality(String),
+        reason LowCardinality(String),
+        judge_version LowCardinality(String),
+        rules UInt32,
+        policy String,
+        evidence String,
+        created_at DateTime64(3, 'UTC')
+    ) ENGINE = ReplacingMergeTree(created_at)
+    PARTITION BY toYYYYMM(created_at)
+    ORDER BY (scope, version)""",
+    """CREATE TABLE IF NOT EXISTS {db}.drift_alarms (
+        segment String,
+        tenant LowCardinality(String),
+        app LowCardinality(String),
+        kind LowCardinality(String),
+        criterion LowCardinality(String),
+        statistic Float64,
+        threshold Float64,
+        observations UInt32,
+        policy_version UInt32,
+        action LowCardinality(String),
+        detail String,
+        detected_at DateTime64(3, 'UTC')
+    ) ENGINE = ReplacingMergeTree(detected_at)
+    PARTITION BY toYYYYMM(detected_at)
+    ORDER BY (tenant, app, criterion, kind, segment, policy_version)""",
+    "ALTER TABLE {db}.verdicts ADD COLUMN IF NOT EXISTS policy_version UInt32 DEFAULT 0",
+    "ALTER TABLE {db}.verdicts ADD COLUMN IF NOT EXISTS route_threshold Nullable(Float32)",
+    "ALTER TABLE {db}.verdicts ADD COLUMN IF NOT EXISTS sample_rate Nullable(Float32)",
+    "ALTER TABLE {db}.verdicts ADD COLUMN IF NOT EXISTS novelty Nullable(Float32)",
+    "DROP VIEW IF EXISTS {db}.verdicts_latest",
+    "CREATE VIEW IF NOT EXISTS {db}.verdicts_latest AS SELECT *, routed FROM {db}.verdicts FINAL",
+    "CREATE VIEW IF NOT EXISTS {db}.routing_policies_latest AS SELECT * FROM {db}.routing_policies FINAL",
+    "CREATE VIEW IF NOT EXISTS {db}.drift_alarms_latest AS SELECT * FROM {db}.drift_alarms FINAL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
     Migration(2, "analytics views", _V2),
+    Migration(4, "routing policies, drift alarms, routing columns of verdicts", _V4),
 )
 
-TABLES = ("verdicts", "frontier_verdicts", "disagreements", "gold_labels", "dead_letters")
-VIEWS = ("verdicts_latest", "frontier_verdicts_latest", "disagreements_latest", "gold_labels_latest", "gold_by_id")
+TABLES = ("verdicts", "frontier_verdicts", "disagreements", "gold_labels", "dead_letters", "routing_policies",
+          "drift_alarms")
+VIEWS = ("verdicts_latest", "frontier_verdicts_latest", "disagreements_latest", "gold_labels_latest", "gold_by_id",
+         "routing_policies_latest", "drift_alarms_latest")

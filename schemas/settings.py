@@ -42,11 +42,19 @@ class TopicSettings(_Group):
     verdicts: str = "judgeline.verdicts"
     frontier_verdicts: str = "judgeline.frontier-verdicts"
     dead_letters: str = "judgeline.dead-letters"
+    # the routing policies (docs/routing.md): compacted, one partition, keyed by the policy's scope; every inline
+    # worker reads it from the beginning, so the newest policy survives compaction and reaches a new worker
+    routing_policies: str = "judgeline.routing-policies"
     partitions: int = Field(4, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1, le=7)
 
     def names(self) -> list[str]:
+        """The stream topics (``partitions`` partitions each)."""
         return [self.traces, self.frontier_requests, self.verdicts, self.frontier_verdicts, self.dead_letters]
+
+    def compacted(self) -> list[str]:
+        """The compacted control topics (one partition, ``cleanup.policy=compact``)."""
+        return [self.routing_policies]
 
 
 class KafkaSettings(_Group):
@@ -186,6 +194,30 @@ class RoutingSettings(_Group):
     threshold: float = Field(0.7, ge=0.0, le=1.0)
     calibration_sample_rate: float = Field(0.05, ge=0.0, le=1.0)
     accepted_error_rate: float = Field(0.05, ge=0.0, le=1.0)
+    # what an inline worker does before any routing policy has reached it (docs/routing.md): ``route_all`` sends
+    # every trace to the frontier too (safe: a judge nobody has measured on this traffic is not trusted), ``threshold``
+    # routes by ``threshold`` and ``calibration_sample_rate`` above (the behaviour before routing policies)
+    without_policy: Literal["route_all", "threshold"] = "route_all"
+    # how long a starting inline worker waits to read the routing-policies topic up to its end before judging
+    policy_wait_s: float = Field(10.0, ge=0.0, le=600.0)
+    # the routing policy's fit (judge_engine/online/policy.py, docs/routing.md): a segment needs min_evidence
+    # frontier-checked verdicts before it accepts any inline verdict; the accepted verdicts' error must have a
+    # one-sided Clopper-Pearson upper bound at confidence_level within accepted_error_rate
+    min_evidence: int = Field(100, ge=1)
+    confidence_level: float = Field(0.95, gt=0.5, lt=1.0)
+    # adaptive calibration sampling: a segment's rate starts at max_sample_rate while its evidence is thin and decays
+    # to calibration_sample_rate; the extra frontier fraction it costs is capped at extra_sample_budget of traffic
+    max_sample_rate: float = Field(0.3, ge=0.0, le=1.0)
+    extra_sample_budget: float = Field(0.1, ge=0.0, le=1.0)
+    # the drift alarm: a Bernoulli CUSUM per segment against the agreement the policy assumed, testing for the
+    # agreement odds falling by drift_odds_ratio; an alarm at drift_h
+    drift_odds_ratio: float = Field(3.0, gt=1.0)
+    drift_h: float = Field(8.0, gt=0.0)
+    # a trace whose novelty score (where the judge gives one) is above this routes with reason ``novel``; None: never
+    novelty_threshold: float | None = None
+    # the controller (`judgeline route-policy`, docs/routing.md): which policies it publishes, on what evidence
+    policy_scope: str = Field("default", min_length=1, max_length=256)
+    evidence_window_h: float = Field(168.0, gt=0.0, le=24 * 366)  # how far back the controller reads evidence
 
 
 class StreamSettings(_Group):

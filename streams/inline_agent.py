@@ -12,19 +12,27 @@ Contract (thin: the logic is ``judge_engine.online.inline.InlineStage``):
   i.e. after ClickHouse accepted its verdicts and dead letters and the broker its messages; batches are delivered
   and acknowledged in order. At most ``stream.batches_in_flight`` judged batches wait behind the one being stored:
   while the judge (policy ``hold``) or the store is unavailable the agent holds and consumes nothing more;
+- routes under the newest routing policy of the compacted routing-policies topic (``streams.policy_feed.PolicyFeed``,
+  started with the agent; before the first batch it waits up to ``routing.policy_wait_s`` to have read the topic to
+  its end); a policy published while the worker runs applies from its next batch, without a restart;
 - ``judge_factory`` replaces the Triton judge (the benchmark's constant-time stub); it is called inside the
   agent, on the worker's event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Callable
 
 from judge_engine.online.inline import InlineStage
 from schemas.settings import Settings
 from streams.app import hold_references, incoming, publisher, source_topic
 from streams.overlap import InOrderDelivery
+from streams.policy_feed import PolicyFeed
 from streams.sink import ClickHouseStore
+
+log = logging.getLogger("judgeline.inline")
 
 
 def register(app, settings: Settings, judge_factory: Callable[[], object] | None = None):
@@ -37,9 +45,15 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
             judge = TritonJudge(settings.triton)
         else:
             judge = judge_factory()
-        stage = InlineStage(settings, judge, store, publisher(app))
+        feed = PolicyFeed(settings).start()
+        stage = InlineStage(settings, judge, store, publisher(app), policy=feed.current)
         delivery = InOrderDelivery(stage.deliver, depth=settings.stream.batches_in_flight)
         try:
+            if not await asyncio.to_thread(feed.wait_caught_up, settings.routing.policy_wait_s):
+                log.warning("the routing policy topic was not read to its end within %.0f s; judging meanwhile "
+                            "under policy version %s (routing.without_policy=%s when none)",
+                            settings.routing.policy_wait_s, getattr(feed.current(), "version", "none"),
+                            settings.routing.without_policy)
             async for events in stream.take_events(settings.stream.batch_size, within=settings.stream.batch_within_s):
                 hold_references(events)  # before take_events acknowledges them (when the next batch is asked for)
                 batch = await stage.prepare([incoming(e) for e in events])
@@ -47,6 +61,7 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
         finally:
             await delivery.close()
             stage.log_stats()
+            feed.stop()
             await judge.close()
             store.close()
 

@@ -1,5 +1,6 @@
 """The ClickHouse sink of the stream workers: batched, parameterised inserts of verdicts, frontier verdicts,
-disagreements and dead letters (and of gold labels, for ``judgeline gold import``).
+disagreements and dead letters (and of gold labels, for ``judgeline gold import``; of routing policies and drift
+alarms, for ``judgeline route-policy``).
 
 Contract:
 - ``ClickHouseStore(settings).write(rows)`` (async) inserts every non-empty table of a ``judge_engine.online.pipeline.Rows``
@@ -18,6 +19,10 @@ Contract:
 - Idempotent under redelivery: the tables are ReplacingMergeTrees keyed by each row's identity (``schemas/ddl.py``),
   so a batch written twice leaves one row per identity (read with ``FINAL``). A partly written batch is simply
   written again whole.
+- A table's columns are its model's fields (``TABLE_MODELS``; ``COLUMNS`` is derived, less the fields named in
+  ``NOT_STORED``); columns the sink does not write have a DDL default or are materialized (``stored_at``,
+  ``routed``), and ``tests/streams/test_table_columns.py`` checks the DDL after all migrations against the models.
+  Nullable columns (``NULLABLE``) and JSON-text columns (``JSON_COLUMNS``) are the named exceptions to the type mapping.
 - ``columns``/``row`` map a message model to the table's columns: optional text becomes '' (the columns are not
   Nullable), ``produced_at``, a dead letter's ``key`` and a gold item's answers/reference stay NULL when absent;
   ``stored_at`` is the server's. Map columns (a gold item's teacher labels) keep a missing label as ''; JSON columns
@@ -39,25 +44,24 @@ from typing import Any, Sequence
 from pydantic import BaseModel
 
 from judge_engine.online.pipeline import Rows
+from schemas.dead_letter import DeadLetter
+from schemas.gold import GoldLabel
+from schemas.routing import DriftAlarm, PolicyRecord
 from schemas.settings import Settings
-from schemas.verdict import FrontierVerdict
+from schemas.verdict import Disagreement, FrontierVerdict, Verdict
 
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "verdicts": ("trace_id", "tenant", "app", "model", "kind", "criterion", "label", "score", "confidence",
-                 "judge_name", "judge_version", "source", "latency_ms", "critique", "route_reason", "trace_time",
-                 "produced_at", "judged_at"),
-    "frontier_verdicts": ("trace_id", "tenant", "app", "kind", "criterion", "judge_name", "status", "label",
-                          "label_swapped", "confidence", "critique", "error", "request_reason", "inline_label",
-                          "inline_judge_version", "input_tokens", "output_tokens", "cost_usd", "attempts",
-                          "latency_ms", "trace_time", "judged_at"),
-    "disagreements": ("trace_id", "tenant", "app", "kind", "criterion", "inline_label", "inline_confidence",
-                      "inline_judge_version", "frontier_label", "frontier_judge", "request_reason", "trace_time",
-                      "detected_at"),
-    "dead_letters": ("topic", "partition", "offset", "stage", "error", "raw", "key", "message_time", "received_at"),
-    "gold_labels": ("id", "source", "kind", "criterion", "question", "answer", "answer_a", "answer_b", "reference",
-                    "human_label", "teacher", "teacher_swapped", "meta"),
+TABLE_MODELS: dict[str, type[BaseModel]] = {
+    "verdicts": Verdict, "frontier_verdicts": FrontierVerdict, "disagreements": Disagreement,
+    "dead_letters": DeadLetter, "gold_labels": GoldLabel, "routing_policies": PolicyRecord, "drift_alarms": DriftAlarm,
 }
-NULLABLE = {("verdicts", "produced_at"), ("dead_letters", "key"), ("gold_labels", "answer"),
+# model fields that have no column: the named exceptions to "a table's columns are its model's fields" (none yet)
+NOT_STORED: dict[str, frozenset[str]] = {}
+COLUMNS: dict[str, tuple[str, ...]] = {
+    table: tuple(name for name in model.model_fields if name not in NOT_STORED.get(table, frozenset()))
+    for table, model in TABLE_MODELS.items()
+}
+NULLABLE = {("verdicts", "produced_at"), ("verdicts", "route_threshold"), ("verdicts", "sample_rate"),
+            ("verdicts", "novelty"), ("dead_letters", "key"), ("gold_labels", "answer"),
             ("gold_labels", "answer_a"), ("gold_labels", "answer_b"), ("gold_labels", "reference")}
 JSON_COLUMNS = {("gold_labels", "meta")}
 _FRONTIER_VERDICT_COLUMNS = ", ".join(COLUMNS["frontier_verdicts"])  # constant column names, for reading back

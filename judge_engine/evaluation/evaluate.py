@@ -14,8 +14,13 @@ Contract:
   ``teacher[<frontier>]``). Also: ``by_kind`` (the same per kind, TPR/TNR for pointwise), ``teacher`` and
   ``teacher_accuracy_vs_human`` (the frontier alone), ``at_threshold`` (the cascade at ``--threshold``),
   ``ece_vs_teacher``, ``majority_baseline_vs_human``.
-- Writes the JSON, ``<out stem>.cascade.png`` and ``<out stem>.reliability.png``; ``format_table`` renders the
-  printed summary.
+- With ``policy``: the top-level ``policy`` object is the routing controller simulated over the items in file order
+  (``policy_sim.simulate``: ``accuracy_vs_human``, ``frontier_fraction``, ``accepted_accuracy_vs_teacher``,
+  ``accepted_accuracy_vs_human``, per segment and over time), starting from the served version's own validation
+  evidence (its ``student.json``; none when that is not readable here: every segment then starts routed); the
+  segment of an item is (default, its source, kind, criterion), as ``Trace.from_gold`` streams it.
+- Writes the JSON, ``<out stem>.cascade.png`` and ``<out stem>.reliability.png`` (and ``<out stem>.policy.png``
+  with ``policy``); ``format_table`` renders the printed summary.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from pathlib import Path
 
 from judge_engine.clients.triton_client import TritonJudge
 from judge_engine.dataset import fingerprint, load_gold
-from judge_engine.evaluation import metrics, plots
+from judge_engine.evaluation import metrics, plots, policy_sim
 from judge_engine.model.verdict_math import LABELS
+from judge_engine.online.policy import Segment
 from judge_engine.training.export import trained_on
 from schemas.settings import Settings
 
@@ -96,6 +102,8 @@ def evaluate(
     batch_size: int = 16,
     concurrency: int = 2,
     repository: Path | None = None,
+    policy: bool = False,
+    update_every: int = 50,
 ) -> dict:
     loaded = load_gold([gold], skip_invalid=skip_invalid)
     items = loaded.items
@@ -110,7 +118,8 @@ def evaluate(
     served = asyncio.run(metadata_version())
     seen = trained_on(repository, name, served) if repository else None
     meta_file = repository / name / str(served) / "student.json" if repository else None
-    judge_teacher = json.loads(meta_file.read_text()).get("teacher") if meta_file and meta_file.is_file() else None
+    student_meta = json.loads(meta_file.read_text()) if meta_file and meta_file.is_file() else {}
+    judge_teacher = student_meta.get("teacher")
     excluded = 0
     if seen is not None and not include_trained:
         kept = [it for it in items if fingerprint(it) not in seen]
@@ -152,6 +161,8 @@ def evaluate(
     report["cascade"] = [dict(p) for p in cascade]
     t = settings.routing.threshold if threshold is None else threshold
     report["at_threshold"] = dict(metrics.cascade_curve(pred, conf, teacher, human, [t])[0])
+    if policy:
+        report["policy"] = _policy_block(settings, items, pred, conf, teacher, human, student_meta, update_every)
     report = _clean(report)
     if out is not None:
         out = Path(out)
@@ -166,7 +177,21 @@ def evaluate(
         correct = [None if h is None else p == h for p, h in zip(pred, human)]
         plots.reliability_diagram({f"judge v{version} vs human": metrics.reliability_bins(conf, correct)},
                                   Path(f"{stem}.reliability.png"), f"{Path(gold).name}: reliability")
+        if policy:
+            policy_sim.plot_over_time(report["policy"], Path(f"{stem}.policy.png"),
+                                      f"{Path(gold).name}: judge v{version} under the routing policy over time")
     return report
+
+
+def _policy_block(settings: Settings, items: list, pred, conf, teacher, human, student_meta: dict,
+                  update_every: int) -> dict:
+    """The streaming controller simulated over the items in file order (``policy_sim``), starting from the
+    version's validation evidence only."""
+    stream = [policy_sim.StreamItem(it.id, Segment("default", it.source[:128] or "gold", it.kind, it.criterion),
+                                    p, c, t, h) for it, p, c, t, h in zip(items, pred, conf, teacher, human)]
+    prior = policy_sim.validation_evidence(student_meta)
+    cfg = policy_sim.SimConfig.from_settings(settings.routing, update_every=update_every)
+    return policy_sim.simulate(stream, prior, cfg)
 
 
 def _pct(v) -> str:
@@ -197,4 +222,6 @@ def format_table(report: dict) -> str:
     a = report["at_threshold"]
     rows.append(f"  at threshold {a['threshold']:.2f}: {_pct(a['frontier_fraction'])} routed, "
                 f"accuracy {_pct(a['accuracy_vs_human'])}")
+    if "policy" in report:
+        rows.append(policy_sim.format_policy(report["policy"], report["teacher"]))
     return "\n".join(rows)

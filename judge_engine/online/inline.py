@@ -12,9 +12,13 @@ Contract:
     ``JudgeUnavailable``, unless ``settings.stream.judge_unavailable`` is ``frontier``: then every valid trace of
     the batch becomes a ``FrontierRequest`` with reason ``judge_unavailable`` and no inline verdict;
   - every judged trace gets exactly one ``Verdict``: label, score and confidence from the judge, the judge name and
-    version that answered, ``produced_at`` the message's timestamp, and ``route_reason`` from
-    ``judge_engine.online.routing.route`` (threshold and calibration sample from ``settings.routing``; None when not
-    routed). A routed verdict also yields a ``FrontierRequest`` carrying the verdict and the reason.
+    version that answered, ``produced_at`` the message's timestamp, and the routing decision of
+    ``judge_engine.online.routing.decide`` under ``policy`` (the newest routing policy the worker holds, or None):
+    ``route_reason`` (None when not routed), ``policy_version``, the segment's ``route_threshold`` and
+    ``sample_rate``, and the judge's ``novelty`` score where it gives one. A routed verdict also yields a
+    ``FrontierRequest`` carrying the verdict and the reason.
+- ``InlineStage(..., policy=fn)`` asks ``fn()`` for the routing policy once per batch (the worker's
+  ``streams.policy_feed.PolicyFeed.current``: a new policy applies from the next batch, without a restart).
 - ``InlineStage.process(messages)`` is ``deliver(await prepare(messages))``. ``prepare`` runs ``judge_batch``
   (holding, with backoff, while the judge is unavailable and the policy is ``hold``) and builds the batch's rows
   and messages, storing nothing; ``deliver`` stores the verdicts and dead letters (holding while the store is
@@ -34,7 +38,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence
 
 from judge_engine.clients.triton_client import JudgeResult
 from judge_engine.failures import classify, describe
@@ -49,11 +53,14 @@ from judge_engine.online.pipeline import (
     parse_all,
     parse_one,
 )
-from judge_engine.online.routing import route
+from judge_engine.online.routing import decide
 from schemas.dead_letter import DeadLetter
 from schemas.settings import Settings
 from schemas.trace import Trace
 from schemas.verdict import FrontierRequest, Verdict
+
+if TYPE_CHECKING:
+    from judge_engine.online.policy import RoutingPolicy
 
 log = logging.getLogger("judgeline.inline")
 
@@ -101,12 +108,15 @@ async def _judge_isolating(judge: Judge, traces: list[Trace]) -> list[JudgeResul
     return out
 
 
-def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings: Settings) -> Verdict:
+def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings: Settings,
+                 policy: "RoutingPolicy | None" = None) -> Verdict:
     for name in ("score", "confidence"):
         value = getattr(result, name)
         if not math.isfinite(value) or not -1e-6 <= value <= 1 + 1e-6:
             raise ValueError(f"the judge returned {name}={value!r}, outside [0, 1]")
     confidence = min(1.0, max(0.0, result.confidence))
+    novelty = result.novelty if result.novelty is not None and math.isfinite(result.novelty) else None
+    decision = decide(confidence, trace, settings.routing, policy, novelty)
     return Verdict(
         **trace.row_keys(),
         model=trace.model,
@@ -117,12 +127,17 @@ def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings:
         judge_version=str(result.model_version),
         source="inline",
         latency_ms=max(0.0, result.latency_ms),
-        route_reason=route(confidence, trace.trace_id, settings.routing),
+        route_reason=decision.reason,
+        policy_version=decision.policy_version,
+        route_threshold=decision.threshold,
+        sample_rate=decision.sample_rate,
+        novelty=novelty,
         produced_at=message.timestamp,
     )
 
 
-async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Settings) -> InlineOutcome:
+async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Settings,
+                      policy: "RoutingPolicy | None" = None) -> InlineOutcome:
     outcome = InlineOutcome()
     valid, dead = parse_all(messages, parse_trace)
     outcome.dead_letters.extend(dead)
@@ -141,7 +156,7 @@ async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Sett
             outcome.dead_letters.append(dead_letter(message, f"the judge refused it: {describe(result)}", "judge"))
             continue
         try:
-            verdict = make_verdict(trace, result, message, settings)
+            verdict = make_verdict(trace, result, message, settings, policy)
         except ValueError as e:  # a label outside the kind's vocabulary, a score outside [0, 1]
             outcome.dead_letters.append(dead_letter(message, f"the judge's answer is unusable: {describe(e)}",
                                                     "judge"))
@@ -158,9 +173,11 @@ class InlineStage(BatchStage):
     name = "inline"
 
     def __init__(self, settings: Settings, judge: Judge, store: Store, publish: Publish, *,
-                 sleep=asyncio.sleep, publish_verdicts: bool = True):
+                 sleep=asyncio.sleep, publish_verdicts: bool = True,
+                 policy: Callable[[], "RoutingPolicy | None"] = lambda: None):
         super().__init__(settings, judge, store, publish, sleep=sleep)
         self.publish_verdicts = publish_verdicts
+        self.policy = policy
 
     async def process(self, messages: Sequence[Incoming]) -> InlineOutcome:
         return await self.deliver(await self.prepare(messages))
@@ -169,8 +186,9 @@ class InlineStage(BatchStage):
         """Judge a batch (holding while the judge is unavailable) and build its rows and messages; stores nothing."""
         if not messages:
             return JudgedBatch(0, InlineOutcome(), Rows(), Outbox())
+        policy = self.policy()  # one policy for the whole batch
         with self._timed("judge_s"):
-            outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings),
+            outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings, policy),
                                        f"judging a batch of {len(messages)} traces")
         rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters)
         topics = self.settings.kafka.topics

@@ -11,8 +11,8 @@ Contract:
   a dead letter must always fit the producer's 1 MB request (base64 in JSON), or publishing it would fail for ever
   and stall the worker on one hostile message.
 - ``Rows`` is what one batch writes to the store, per table; ``Outbox`` what it publishes, per topic.
-- ``hold(fn, what=...)`` runs an awaitable call until it succeeds, waiting between attempts with the jittered
-  exponential backoff of ``judge_engine.failures`` (capped at ``max_backoff_s``, honouring Retry-After): this is
+- ``hold(fn, what=...)`` runs an awaitable call until it succeeds (a tenacity retryer that never stops), waiting
+  between attempts with ``judge_engine.failures.JitteredWait`` (capped at ``max_backoff_s``, honouring Retry-After): this is
   how a stage "stops consuming rather than dropping" while a dependency is down. Each failure is logged with the
   failure policy's classification; only cancellation (worker shutdown) ends the wait, and then nothing of the
   batch has been acknowledged, so the broker redelivers it.
@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
 
-from judge_engine.failures import Backoff, classify, describe
+import tenacity
+
+from judge_engine.failures import JitteredWait, classify, describe
 from schemas.base import InvalidMessage, parse_json_bytes, utc_now
 from schemas.dead_letter import DeadLetter, Stage
 from schemas.verdict import Disagreement, FrontierVerdict, Verdict
@@ -140,19 +142,20 @@ async def hold(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     logger: logging.Logger = log,
 ) -> T:
-    backoff = Backoff(initial_s=0.2, max_s=max_backoff_s)
-    attempt = 0
-    while True:
-        try:
-            return await fn()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure holds; the log says which kind it was
-            attempt += 1
-            pause = backoff.delay(min(attempt, 32), exc)
-            logger.warning("%s failed (%s error, attempt %d): %s; holding the batch (nothing acknowledged), "
-                           "retrying in %.1f s", what, classify(exc), attempt, describe(exc), pause)
-            await sleep(pause)
+    def holding(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception()
+        logger.warning("%s failed (%s error, attempt %d): %s; holding the batch (nothing acknowledged), "
+                       "retrying in %.1f s", what, classify(exc), state.attempt_number, describe(exc),
+                       state.next_action.sleep)
+
+    # every failure holds, permanent ones too (the log says which kind it was); cancellation is not an Exception
+    retry = tenacity.AsyncRetrying(retry=tenacity.retry_if_exception_type(Exception), stop=tenacity.stop_never,
+                                   wait=JitteredWait(initial_s=0.2, max_s=max_backoff_s), before_sleep=holding,
+                                   sleep=sleep, reraise=True)
+    async def attempt() -> T:  # fn may return any awaitable; tenacity awaits coroutine functions only
+        return await fn()
+
+    return await retry(attempt)
 
 
 class BatchStage:

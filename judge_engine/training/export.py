@@ -2,7 +2,7 @@
 
 Contract:
 - Writes ``<repository>/<model_name>/<version>/`` with the trained files (``heads.pt``, ``student.json``,
-  ``encoder_top.pt`` when the encoder's top layers were fine-tuned), the
+  ``encoder_top.pt`` when the encoder's top layers were fine-tuned, ``novelty.npz`` when training built one), the
   serving code (``model.py`` from ``triton_models/judge/``, ``student.py`` and ``verdict_math.py`` from
   ``judge_engine/``) and nothing else; the version is one more than the highest present (Triton versions are
   integers) unless one is given, and an existing version is never overwritten.
@@ -29,7 +29,9 @@ SERVING_FILES = {
     "verdict_math.py": paths.MODEL_CODE / "verdict_math.py",
 }
 TRAINED_FILES = ("heads.pt", "student.json")
-OPTIONAL_TRAINED_FILES = ("encoder_top.pt",)  # written when training fine-tuned the encoder's last layers
+# encoder_top.pt: written when training fine-tuned the encoder's last layers; novelty.npz: the version's novelty
+# index (judge_engine.model.novelty), absent from judges trained before it existed
+OPTIONAL_TRAINED_FILES = ("encoder_top.pt", "novelty.npz")
 
 
 def versions(model_dir: Path) -> list[int]:

@@ -12,7 +12,10 @@ Contract:
   validation kept (the frozen one included); the temperature is fitted and the test split measured after that,
   on the embeddings of the kept weights.
 - Output: a model directory (``heads.pt``, ``encoder_top.pt`` when fine-tuned, ``student.json`` with temperatures, teacher, data files and hashes,
-  split sizes, the fingerprints of every train/validation item, test metrics) plus ``reliability.png`` and
+  split sizes, the fingerprints of every train/validation item, the calibrated verdicts on the validation split
+  beside their labels (``validation_evidence``: where a routing policy of this version starts), test metrics) plus
+  ``novelty.npz`` (``judge_engine.model.novelty``: the train split indexed in the judge's embedding space, the
+  threshold at the ``novelty_percentile`` of the validation split's scores), ``reliability.png`` and
   ``training_report.json``. ``judgeline export`` turns it into a Triton model version.
 - Kinds without training examples are left untrained and recorded so; the served judge refuses them.
 """
@@ -44,6 +47,7 @@ from judge_engine.model.student import (
 )
 from judge_engine.model.verdict_math import LABELS
 from judge_engine.training import calibration
+from judge_engine.model.novelty import NoveltyIndex, item_matrix
 from judge_engine.training.embedding_cache import DEFAULT_PATH, EmbeddingCache
 from judge_engine.training.finetune import FinetuneConfig, finetune
 
@@ -76,6 +80,8 @@ class TrainConfig:
     limit_per_file: int | None = None
     skip_invalid: bool = False
     cache: Path = DEFAULT_PATH
+    novelty_k: int = 10
+    novelty_percentile: float = 99.0
     progress: bool = True
 
 
@@ -149,6 +155,15 @@ def _calibration_logits(heads: StudentHeads, kind: str, examples: list[Example],
     if kind == "pairwise":
         return heads.pairwise_logits(items, v)[0]
     return heads.logits(kind, point_features(items, v))
+
+
+def _validation_evidence(heads: StudentHeads, kind: str, examples: list[Example], v, source_of: dict) -> list[dict]:
+    """The calibrated judge's verdicts on the validation split beside their training labels: the evidence a new
+    deployment of this version starts its routing policy from (``judge_engine.online.policy.validation_evidence``)."""
+    verdicts = heads.judge_vectors([e.item for e in examples], v)
+    return [{"app": source_of.get(e.source_id, "gold")[:128] or "gold", "kind": kind, "criterion": e.item["criterion"],
+             "label": d["label"], "confidence": round(float(d["confidence"]), 6), "reference": e.label,
+             "reference_source": e.label_source} for e, d in zip(examples, verdicts)]
 
 
 def _measure(heads: StudentHeads, kind: str, examples: list[Example], v) -> dict:
@@ -247,6 +262,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         vectors = result.vectors if result.vectors is not None else vectors
         timings["finetune_s"] = finetuned["total_s"]
 
+    source_of = {it.id: it.source for it in items}
+    validation: list[dict] = []
     for kind, fit in trained.items():
         val_plain = [e for e in parts["val"] if e.item["kind"] == kind]
         logits = _calibration_logits(heads, kind, val_plain, vectors)
@@ -254,9 +271,13 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         heads.temperature[kind] = calibration.fit_temperature(logits, targets)
         fit["val_nll_before"] = calibration.nll(logits, targets, 1.0)
         fit["val_nll_after"] = calibration.nll(logits, targets, heads.temperature[kind])
+        validation.extend(_validation_evidence(heads, kind, val_plain, vectors, source_of))
         test_k = [e for e in parts["test"] if e.item["kind"] == kind]
         if test_k:
             test[kind] = _measure(heads, kind, test_k, vectors)
+    novelty = NoveltyIndex.build(item_matrix([e.item for e in parts["train"]], vectors),
+                                 item_matrix([e.item for e in parts["val"]], vectors), cfg.novelty_k,
+                                 cfg.novelty_percentile)
     timings["total_s"] = round(time.perf_counter() - started, 1)
 
     provenance = {
@@ -273,9 +294,13 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         "max_length": cfg.max_length,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "gold"},
         "trained_on": sorted({e.fingerprint for e in parts["train"] + parts["val"]}),
+        "validation_evidence": validation,
+        "novelty": {"k": novelty.k, "percentile": novelty.percentile, "threshold": round(novelty.threshold, 6),
+                    "indexed_items": len(novelty.matrix)},
         "test_metrics": {k: {m: v for m, v in d.items() if m != "reliability"} for k, d in test.items()},
     }
     heads.save(cfg.out, provenance, encoder_top=encoder_top)
+    novelty.save(cfg.out)
     (cfg.out / "training_report.json").write_text(json.dumps(
         {"counts": counts, "training": trained, "finetune": finetuned, "temperature": heads.temperature, "test": test,
          "seconds": timings}, indent=2, default=float))

@@ -318,7 +318,8 @@ def test_replay_retrain_deploy_without_dropping_requests_and_fresh_verdicts_carr
 
     model = f"judge_retrain_{uuid.uuid4().hex[:8]}"  # a model of its own: other tests' `judge` versions untouched
     fault_run = FaultRun.create(stack, triton={"model_name": model},
-                                routing={"threshold": 0.8, "calibration_sample_rate": 0.3})
+                                routing={"threshold": 0.8, "calibration_sample_rate": 0.3,
+                                         "without_policy": "threshold"})
     db = fault_run.db
     client = connect(fault_run.settings)
     export(tiny_judge.model_dir, Path(stack.stack.model_repository), model)

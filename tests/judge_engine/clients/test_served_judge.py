@@ -14,7 +14,7 @@ import pytest
 
 from judge_engine.clients.triton_client import TritonJudge
 from judge_engine.dataset import load_gold
-from judge_engine.failures import Backoff, GaveUp, classify
+from judge_engine.failures import GaveUp, JitteredWait, classify
 from judge_engine.model.student import Judge
 from judge_engine.training.export import export
 from stack import triton
@@ -78,7 +78,7 @@ def test_an_unreachable_triton_is_retried_then_given_up(served):
     item = {"kind": "pointwise", "criterion": "c", "question": "q", "answer": "a", "reference": None}
 
     async def run():
-        async with TritonJudge(dead, backoff=Backoff(initial_s=0.01, max_s=0.02)) as client:
+        async with TritonJudge(dead, backoff=JitteredWait(initial_s=0.01, max_s=0.02)) as client:
             return await client.judge([item])
 
     with pytest.raises(GaveUp) as err:

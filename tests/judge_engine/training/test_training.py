@@ -31,6 +31,23 @@ def test_saved_model_records_provenance_and_never_the_test_items(tiny_judge, sam
     assert (tiny_judge.model_dir / "reliability.png").stat().st_size > 1000
 
 
+def test_saved_model_carries_its_validation_evidence_and_novelty_index(tiny_judge, sample_gold):
+    from judge_engine.model.novelty import NoveltyIndex
+
+    meta = json.loads((tiny_judge.model_dir / "student.json").read_text())
+    examples, _ = label_examples(load_gold([sample_gold]).items, "gpt-4")
+    parts = split(examples, val=0.2, test=0.25, seed=13)
+    evidence = meta["validation_evidence"]
+    assert len(evidence) == len(parts["val"])  # the plain validation split, one row per item
+    assert {(r["kind"], r["reference"]) for r in evidence} == {(e.item["kind"], e.label) for e in parts["val"]}
+    assert all(0.0 <= r["confidence"] <= 1.0 and r["reference_source"] == "teacher:gpt-4" for r in evidence)
+    agree = sum(r["label"] == r["reference"] for r in evidence) / len(evidence)
+    assert 0.65 < agree < 1.0  # the judge's own validation verdicts: not copies of the labels, not noise
+    index = NoveltyIndex.load(tiny_judge.model_dir)
+    assert len(index.matrix) == len(parts["train"]) == meta["novelty"]["indexed_items"]
+    assert index.threshold == pytest.approx(meta["novelty"]["threshold"], abs=1e-5) and index.threshold > 0
+
+
 def test_judge_is_order_invariant_and_keeps_input_order(tiny_judge, sample_gold):
     items = [i for i in load_gold([sample_gold]).items if i.kind == "pairwise"][:6]
     judge = Judge(tiny_judge.model_dir)
