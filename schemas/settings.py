@@ -76,6 +76,9 @@ class KafkaSettings(_Group):
     # answers a waiting fetch late, so the default is short: measured at light load 150 ms p50 from produce to
     # judged at 500, 40 ms at 100. On Apache Kafka a shorter wait only adds idle fetch requests (production: 500).
     fetch_max_wait_ms: int = Field(100, ge=1, le=60_000)
+    # false where the broker's high watermark is wrong (the embedded Tansu broker: platform.md): the workers then
+    # export no consumer lag rather than a wrong one. The embedded stack sets it false.
+    broker_reports_lag: bool = True
     topics: TopicSettings = TopicSettings()
 
     @model_validator(mode="after")
@@ -118,7 +121,8 @@ class ClickHouseSettings(_Group):
     database: str = "judgeline"
     username: str = "default"
     password: SecretStr | None = None
-    insert_batch_rows: int = Field(500, ge=1, le=1_000_000)
+    # rows per insert statement: above the inline worker's largest batch, so a batch is one insert per table
+    insert_batch_rows: int = Field(10_000, ge=1, le=1_000_000)
 
     @field_validator("dsn")
     @classmethod
@@ -219,6 +223,14 @@ class RoutingSettings(_Group):
     evidence_window_h: float = Field(168.0, gt=0.0, le=24 * 366)  # how far back the controller reads evidence
 
 
+class GateSettings(_Group):
+    """The deployment gate of `judgeline export`/`deploy` (issue 16): the bar a new judge version must clear on the
+    gold labels in ClickHouse."""
+
+    min_kappa: float = Field(0.6, ge=-1.0, le=1.0)  # Cohen's kappa vs the human gold labels, held-out items only
+    max_items: int = Field(1000, ge=1, le=1_000_000)  # gold items judged per decision (a seeded sample beyond)
+
+
 class StreamSettings(_Group):
     """The stream workers: micro-batching, what an unavailable judge or store means, the Faust web server.
 
@@ -229,8 +241,14 @@ class StreamSettings(_Group):
     An unavailable store always holds: rows are never dropped and offsets never committed before they are stored.
     """
 
-    batch_size: int = Field(32, ge=1, le=4096)
+    # the inline worker's largest micro-batch: reached at once while it is behind (a backlog), while at light load a
+    # batch is what arrived within batch_within_s. Each batch costs a fixed ~70 ms on the embedded store (one insert
+    # per table), so a large maximum is what lets a worker catch up (benchmarks/throughput.py: issue 13)
+    batch_size: int = Field(512, ge=1, le=4096)
     batch_within_s: float = Field(0.05, gt=0, le=60)
+    # judged batches that may wait while the one before is stored and published (the judging of batch N+1 overlaps
+    # the storing of batch N; offsets are still committed in order and only after their rows are stored)
+    batches_in_flight: int = Field(1, ge=1, le=16)
     frontier_batch_size: int = Field(16, ge=1, le=4096)
     frontier_batch_within_s: float = Field(0.2, gt=0, le=60)
     judge_unavailable: Literal["hold", "frontier"] = "hold"
@@ -238,6 +256,30 @@ class StreamSettings(_Group):
     worker_web_port: int = Field(6066, ge=1, le=65535)
     # the Faust web server (health checks); 0.0.0.0 in a container so that the orchestrator's probes reach it
     worker_web_bind: str = "127.0.0.1"
+
+
+class OtelSettings(_Group):
+    """OpenTelemetry: verdicts out as ``gen_ai.evaluation.result`` events, GenAI spans in from the Collector's
+    Kafka exporter.
+
+    ``evaluation_events``: when true, every stored verdict also leaves by OTLP/HTTP (``endpoint``, the collector's
+    or back-end's base URL; ``/v1/logs`` is appended) as an event parented to the judged span; best effort (the
+    verdict is already stored; a back-end that is down loses events, never verdicts). ``headers``: extra request
+    headers as ``name=value,name=value`` (e.g. ``Authorization=Basic ...`` for Langfuse), a secret.
+    ``ingest_spans``: when true, the inline worker also consumes ``spans_topic``, the topic the Collector's Kafka
+    exporter writes (its default name ``otlp_spans``), in ``spans_encoding`` (the exporter's ``otlp_proto`` by
+    default, or ``otlp_json``): GenAI chat spans become traces.
+    """
+
+    evaluation_events: bool = False
+    endpoint: str = "http://127.0.0.1:4318"
+    headers: SecretStr | None = None
+    service_name: str = "judgeline"
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    export_delay_ms: int = Field(1000, ge=1, le=60_000)
+    ingest_spans: bool = False
+    spans_topic: str = "otlp_spans"
+    spans_encoding: Literal["otlp_proto", "otlp_json"] = "otlp_proto"
 
 
 class StackSettings(_Group):
@@ -283,7 +325,9 @@ class Settings(BaseSettings):
     frontier: FrontierSettings = FrontierSettings()
     routing: RoutingSettings = RoutingSettings()
     stream: StreamSettings = StreamSettings()
+    otel: OtelSettings = OtelSettings()
     stack: StackSettings = StackSettings()
+    gate: GateSettings = GateSettings()
 
     @property
     def state_dir(self) -> Path:
