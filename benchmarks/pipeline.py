@@ -7,8 +7,8 @@ Contract:
   ``triton_models/judge``, else one trained here as ``judgeline demo`` does), and stops it by PID at the end;
   touches no running stack.
 - Three configurations, one after another, each with its own traces topic and consumer group and one
-  ``judgeline worker inline`` process (routing as the default settings; no frontier worker: this measures the
-  inline layer):
+  ``judgeline worker inline`` process (routing by the default threshold and calibration sample, as before routing
+  policies: ``routing.without_policy=threshold``; no frontier worker: this measures the inline layer):
   ``micro-batched`` (the real judge, ``stream.batch_size`` 32 within 50 ms), ``one trace per request`` (the real
   judge, batch size 1: the baseline without micro-batching) and ``stub judge`` (batch size 32, the judge replaced
   by ``ConstantJudge`` answering each call after ``--stub-ms``: the pipeline's own ceiling: Kafka, validation,
@@ -95,7 +95,8 @@ def main() -> None:
     work = OUT / ".pipeline-bench"
     shutil.rmtree(work / "state", ignore_errors=True)
     repo = _model_repository(work, args.model)
-    base = Settings(stack={"state_dir": work / "state", "model_repository": repo})
+    base = Settings(stack={"state_dir": work / "state", "model_repository": repo},
+                    routing={"without_policy": "threshold"})
     gold = demo.default_gold(base)
     rows = []
     started = time.monotonic()

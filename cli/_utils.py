@@ -1,22 +1,38 @@
 """What every command family shares: the settings, the one-line failure, and the error-to-exit decorator.
 
 Contract:
+- ``family()`` gives a command family module its Typer and its ``register(app)`` (``commands, register =
+  family()``), which ``cli/main.py`` calls for each module of ``FAMILIES``.
 - ``settings()`` is the one ``Settings`` (env prefix ``JUDGELINE_``) resolved against the running embedded stack
   (``stack.services.effective_settings``); invalid settings end the command with one line naming the variable.
 - ``fail(message, code=1)`` prints ``error: <message>`` in red on stderr and exits with ``code``.
 - ``exits_on_error(what)`` wraps a command: any exception other than ``typer.Exit``/``KeyboardInterrupt`` becomes
   ``error: <what> failed: <the failure policy's description>`` and exit 1, never a traceback. ``what`` may use the
-  command's keyword arguments (``"importing {file}"``) and ``{settings.<group>.<field>}`` of the settings.
+  command's keyword arguments (``"importing {file}"``) and ``{settings.<group>.<field>}`` of the settings;
+  ``hint`` (where to look next) is appended in parentheses.
+- ``fails_as(what, hint)`` is the same as a ``with`` block, for one step of a longer command (the demo's phases).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import typer
 
 F = TypeVar("F", bound=Callable)
+
+
+def family() -> tuple[typer.Typer, Callable[[typer.Typer], None]]:
+    """A command family's own Typer (its commands are declared on it) and the ``register(app)`` that adds them."""
+    commands = typer.Typer()
+
+    def register(app: typer.Typer) -> None:
+        app.registered_commands.extend(commands.registered_commands)
+        app.registered_groups.extend(commands.registered_groups)
+
+    return commands, register
 
 
 def settings():
@@ -37,23 +53,33 @@ def fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
-def exits_on_error(what: str) -> Callable[[F], F]:
+def _failed(what: str, exc: BaseException, hint: str, values: dict) -> None:
+    from judge_engine.failures import describe
+
+    try:
+        subject = what.format(**{"settings": settings(), **values})
+    except (KeyError, AttributeError, IndexError, ValueError):
+        subject = what
+    fail(f"{subject} failed: {describe(exc)}" + (f" ({hint})" if hint else ""))
+
+
+def exits_on_error(what: str, hint: str = "") -> Callable[[F], F]:
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
         def command(*args, **kwargs):
-            try:
+            with fails_as(what, hint, kwargs):
                 return fn(*args, **kwargs)
-            except (typer.Exit, typer.Abort, KeyboardInterrupt):
-                raise
-            except Exception as e:  # noqa: BLE001 - the one place a command's failure becomes one line
-                from judge_engine.failures import describe
-
-                try:
-                    subject = what.format(settings=settings(), **kwargs)
-                except (KeyError, AttributeError, IndexError):
-                    subject = what
-                fail(f"{subject} failed: {describe(e)}")
 
         return command  # type: ignore[return-value]
 
     return wrap
+
+
+@contextlib.contextmanager
+def fails_as(what: str, hint: str = "", values: dict | None = None) -> Iterator[None]:
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - the one place a command's failure becomes one line
+        _failed(what, e, hint, values or {})

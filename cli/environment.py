@@ -1,7 +1,7 @@
 """Commands of the environment: settings, the embedded stack, migrations, topics, message schemas.
 
-Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
-reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+Contract: ``up``/``status``/``migrate`` are thin over ``stack.services`` and ``stack.migrate`` (the demo calls the
+same functions); ``config`` prints secrets masked; heavy imports stay inside each command.
 """
 
 from __future__ import annotations
@@ -13,15 +13,11 @@ from typing import Optional
 
 import typer
 
+from cli._utils import exits_on_error, fails_as, family
 from cli._utils import fail as _fail
 from cli._utils import settings as _settings
 
-commands = typer.Typer()
-
-
-def register(app: typer.Typer) -> None:
-    app.registered_commands.extend(commands.registered_commands)
-    app.registered_groups.extend(commands.registered_groups)
+commands, register = family()
 
 
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of judgeline.")
@@ -62,14 +58,10 @@ def up(
     from stack import services as stack
     from stack.process import ServiceError
 
-    names = tuple(only) if only else stack.SERVICE_NAMES
-    unknown = set(names) - set(stack.SERVICE_NAMES)
-    if unknown:
-        _fail(f"unknown service {sorted(unknown)}; choose from {', '.join(stack.SERVICE_NAMES)}")
     settings = _settings()
     try:
-        stack.up(settings, names, log=typer.echo)
-    except (ServiceError, OSError) as e:
+        stack.start(settings, only, log=typer.echo)
+    except (ServiceError, OSError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"state, PIDs and logs in {settings.state_dir}")
 
@@ -95,55 +87,43 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
         typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
     else:
         for r in rows:
-            color = typer.colors.GREEN if r.state == "healthy" else typer.colors.RED
-            pid = f"pid {r.pid}" if r.pid else ""
-            typer.echo(f"{r.name:<11} {typer.style(r.state, fg=color):<20} {pid:<11} {r.address}")
-    if any(r.state != "healthy" for r in rows):
+            typer.secho(r.line(), fg=typer.colors.GREEN if r.state == "healthy" else typer.colors.RED)
+    if stack.unhealthy(rows):
         raise typer.Exit(1)
 
 
 @commands.command()
 def migrate() -> None:
     """Apply the ClickHouse migrations (idempotent) to the configured store."""
-    from stack.migrate import MigrationDrift
-    from stack.migrate import migrate as run
-    from streams.clickhouse import connect, describe
+    from stack.migrate import MigrationDrift, migrate_store
+    from streams.clickhouse import describe
 
     settings = _settings()
-    try:
-        result = run(connect(settings), settings.clickhouse.database)
-    except MigrationDrift as e:
-        _fail(str(e))
-    except Exception as e:
-        _fail(f"cannot migrate {describe(settings)}: {e}")
-    applied = ", ".join(map(str, result.applied)) or "none"
-    typer.echo(f"{describe(settings)}, database {settings.clickhouse.database}: applied {applied}; "
-               f"already applied {len(result.already)}")
+    with fails_as(f"migrating {describe(settings)}"):
+        try:
+            result = migrate_store(settings)
+        except MigrationDrift as e:
+            _fail(str(e))
+    typer.echo(result.summary(f"{describe(settings)}, database {settings.clickhouse.database}"))
 
 
 @topics_app.command("create")
+@exits_on_error("creating topics on Kafka at {settings.kafka.bootstrap_servers}")
 def topics_create() -> None:
     """Create every judgeline topic that does not exist yet."""
     from stack.topics import ensure_topics
 
-    settings = _settings()
-    try:
-        created = ensure_topics(settings)
-    except Exception as e:
-        _fail(f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {e}")
+    created = ensure_topics(_settings())
     typer.echo(f"created: {', '.join(created) or 'none (all exist)'}")
 
 
 @topics_app.command("list")
+@exits_on_error("listing topics on Kafka at {settings.kafka.bootstrap_servers}")
 def topics_list() -> None:
     """List topics and their partition counts."""
     from stack.topics import list_topics
 
-    settings = _settings()
-    try:
-        topics = list_topics(settings)
-    except Exception as e:
-        _fail(f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {e}")
+    topics = list_topics(_settings())
     for name, partitions in sorted(topics.items()):
         typer.echo(f"{name}\t{partitions}")
 

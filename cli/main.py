@@ -24,6 +24,8 @@ FAMILIES = (
     "cli.workers",
     "cli.traffic",
     "cli.analysis",
+    "cli.routing",
+    "cli.annotate",
 )
 
 app = typer.Typer(

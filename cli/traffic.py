@@ -1,7 +1,7 @@
 """Commands that move traces: produce, demo (the whole pipeline end to end), replay into a dataset.
 
-Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
-reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+Contract: the commands are thin over ``operations`` (produce, demo, replay); the demo runs its phases as plain
+functions (``operations.demo``), each failing as one line naming the phase; heavy imports stay inside each command.
 """
 
 from __future__ import annotations
@@ -13,20 +13,11 @@ from typing import Optional
 import typer
 
 from cli._utils import fail as _fail
+from cli._utils import fails_as, family
 from cli._utils import settings as _settings
-from cli.environment import (  # the demo runs them (to become plain functions)
-    migrate,
-    status,
-    up,
-)
 from schemas import paths
 
-commands = typer.Typer()
-
-
-def register(app: typer.Typer) -> None:
-    app.registered_commands.extend(commands.registered_commands)
-    app.registered_groups.extend(commands.registered_groups)
+commands, register = family()
 
 
 @commands.command()
@@ -111,10 +102,8 @@ def produce(
             traces.append(parsed)
     messages = [(t.trace_id.encode(), t.to_bytes()) for t in islice(traces, limit)]
     messages += malformed_messages(malformed, id_prefix)
-    try:
+    with fails_as(f"producing to Kafka at {settings.kafka.bootstrap_servers}"):
         result = run_produce(settings, messages, rate=rate)
-    except Exception as e:  # noqa: BLE001 - one line for the user
-        _fail(f"cannot produce to Kafka at {settings.kafka.bootstrap_servers}: {e}")
     typer.echo(f"published {result.sent} messages to {settings.kafka.topics.traces} in {result.seconds:.1f} s "
                f"({len(messages) - malformed} traces, {malformed} malformed; {bad} lines skipped)")
     if result.failed:
@@ -141,19 +130,11 @@ def demo(
 
     started = time.monotonic()
     typer.secho("1. the embedded stack", bold=True)
-    up(only=None)
-    try:
-        status(as_json=False)
-    except typer.Exit as e:
-        if e.exit_code:
-            _fail("a service is not healthy; see its log above")
-    migrate()
-    settings = _settings()
+    with fails_as("starting the embedded stack"):
+        settings = flow.prepare_stack(_settings(), log=typer.echo)
     typer.secho("2. the judge in Triton", bold=True)
-    try:
+    with fails_as("training or loading the judge"):
         version = flow.ensure_judge(settings, gold_dir, log=typer.echo)
-    except Exception as e:  # noqa: BLE001 - one line for the user
-        _fail(f"no judge to serve: {e}")
     typer.echo(f"   Triton serves {settings.triton.model_name} version {version}")
     source = gold or flow.default_gold(settings, gold_dir)
     if not source.is_file():
@@ -166,22 +147,19 @@ def demo(
     run = flow.Run(flow.new_run_id(), worker_settings, source)
     typer.secho("3. the pipeline: frontier replay, inline and frontier workers", bold=True)
     try:
-        flow.start_processes(run, log=typer.echo)
-        typer.secho(f"4. streaming {source.name} as traces (run {run.run_id}, "
-                    f"{'a burst' if not rate else f'{rate:g} traces/s'})", bold=True)
-        flow.publish(run, limit=limit, rate=rate or None, malformed=malformed)
-        typer.echo(f"   published {run.produced_traces} traces and {run.produced_malformed} malformed messages in "
-                   f"{run.produce_seconds:.1f} s; waiting for every verdict")
-        store = flow.Store(run)
-        done = flow.wait_done(run, store, timeout_s=timeout_s, log=typer.echo)
-        typer.secho("5. report (from ClickHouse)", bold=True)
-        result = flow.report(run, store, version)
+        with fails_as("the pipeline", hint=f"worker logs in {settings.state_dir / 'logs'}"):
+            flow.start_processes(run, log=typer.echo)
+            typer.secho(f"4. streaming {source.name} as traces (run {run.run_id}, "
+                        f"{'a burst' if not rate else f'{rate:g} traces/s'})", bold=True)
+            flow.publish(run, limit=limit, rate=rate or None, malformed=malformed)
+            typer.echo(f"   published {run.produced_traces} traces and {run.produced_malformed} malformed messages in "
+                       f"{run.produce_seconds:.1f} s; waiting for every verdict")
+            store = flow.Store(run)
+            done = flow.wait_done(run, store, timeout_s=timeout_s, log=typer.echo)
+            typer.secho("5. report (from ClickHouse)", bold=True)
+            result = flow.report(run, store, version)
     except KeyboardInterrupt:
         _fail("interrupted; the workers are stopped, the stack keeps running (make down)", 130)
-    except Exception as e:  # noqa: BLE001 - the worker logs under the state directory say more
-        from judge_engine.failures import describe
-
-        _fail(f"the pipeline failed: {describe(e)} (worker logs in {settings.state_dir / 'logs'})")
     finally:
         flow.stop_processes(run)
     result["complete"] = done

@@ -1,45 +1,55 @@
 """Long-running processes: the stream workers and the frontier replay server.
 
-Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
-reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+Contract: the commands run in the foreground until SIGTERM; heavy imports stay inside each command.
+``frontier-replay`` is the one declaration of the replay server's options (its fault options are generated from
+``doubles.faults.Faults``); ``doubles.frontier_replay.start`` runs this command as a process.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from cli._utils import fail as _fail
+from cli._utils import family
 from cli._utils import settings as _settings
+from doubles.faults import Faults
 
-commands = typer.Typer()
+commands, register = family()
 
 
-def register(app: typer.Typer) -> None:
-    app.registered_commands.extend(commands.registered_commands)
-    app.registered_groups.extend(commands.registered_groups)
+def _with_fault_options(command):
+    """One Typer option per field of ``doubles.faults.Faults`` (its type, default and help), passed as ``**faults``."""
+    hints = typing.get_type_hints(Faults)
+    signature = inspect.signature(command)
+    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    for f in dataclasses.fields(Faults):
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
+                                        default=typer.Option(f.default, help=f.metadata["help"])))
+    command.__signature__ = signature.replace(parameters=params)
+    command.__annotations__ = {**command.__annotations__, **{f.name: hints[f.name] for f in dataclasses.fields(Faults)}}
+    return command
 
 
 @commands.command("frontier-replay")
+@_with_fault_options
 def frontier_replay(
     gold: Optional[list[Path]] = typer.Option(
         None, "--gold", help="Gold-format file with recorded verdicts (repeatable; default: ../shared/data/gold/*)."),
     judge: Optional[list[str]] = typer.Option(
         None, "--judge", help="Judge name to serve (repeatable; default: JUDGELINE_FRONTIER__MODEL)."),
     port: Optional[int] = typer.Option(None, help="Port (default: the port of JUDGELINE_FRONTIER__BASE_URL, or 8090)."),
-    latency_ms: float = typer.Option(0.0, help="Fixed latency added to every chat completion."),
-    jitter_ms: float = typer.Option(0.0, help="Uniform random extra latency, up to this much."),
-    rate_limit_fraction: float = typer.Option(0.0, help="Fraction of requests answered 429 with Retry-After."),
-    server_error_fraction: float = typer.Option(0.0, help="Fraction of requests answered 500."),
-    retry_after_s: float = typer.Option(1.0, help="The Retry-After of an injected 429."),
-    seed: int = typer.Option(0, help="Seed of the latency jitter."),
+    **faults,
 ) -> None:
     """Serve recorded teacher verdicts as an OpenAI-compatible frontier judge on 127.0.0.1 (foreground)."""
     from urllib.parse import urlsplit
 
-    from doubles.frontier_replay import DEFAULT_GOLD_DIR, Faults, serve
+    from doubles.frontier_replay import DEFAULT_GOLD_DIR, serve
 
     settings = _settings()
     files = list(gold or sorted(DEFAULT_GOLD_DIR.glob("*.jsonl")))
@@ -49,12 +59,12 @@ def frontier_replay(
     if missing:
         _fail(f"gold file not found: {', '.join(missing)}")
     try:
-        faults = Faults(latency_ms, jitter_ms, rate_limit_fraction, server_error_fraction, retry_after_s, seed)
+        injected = Faults(**faults)
     except ValueError as e:
         _fail(str(e))
     port = port or urlsplit(settings.frontier.base_url).port or 8090
     typer.echo(f"frontier replay on http://{settings.stack.bind_host}:{port}/v1 (Ctrl-C stops it)")
-    serve(files, settings.stack.bind_host, port, tuple(judge or (settings.frontier.model,)), faults)
+    serve(files, settings.stack.bind_host, port, tuple(judge or (settings.frontier.model,)), injected)
 
 
 worker_app = typer.Typer(no_args_is_help=True, help="Stream workers (Faust), in the foreground until SIGTERM.")

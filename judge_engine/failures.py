@@ -8,24 +8,26 @@ Contract:
 - An error it does not recognise is transient: retrying it stalls the pipeline visibly and loses nothing, while
   treating an unknown outage as bad input would dead-letter good traffic.
 - ``retry_after(exc)`` reads a server's ``Retry-After`` hint (seconds or HTTP date) when the error carries one.
-- ``call_with_retries`` (async) and ``call_with_retries_sync`` run a call, re-raise a permanent error at once,
-  retry a transient one with exponential backoff and full jitter (never sooner than ``Retry-After``), and raise
-  ``GaveUp`` (with the attempts made and the last error) when the attempts run out. Callers decide what giving up
-  means: the frontier worker records it, the sinks stop consuming, the inline agent applies its routing policy.
-- Libraries are recognised by duck typing, so this module imports none of them.
+- Retrying is tenacity's, with this policy's two pieces: ``transient`` (the retry predicate: ``classify(exc) ==
+  "transient"``) and ``JitteredWait`` (exponential backoff with full jitter, tenacity's ``wait_random_exponential``,
+  never shorter than the server's ``Retry-After``, capped at ``max_retry_after_s``). ``retrying(what=, attempts=)``
+  (async) and ``retrying_sync`` build a fresh tenacity retryer per call (``await retrying(...)(fn)``): a permanent
+  error is re-raised at once, a transient one retried, and ``GaveUp`` (with the attempts made and the last error)
+  raised when the attempts run out. Callers decide what giving up means: the frontier worker records it, the sinks
+  stop consuming, the inline agent applies its routing policy.
+- The client libraries are recognised by duck typing, so this module imports none of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import random
 import time
-from dataclasses import dataclass
-from typing import Awaitable, Callable, Literal, TypeVar
+from typing import Awaitable, Callable, Literal
+
+import tenacity
 
 Kind = Literal["transient", "permanent"]
-T = TypeVar("T")
 
 TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
 TRANSIENT_GRPC = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"})
@@ -133,69 +135,52 @@ def retry_after(exc: BaseException) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-@dataclass(frozen=True)
-class Backoff:
-    initial_s: float = 0.1
-    max_s: float = 10.0
-    multiplier: float = 2.0
-    max_retry_after_s: float = 60.0
+def transient(exc: BaseException) -> bool:
+    """The retry predicate of every retryer: the one classification."""
+    return classify(exc) == "transient"
 
-    def delay(self, attempt: int, exc: BaseException | None = None, rng: random.Random | None = None) -> float:
-        """Full-jitter exponential delay before retry number ``attempt`` (1-based), at least Retry-After."""
-        cap = min(self.max_s, self.initial_s * self.multiplier ** (attempt - 1))
-        jittered = (rng or random).uniform(0, cap)
-        hinted = retry_after(exc) if exc is not None else None
+
+class JitteredWait(tenacity.wait.wait_base):
+    """Full-jitter exponential backoff (uniform in [0, min(max_s, initial_s * 2**(n-1))] before retry n), never
+    shorter than the server's ``Retry-After`` (honoured up to ``max_retry_after_s``)."""
+
+    def __init__(self, initial_s: float = 0.1, max_s: float = 10.0, max_retry_after_s: float = 60.0):
+        self.initial_s, self.max_s, self.max_retry_after_s = initial_s, max_s, max_retry_after_s
+        self._jitter = tenacity.wait_random_exponential(multiplier=initial_s, max=max_s)
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        jittered = self._jitter(retry_state)
+        outcome = retry_state.outcome
+        hinted = retry_after(outcome.exception()) if outcome is not None and outcome.failed else None
         return max(jittered, min(hinted, self.max_retry_after_s)) if hinted is not None else jittered
 
 
-def _pause_or_raise(what: str, attempt: int, attempts: int, exc: Exception, backoff: Backoff,
-                    on_retry: Callable[[int, BaseException, float], None] | None) -> float:
-    """The decision after a failed attempt: re-raise (permanent), give up (out of attempts), or wait this long."""
-    if classify(exc) == "permanent":
-        raise exc
-    if attempt >= attempts:
-        raise GaveUp(what, attempt, exc) from exc
-    pause = backoff.delay(attempt, exc)
-    if on_retry:
-        on_retry(attempt, exc, pause)
-    return pause
-
-
-async def call_with_retries(
-    fn: Callable[[], Awaitable[T]],
-    *,
-    what: str,
-    attempts: int,
-    backoff: Backoff = Backoff(),
-    on_retry: Callable[[int, BaseException, float], None] | None = None,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> T:
+def _policy(what: str, attempts: int, wait: JitteredWait | None,
+            on_retry: Callable[[int, BaseException, float], None] | None) -> dict:
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await fn()
-        except Exception as exc:
-            await sleep(_pause_or_raise(what, attempt, attempts, exc, backoff, on_retry))
+
+    def give_up(state: tenacity.RetryCallState):
+        last = state.outcome.exception()
+        raise GaveUp(what, state.attempt_number, last) from last
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        on_retry(state.attempt_number, state.outcome.exception(), state.next_action.sleep)
+
+    return {"retry": tenacity.retry_if_exception(transient), "stop": tenacity.stop_after_attempt(attempts),
+            "wait": wait or JitteredWait(), "retry_error_callback": give_up,
+            "before_sleep": before_sleep if on_retry else None}
 
 
-def call_with_retries_sync(
-    fn: Callable[[], T],
-    *,
-    what: str,
-    attempts: int,
-    backoff: Backoff = Backoff(),
-    on_retry: Callable[[int, BaseException, float], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> T:
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return fn()
-        except Exception as exc:
-            sleep(_pause_or_raise(what, attempt, attempts, exc, backoff, on_retry))
+def retrying(*, what: str, attempts: int, wait: JitteredWait | None = None,
+             on_retry: Callable[[int, BaseException, float], None] | None = None,
+             sleep: Callable[[float], Awaitable[None]] | None = None) -> tenacity.AsyncRetrying:
+    """A fresh async retryer for one call (a retryer keeps per-call state, so never share one between calls); call
+    it with a coroutine function: ``await retrying(...)(fn, *args)``."""
+    return tenacity.AsyncRetrying(**_policy(what, attempts, wait, on_retry), **({"sleep": sleep} if sleep else {}))
+
+
+def retrying_sync(*, what: str, attempts: int, wait: JitteredWait | None = None,
+                  on_retry: Callable[[int, BaseException, float], None] | None = None,
+                  sleep: Callable[[float], None] | None = None) -> tenacity.Retrying:
+    return tenacity.Retrying(**_policy(what, attempts, wait, on_retry), **({"sleep": sleep} if sleep else {}))

@@ -1,6 +1,9 @@
 """`judgeline demo`: the whole system end to end on the embedded stack, and the report that shows it worked.
 
 Contract:
+- ``prepare_stack(settings)``: starts the embedded stack (``stack.services.start``), logs each service's status,
+  raises ``RuntimeError`` naming the services that are not healthy, applies the migrations; returns the settings
+  resolved against the running stack.
 - ``ensure_judge(settings)``: when the model repository holds no version of the judge, trains one
   (``../shared/data/gold`` pandalm-test + llmbar-processed with their recorded gpt-4 verdicts, or the project's
   synthetic sample when ``../shared`` is absent), exports it and loads it into Triton; otherwise makes sure the
@@ -24,7 +27,6 @@ Contract:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import uuid
@@ -46,6 +48,21 @@ from streams.clickhouse import connect
 SHARED_GOLD = paths.SHARED_GOLD
 TRAIN_FILES = ("pandalm-test.jsonl", "llmbar-processed.jsonl")
 DEMO_FILE = "pandalm-test.jsonl"
+
+
+def prepare_stack(settings: Settings, log: Callable[[str], None] = print) -> Settings:
+    from stack import services
+    from stack.migrate import migrate_store
+    from streams.clickhouse import describe
+
+    settings = services.start(settings, log=log)
+    rows = services.status(settings)
+    for row in rows:
+        log(row.line())
+    if bad := services.unhealthy(rows):
+        raise RuntimeError(f"{', '.join(bad)} not healthy; see the log under {settings.state_dir / 'logs'}")
+    log(migrate_store(settings).summary(f"{describe(settings)}, database {settings.clickhouse.database}"))
+    return settings
 
 
 def sample_file(settings: Settings) -> Path:
@@ -147,7 +164,8 @@ def start_processes(run: Run, *, frontier_latency_ms: float = 30.0, frontier_jit
     run.processes.extend(workers)
     for w in workers:
         wait_worker_ready(settings, w, timeout_s=120)
-        log(f"   {w.name.rsplit('-', 4)[0]} pid {w.pid} ready (web port {w.ports['web']}, log {w.log})")
+        log(f"   {w.name.rsplit('-', 4)[0]} pid {w.pid} ready (metrics: curl "
+            f"http://{settings.stack.bind_host}:{w.ports['web']}/metrics; log {w.log})")
 
 
 def stop_processes(run: Run) -> None:
@@ -351,7 +369,7 @@ def format_report(r: dict, seconds: float | None = None) -> str:
         + ("(every message: a verdict or a dead letter)" if r["all_accounted"] else "(NOT all: see the worker logs)"),
         f"  routed to frontier  {_pct(r['routed_fraction'])}: "
         + ", ".join(f"{k} {v['traces']} ({_pct(v['fraction'])})" for k, v in r["routed"].items()),
-        f"  frontier verdicts   " + ", ".join(f"{k} {v}" for k, v in r["frontier_status"].items()),
+        "  frontier verdicts   " + ", ".join(f"{k} {v}" for k, v in r["frontier_status"].items()),
         "  inline vs frontier  " + ", ".join(f"{k}: {_pct(v['agreement'])} agree (n={v['n']})"
                                              for k, v in r["inline_vs_frontier"].items()),
         f"  disagreements       {r['disagreements_stored']} rows in ClickHouse (expected {r['disagreements_expected']})",

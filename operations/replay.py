@@ -313,7 +313,7 @@ def read(consumer, ranges: list[PartitionRange], idle_timeout_s: float, on_messa
 
 
 def _gold_rows(settings: Settings) -> list[dict]:
-    from judge_engine.failures import call_with_retries_sync
+    from judge_engine.failures import retrying_sync
     from streams.clickhouse import connect, describe
 
     db = settings.clickhouse.database
@@ -325,7 +325,7 @@ def _gold_rows(settings: Settings) -> list[dict]:
         return [dict(zip(result.column_names, row)) for row in result.result_rows]
 
     try:
-        return call_with_retries_sync(query, what="reading gold labels", attempts=3)
+        return retrying_sync(what="reading gold labels", attempts=3)(query)
     except Exception as e:  # one line for the user
         from judge_engine.failures import describe as describe_error
 

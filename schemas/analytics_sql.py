@@ -4,6 +4,8 @@ and what ``docs/analytics.md`` documents for users to run themselves.
 Contract:
 - Text only, no I/O. ``{db}`` is the configured database (a validated identifier, substituted by ``render``); every
   value is a ClickHouse query parameter (``{name:Type}``) bound by the client, never text pasted into the SQL.
+- ``DEAD_LETTERS`` (the report's headline) reads ``dead_letters_latest`` in the window on the message's time; dead
+  letters have no tenant, so it ignores the tenant.
 - Every query reads the ``*_latest`` views (``FINAL``: a redelivered row counts once) and the window
   ``{since:DateTime64(3)} <= trace_time < {until:DateTime64(3)}`` on the trace's own time (the tables' partition
   key), optionally one tenant (``{tenant:String}``, '' for all).
@@ -135,6 +137,14 @@ WHERE {_window()}
 GROUP BY judge_name
 ORDER BY judge_name"""
 
+DEAD_LETTERS = """
+-- dead letters by stage and source topic, on the message's own time (a dead letter has no tenant: all are counted)
+SELECT stage, topic, count() AS dead_letters, max(received_at) AS last_received
+FROM {db}.dead_letters_latest
+WHERE message_time >= {since:DateTime64(3)} AND message_time < {until:DateTime64(3)}
+GROUP BY stage, topic
+ORDER BY dead_letters DESC, stage, topic"""
+
 REPORT_QUERIES: dict[str, str] = {
     "verdict_rates": VERDICT_RATES,
     "routing": ROUTING,
@@ -144,6 +154,43 @@ REPORT_QUERIES: dict[str, str] = {
     "latency": LATENCY,
     "frontier_latency": FRONTIER_LATENCY,
 }
+
+
+# -- routing from live evidence (operations/route_policy.py, docs/routing.md) ----------------------------------------
+# Not part of the report: the controller reads these since {since:DateTime64(3)} (judged_at of the inline verdict).
+
+ROUTING_JUDGE_VERSION = """
+-- the inline judge version that answered last: the policy is fitted on its verdicts only
+SELECT judge_version FROM {db}.verdicts_latest
+WHERE source = 'inline' AND judged_at >= {since:DateTime64(3)}
+ORDER BY judged_at DESC LIMIT 1"""
+
+ROUTING_EVIDENCE = """
+-- every inline verdict of that version with a reference: the ok frontier verdict of {judge:String} and/or the gold
+-- label; the route reason and sample rate it was routed under give its weight
+SELECT v.trace_id AS trace_id, v.tenant AS tenant, v.app AS app, v.kind AS kind, v.criterion AS criterion,
+       v.label AS inline_label, v.confidence AS confidence, v.route_reason AS route_reason,
+       v.sample_rate AS sample_rate, v.judged_at AS judged_at, f.label AS frontier_label,
+       f.judged_at AS frontier_at, g.human_label AS human_label
+FROM {db}.verdicts_latest AS v
+LEFT JOIN (SELECT trace_id, tenant, app, criterion, label, judged_at FROM {db}.frontier_verdicts_latest
+           WHERE judge_name = {judge:String} AND status = 'ok') AS f
+    ON f.trace_id = v.trace_id AND f.tenant = v.tenant AND f.app = v.app AND f.criterion = v.criterion
+LEFT JOIN {db}.gold_by_id AS g ON g.id = v.trace_id AND g.criterion = v.criterion
+WHERE v.source = 'inline' AND v.judge_version = {judge_version:String} AND v.judged_at >= {since:DateTime64(3)}
+  AND (f.trace_id != '' OR g.id != '')
+ORDER BY v.judged_at, v.trace_id"""
+
+ROUTING_TRAFFIC = """
+-- inline verdicts per fine segment: each segment's share of traffic (the adaptive sample's budget)
+SELECT tenant, app, kind, criterion, count() AS verdicts FROM {db}.verdicts_latest
+WHERE source = 'inline' AND judge_version = {judge_version:String} AND judged_at >= {since:DateTime64(3)}
+GROUP BY tenant, app, kind, criterion"""
+
+LATEST_POLICY = """
+-- the newest stored routing policy of a scope
+SELECT version, policy FROM {db}.routing_policies_latest WHERE scope = {scope:String}
+ORDER BY version DESC LIMIT 1"""
 
 
 def render(sql: str, database: str) -> str:

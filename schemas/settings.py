@@ -42,11 +42,19 @@ class TopicSettings(_Group):
     verdicts: str = "judgeline.verdicts"
     frontier_verdicts: str = "judgeline.frontier-verdicts"
     dead_letters: str = "judgeline.dead-letters"
+    # the routing policies (docs/routing.md): compacted, one partition, keyed by the policy's scope; every inline
+    # worker reads it from the beginning, so the newest policy survives compaction and reaches a new worker
+    routing_policies: str = "judgeline.routing-policies"
     partitions: int = Field(4, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1, le=7)
 
     def names(self) -> list[str]:
+        """The stream topics (``partitions`` partitions each)."""
         return [self.traces, self.frontier_requests, self.verdicts, self.frontier_verdicts, self.dead_letters]
+
+    def compacted(self) -> list[str]:
+        """The compacted control topics (one partition, ``cleanup.policy=compact``)."""
+        return [self.routing_policies]
 
 
 class KafkaSettings(_Group):
@@ -68,6 +76,9 @@ class KafkaSettings(_Group):
     # answers a waiting fetch late, so the default is short: measured at light load 150 ms p50 from produce to
     # judged at 500, 40 ms at 100. On Apache Kafka a shorter wait only adds idle fetch requests (production: 500).
     fetch_max_wait_ms: int = Field(100, ge=1, le=60_000)
+    # false where the broker's high watermark is wrong (the embedded Tansu broker: platform.md): the workers then
+    # export no consumer lag rather than a wrong one. The embedded stack sets it false.
+    broker_reports_lag: bool = True
     topics: TopicSettings = TopicSettings()
 
     @model_validator(mode="after")
@@ -110,7 +121,8 @@ class ClickHouseSettings(_Group):
     database: str = "judgeline"
     username: str = "default"
     password: SecretStr | None = None
-    insert_batch_rows: int = Field(500, ge=1, le=1_000_000)
+    # rows per insert statement: above the inline worker's largest batch, so a batch is one insert per table
+    insert_batch_rows: int = Field(10_000, ge=1, le=1_000_000)
 
     @field_validator("dsn")
     @classmethod
@@ -185,6 +197,38 @@ class RoutingSettings(_Group):
     threshold: float = Field(0.7, ge=0.0, le=1.0)
     calibration_sample_rate: float = Field(0.05, ge=0.0, le=1.0)
     accepted_error_rate: float = Field(0.05, ge=0.0, le=1.0)
+    # what an inline worker does before any routing policy has reached it (docs/routing.md): ``route_all`` sends
+    # every trace to the frontier too (safe: a judge nobody has measured on this traffic is not trusted), ``threshold``
+    # routes by ``threshold`` and ``calibration_sample_rate`` above (the behaviour before routing policies)
+    without_policy: Literal["route_all", "threshold"] = "route_all"
+    # how long a starting inline worker waits to read the routing-policies topic up to its end before judging
+    policy_wait_s: float = Field(10.0, ge=0.0, le=600.0)
+    # the routing policy's fit (judge_engine/online/policy.py, docs/routing.md): a segment needs min_evidence
+    # frontier-checked verdicts before it accepts any inline verdict; the accepted verdicts' error must have a
+    # one-sided Clopper-Pearson upper bound at confidence_level within accepted_error_rate
+    min_evidence: int = Field(100, ge=1)
+    confidence_level: float = Field(0.95, gt=0.5, lt=1.0)
+    # adaptive calibration sampling: a segment's rate starts at max_sample_rate while its evidence is thin and decays
+    # to calibration_sample_rate; the extra frontier fraction it costs is capped at extra_sample_budget of traffic
+    max_sample_rate: float = Field(0.3, ge=0.0, le=1.0)
+    extra_sample_budget: float = Field(0.1, ge=0.0, le=1.0)
+    # the drift alarm: a Bernoulli CUSUM per segment against the agreement the policy assumed, testing for the
+    # agreement odds falling by drift_odds_ratio; an alarm at drift_h
+    drift_odds_ratio: float = Field(3.0, gt=1.0)
+    drift_h: float = Field(8.0, gt=0.0)
+    # a trace whose novelty score (where the judge gives one) is above this routes with reason ``novel``; None: never
+    novelty_threshold: float | None = None
+    # the controller (`judgeline route-policy`, docs/routing.md): which policies it publishes, on what evidence
+    policy_scope: str = Field("default", min_length=1, max_length=256)
+    evidence_window_h: float = Field(168.0, gt=0.0, le=24 * 366)  # how far back the controller reads evidence
+
+
+class GateSettings(_Group):
+    """The deployment gate of `judgeline export`/`deploy` (issue 16): the bar a new judge version must clear on the
+    gold labels in ClickHouse."""
+
+    min_kappa: float = Field(0.6, ge=-1.0, le=1.0)  # Cohen's kappa vs the human gold labels, held-out items only
+    max_items: int = Field(1000, ge=1, le=1_000_000)  # gold items judged per decision (a seeded sample beyond)
 
 
 class StreamSettings(_Group):
@@ -197,8 +241,14 @@ class StreamSettings(_Group):
     An unavailable store always holds: rows are never dropped and offsets never committed before they are stored.
     """
 
-    batch_size: int = Field(32, ge=1, le=4096)
+    # the inline worker's largest micro-batch: reached at once while it is behind (a backlog), while at light load a
+    # batch is what arrived within batch_within_s. Each batch costs a fixed ~70 ms on the embedded store (one insert
+    # per table), so a large maximum is what lets a worker catch up (benchmarks/throughput.py: issue 13)
+    batch_size: int = Field(512, ge=1, le=4096)
     batch_within_s: float = Field(0.05, gt=0, le=60)
+    # judged batches that may wait while the one before is stored and published (the judging of batch N+1 overlaps
+    # the storing of batch N; offsets are still committed in order and only after their rows are stored)
+    batches_in_flight: int = Field(1, ge=1, le=16)
     frontier_batch_size: int = Field(16, ge=1, le=4096)
     frontier_batch_within_s: float = Field(0.2, gt=0, le=60)
     judge_unavailable: Literal["hold", "frontier"] = "hold"
@@ -206,6 +256,30 @@ class StreamSettings(_Group):
     worker_web_port: int = Field(6066, ge=1, le=65535)
     # the Faust web server (health checks); 0.0.0.0 in a container so that the orchestrator's probes reach it
     worker_web_bind: str = "127.0.0.1"
+
+
+class OtelSettings(_Group):
+    """OpenTelemetry: verdicts out as ``gen_ai.evaluation.result`` events, GenAI spans in from the Collector's
+    Kafka exporter.
+
+    ``evaluation_events``: when true, every stored verdict also leaves by OTLP/HTTP (``endpoint``, the collector's
+    or back-end's base URL; ``/v1/logs`` is appended) as an event parented to the judged span; best effort (the
+    verdict is already stored; a back-end that is down loses events, never verdicts). ``headers``: extra request
+    headers as ``name=value,name=value`` (e.g. ``Authorization=Basic ...`` for Langfuse), a secret.
+    ``ingest_spans``: when true, the inline worker also consumes ``spans_topic``, the topic the Collector's Kafka
+    exporter writes (its default name ``otlp_spans``), in ``spans_encoding`` (the exporter's ``otlp_proto`` by
+    default, or ``otlp_json``): GenAI chat spans become traces.
+    """
+
+    evaluation_events: bool = False
+    endpoint: str = "http://127.0.0.1:4318"
+    headers: SecretStr | None = None
+    service_name: str = "judgeline"
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    export_delay_ms: int = Field(1000, ge=1, le=60_000)
+    ingest_spans: bool = False
+    spans_topic: str = "otlp_spans"
+    spans_encoding: Literal["otlp_proto", "otlp_json"] = "otlp_proto"
 
 
 class StackSettings(_Group):
@@ -251,7 +325,9 @@ class Settings(BaseSettings):
     frontier: FrontierSettings = FrontierSettings()
     routing: RoutingSettings = RoutingSettings()
     stream: StreamSettings = StreamSettings()
+    otel: OtelSettings = OtelSettings()
     stack: StackSettings = StackSettings()
+    gate: GateSettings = GateSettings()
 
     @property
     def state_dir(self) -> Path:

@@ -7,7 +7,10 @@ Contract:
 - ``score`` is the judge's probability for the positive label (``A`` for pairwise, ``pass`` for pointwise) and
   ``confidence`` the calibrated probability of the chosen label; both lie in [0, 1].
 - Every verdict names its judge and version, and its source (``inline`` or ``frontier``); the inline verdict
-  records the routing decision (``route_reason``: None when it was not routed).
+  records the routing decision (``route_reason``: None when it was not routed) and what it was decided under: the
+  routing policy's version (``policy_version``, 0 when no policy had been published), the segment's threshold
+  (``route_threshold``) and calibration sample rate (``sample_rate``), and the trace's ``novelty`` score where the
+  judge gives one. These are optional with defaults, so a verdict written before issue 15 still parses.
 - A frontier verdict that could not be obtained still exists, with ``status`` saying why (budget exhausted,
   retries exhausted, unparseable answer): nothing routed vanishes silently.
 """
@@ -31,7 +34,9 @@ from schemas.base import (
 )
 from schemas.trace import Trace
 
-RouteReason = Literal["low_confidence", "calibration_sample", "forced", "judge_unavailable"]
+# route_all: the segment's routing policy rule routes every trace (cold start, too little evidence, after a drift
+# alarm); novel: the trace's novelty score is above the policy's novelty threshold (docs/routing.md)
+RouteReason = Literal["low_confidence", "calibration_sample", "forced", "judge_unavailable", "route_all", "novel"]
 FrontierStatus = Literal["ok", "unparseable", "budget_exhausted", "retries_exhausted", "rejected"]
 
 
@@ -51,6 +56,10 @@ class Verdict(Message):
     latency_ms: float = Field(ge=0.0)
     critique: Text | None = None
     route_reason: RouteReason | None = None
+    policy_version: int = Field(0, ge=0)
+    route_threshold: float | None = Field(None, ge=0.0, le=2.0, allow_inf_nan=False)  # a policy rule's: above 1 routes all
+    sample_rate: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+    novelty: float | None = Field(None, allow_inf_nan=False)
     trace_time: UtcDatetime
     produced_at: UtcDatetime | None = None
     judged_at: UtcDatetime = Field(default_factory=utc_now)

@@ -7,6 +7,8 @@ Contract:
   is ``IF NOT EXISTS``).
 - Refuses to run when an applied migration's checksum differs from the code's (someone edited a released
   migration): the error names the version and says to add a new migration instead.
+- ``migrate_store(settings)`` applies them to the configured store (``streams.clickhouse.connect``) and database;
+  ``MigrationResult.summary(where)`` is the one line ``judgeline migrate`` and the demo print.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ class MigrationDrift(RuntimeError):
 class MigrationResult:
     applied: list[int]
     already: list[int]
+
+    def summary(self, where: str) -> str:
+        return f"{where}: applied {', '.join(map(str, self.applied)) or 'none'}; already applied {len(self.already)}"
 
 
 def applied_migrations(client, database: str) -> dict[int, str]:
@@ -54,3 +59,9 @@ def migrate(client, database: str, migrations: tuple[Migration, ...] = MIGRATION
         )
         applied.append(m.version)
     return MigrationResult(applied=applied, already=sorted(done))
+
+
+def migrate_store(settings) -> MigrationResult:
+    from streams.clickhouse import connect
+
+    return migrate(connect(settings), settings.clickhouse.database)

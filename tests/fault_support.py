@@ -89,7 +89,8 @@ class FaultRun:
     def create(cls, base: Settings, **groups) -> "FaultRun":
         run = uuid.uuid4().hex[:8]
         topics = {name: f"judgeline.{name}.{run}" for name in
-                  ("traces", "frontier_requests", "verdicts", "frontier_verdicts", "dead_letters")}
+                  ("traces", "frontier_requests", "verdicts", "frontier_verdicts", "dead_letters",
+                   "routing_policies")}
         settings = base.model_copy(update={
             "kafka": base.kafka.model_copy(update={
                 "topics": base.kafka.topics.model_copy(update=topics),

@@ -15,8 +15,8 @@ Contract:
   original order fails the verdict takes its status (a swapped-order label is still kept in ``label_swapped``).
   A single-order verdict (pointwise, or both orders off) has confidence 1.0. Every non-ok verdict has confidence 0.
 - Limits: at most ``concurrency`` HTTP requests in flight (a semaphore, held per attempt, not during backoff);
-  attempts start no faster than ``rate_limit_rps`` (``TokenBucket``, burst 1, every attempt and retry takes a
-  token); retries only through ``judge_engine.failures.call_with_retries`` (``max_retries`` retries after the first
+  attempts start no faster than ``rate_limit_rps`` (``rate_limiter``: aiolimiter's ``AsyncLimiter``, burst 1, every attempt and retry takes a
+  slot); retries only through ``judge_engine.failures.retrying`` (tenacity; ``max_retries`` retries after the first
   attempt, jittered exponential backoff, never sooner than the server's Retry-After); the openai client's own
   retries are off; each attempt times out after ``timeout_s``.
 - Spend: tokens come from the response's ``usage`` (an estimate when a server sends none) and cost from the price
@@ -42,11 +42,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable
+from typing import Iterable
+
+from aiolimiter import AsyncLimiter
 
 from judge_engine.clients.frontier_prompt import estimate_tokens, parse_reply, render
 from judge_engine.clients.redaction import RedactionError, redact_trace, redactor
-from judge_engine.failures import Backoff, GaveUp, call_with_retries, describe
+from judge_engine.failures import GaveUp, JitteredWait, describe, retrying
 from schemas.base import MAX_TEXT_CHARS, SWAPPED_LABEL
 from schemas.settings import FrontierSettings
 from schemas.verdict import Disagreement, FrontierRequest, FrontierVerdict, Verdict
@@ -59,49 +61,13 @@ TRACE_HEADER = "X-Judgeline-Trace-Id"
 _MASK = "**********"
 
 
-class TokenBucket:
-    """A token bucket: ``rate`` tokens per second, at most ``capacity`` stored; ``acquire`` waits for one token.
-
-    Waiters are served in arrival order (the lock is held while waiting). ``clock`` and ``sleep`` are injectable
-    so the bucket can be tested without real time.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        capacity: float = 1.0,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ):
-        if not rate > 0:
-            raise ValueError(f"rate must be > 0, got {rate!r}")
-        if not capacity >= 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity!r}")
-        self.rate = rate
-        self.capacity = capacity
-        self._clock = clock
-        self._sleep = sleep
-        self._tokens = capacity
-        self._last = clock()
-        self._lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-
-    async def acquire(self) -> float:
-        """Take one token, waiting until there is one; returns the seconds waited."""
-        async with self._lock:
-            self._refill()
-            waited = 0.0
-            if self._tokens < 1:
-                waited = (1 - self._tokens) / self.rate
-                await self._sleep(waited)
-                self._refill()
-            self._tokens -= 1  # may dip below 0 if the sleep woke early; the next caller then waits longer
-            return waited
+def rate_limiter(rps: float, burst: int = 1) -> AsyncLimiter:
+    """aiolimiter's leaky bucket: attempts start no faster than ``rps`` per second, at most ``burst`` at once."""
+    if not rps > 0:
+        raise ValueError(f"the rate must be > 0 per second, got {rps!r}")
+    if burst < 1:
+        raise ValueError(f"the burst must be at least 1, got {burst!r}")
+    return AsyncLimiter(burst, burst / rps)
 
 
 class SpendBudget:
@@ -153,7 +119,7 @@ class _OrderResult:
 class FrontierJudge:
     """The frontier judge behind ``settings`` (a ``FrontierSettings``). Use one per process and event loop."""
 
-    def __init__(self, settings: FrontierSettings, *, backoff: Backoff | None = None, client=None):
+    def __init__(self, settings: FrontierSettings, *, backoff: JitteredWait | None = None, client=None):
         from openai import AsyncOpenAI
 
         self.settings = settings
@@ -162,9 +128,9 @@ class FrontierJudge:
             api_key=self._key, base_url=settings.base_url, timeout=settings.timeout_s, max_retries=0
         )
         self._semaphore = asyncio.Semaphore(settings.concurrency)
-        self.rate_limiter = TokenBucket(settings.rate_limit_rps)
+        self.rate_limiter = rate_limiter(settings.rate_limit_rps)
         self.budget = SpendBudget(settings.budget_usd)
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or JitteredWait()
         self.stats = FrontierStats()
         self._redact = redactor(settings)  # None unless frontier.redact / redact_hook are set
 
@@ -252,14 +218,13 @@ class FrontierJudge:
 
         order = "swapped order" if swapped else "original order"
         try:
-            response = await call_with_retries(
-                attempt, what=f"frontier judge {self.settings.model} on trace {trace_id}",
-                attempts=self.settings.max_retries + 1, backoff=self.backoff, on_retry=on_retry,
-            )
+            retry = retrying(what=f"frontier judge {self.settings.model} on trace {trace_id}",
+                             attempts=self.settings.max_retries + 1, wait=self.backoff, on_retry=on_retry)
+            response = await retry(attempt)
         except GaveUp as e:
             log.warning("frontier trace %s: %s", trace_id, self._scrub(str(e)))
             return _OrderResult("retries_exhausted", error=self._scrub(str(e)), attempts=e.attempts, order=order)
-        except Exception as e:  # call_with_retries re-raises only permanent errors
+        except Exception as e:  # the retryer re-raises only permanent errors
             code = getattr(e, "code", None)  # the provider's error code (openai errors carry it)
             error = f"permanent error, not retried: {self._scrub(describe(e))}" + (
                 f" [code {self._scrub(str(code))}]" if isinstance(code, (str, int)) else "")

@@ -24,7 +24,7 @@ from typing import Iterable
 import numpy as np
 
 from judge_engine.dataset import item_dict
-from judge_engine.failures import Backoff, call_with_retries
+from judge_engine.failures import JitteredWait, retrying
 from schemas.settings import TritonSettings
 
 INPUTS = ("KIND", "CRITERION", "QUESTION", "ANSWER_A", "ANSWER_B", "REFERENCE")
@@ -41,6 +41,7 @@ class JudgeResult:
     model_name: str
     model_version: str
     latency_ms: float
+    novelty: float | None = None  # how unlike the judge's training data the item is, where the model reports it
 
 
 def _columns(items: list[dict]) -> dict[str, list[str]]:
@@ -57,7 +58,7 @@ def _columns(items: list[dict]) -> dict[str, list[str]]:
 
 
 class TritonJudge:
-    def __init__(self, settings: TritonSettings, max_batch_size: int = 64, backoff: Backoff = Backoff()):
+    def __init__(self, settings: TritonSettings, max_batch_size: int = 64, backoff: JitteredWait = JitteredWait()):
         import tritonclient.grpc.aio as grpcclient
 
         self._grpc = grpcclient
@@ -115,12 +116,9 @@ class TritonJudge:
         ]
 
     async def _infer_with_retries(self, items: list[dict]) -> list[JudgeResult]:
-        return await call_with_retries(
-            lambda: self._infer(items),
-            what=f"triton {self.settings.model_name} ({len(items)} items)",
-            attempts=self.settings.max_retries + 1,
-            backoff=self.backoff,
-        )
+        retry = retrying(what=f"triton {self.settings.model_name} ({len(items)} items)",
+                         attempts=self.settings.max_retries + 1, wait=self.backoff)
+        return await retry(self._infer, items)
 
     async def judge(self, items: Iterable) -> list[JudgeResult]:
         rows = [item_dict(it) for it in items]

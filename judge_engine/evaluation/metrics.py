@@ -410,3 +410,15 @@ def agreement(pred: Sequence[str | None], truth: Sequence[str | None], kind: str
         tpr=tpr,
         tnr=tnr,
     )
+
+
+def auroc(negatives: Sequence[float], positives: Sequence[float]) -> float:
+    """Area under the ROC curve of a score separating ``positives`` from ``negatives``: the probability that a
+    positive scores above a negative, ties counting half (the Mann-Whitney U over the product of the sizes);
+    NaN when either side is empty."""
+    from scipy.stats import mannwhitneyu
+
+    neg, pos = _as_list("negatives", negatives), _as_list("positives", positives)
+    if not neg or not pos:
+        return float("nan")
+    return float(mannwhitneyu(pos, neg).statistic) / (len(pos) * len(neg))

@@ -12,15 +12,22 @@ Contract:
     ``JudgeUnavailable``, unless ``settings.stream.judge_unavailable`` is ``frontier``: then every valid trace of
     the batch becomes a ``FrontierRequest`` with reason ``judge_unavailable`` and no inline verdict;
   - every judged trace gets exactly one ``Verdict``: label, score and confidence from the judge, the judge name and
-    version that answered, ``produced_at`` the message's timestamp, and ``route_reason`` from
-    ``judge_engine.online.routing.route`` (threshold and calibration sample from ``settings.routing``; None when not
-    routed). A routed verdict also yields a ``FrontierRequest`` carrying the verdict and the reason.
-- ``InlineStage.process(messages)`` runs ``judge_batch`` (holding, with backoff, while the judge is unavailable and
-  the policy is ``hold``), then stores the verdicts and dead letters (holding while the store is unavailable),
-  then publishes the frontier requests, dead letters and verdicts to their topics (holding likewise), and returns
-  only when all of it is durable. The caller acknowledges the messages after it returns, never before: an offset
-  is committed only after its rows are stored and its frontier request is published (at-least-once; a
-  redelivered trace is judged again and its rows replace their twins in the ReplacingMergeTree tables).
+    version that answered, ``produced_at`` the message's timestamp, and the routing decision of
+    ``judge_engine.online.routing.decide`` under ``policy`` (the newest routing policy the worker holds, or None):
+    ``route_reason`` (None when not routed), ``policy_version``, the segment's ``route_threshold`` and
+    ``sample_rate``, and the judge's ``novelty`` score where it gives one. A routed verdict also yields a
+    ``FrontierRequest`` carrying the verdict and the reason.
+- ``InlineStage(..., policy=fn)`` asks ``fn()`` for the routing policy once per batch (the worker's
+  ``streams.policy_feed.PolicyFeed.current``: a new policy applies from the next batch, without a restart).
+- ``InlineStage.process(messages)`` is ``deliver(await prepare(messages))``. ``prepare`` runs ``judge_batch``
+  (holding, with backoff, while the judge is unavailable and the policy is ``hold``) and builds the batch's rows
+  and messages, storing nothing; ``deliver`` stores the verdicts, dead letters and the routed traces with their text (for the
+  annotation queue) (holding while the store is
+  unavailable), then publishes the frontier requests, dead letters and verdicts to their topics (holding
+  likewise), and returns only when all of it is durable. The caller acknowledges the messages after ``deliver``
+  returns, never before: an offset is committed only after its rows are stored and its frontier request is
+  published (at-least-once; a redelivered trace is judged again and its rows replace their twins in the
+  ReplacingMergeTree tables). The split lets a worker judge batch N+1 while batch N is being stored.
 - ``ConstantJudge`` answers every item with a fixed verdict after a fixed delay: the stub that shows the
   pipeline's own ceiling in the benchmark.
 """
@@ -32,7 +39,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence
 
 from judge_engine.clients.triton_client import JudgeResult
 from judge_engine.failures import classify, describe
@@ -47,11 +54,14 @@ from judge_engine.online.pipeline import (
     parse_all,
     parse_one,
 )
-from judge_engine.online.routing import route
+from judge_engine.online.routing import decide
 from schemas.dead_letter import DeadLetter
 from schemas.settings import Settings
 from schemas.trace import Trace
 from schemas.verdict import FrontierRequest, Verdict
+
+if TYPE_CHECKING:
+    from judge_engine.online.policy import RoutingPolicy
 
 log = logging.getLogger("judgeline.inline")
 
@@ -67,6 +77,7 @@ class JudgeUnavailable(RuntimeError):
 @dataclass
 class InlineOutcome:
     verdicts: list[Verdict] = field(default_factory=list)
+    traces: list[Trace] = field(default_factory=list)  # the trace of each verdict, in the same order
     requests: list[FrontierRequest] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
@@ -99,12 +110,15 @@ async def _judge_isolating(judge: Judge, traces: list[Trace]) -> list[JudgeResul
     return out
 
 
-def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings: Settings) -> Verdict:
+def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings: Settings,
+                 policy: "RoutingPolicy | None" = None) -> Verdict:
     for name in ("score", "confidence"):
         value = getattr(result, name)
         if not math.isfinite(value) or not -1e-6 <= value <= 1 + 1e-6:
             raise ValueError(f"the judge returned {name}={value!r}, outside [0, 1]")
     confidence = min(1.0, max(0.0, result.confidence))
+    novelty = result.novelty if result.novelty is not None and math.isfinite(result.novelty) else None
+    decision = decide(confidence, trace, settings.routing, policy, novelty)
     return Verdict(
         **trace.row_keys(),
         model=trace.model,
@@ -115,12 +129,17 @@ def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings:
         judge_version=str(result.model_version),
         source="inline",
         latency_ms=max(0.0, result.latency_ms),
-        route_reason=route(confidence, trace.trace_id, settings.routing),
+        route_reason=decision.reason,
+        policy_version=decision.policy_version,
+        route_threshold=decision.threshold,
+        sample_rate=decision.sample_rate,
+        novelty=novelty,
         produced_at=message.timestamp,
     )
 
 
-async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Settings) -> InlineOutcome:
+async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Settings,
+                      policy: "RoutingPolicy | None" = None) -> InlineOutcome:
     outcome = InlineOutcome()
     valid, dead = parse_all(messages, parse_trace)
     outcome.dead_letters.extend(dead)
@@ -139,12 +158,13 @@ async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Sett
             outcome.dead_letters.append(dead_letter(message, f"the judge refused it: {describe(result)}", "judge"))
             continue
         try:
-            verdict = make_verdict(trace, result, message, settings)
+            verdict = make_verdict(trace, result, message, settings, policy)
         except ValueError as e:  # a label outside the kind's vocabulary, a score outside [0, 1]
             outcome.dead_letters.append(dead_letter(message, f"the judge's answer is unusable: {describe(e)}",
                                                     "judge"))
             continue
         outcome.verdicts.append(verdict)
+        outcome.traces.append(trace)
         if verdict.route_reason is not None:
             outcome.requests.append(FrontierRequest(trace=trace, reason=verdict.route_reason, inline_verdict=verdict))
     return outcome
@@ -156,16 +176,25 @@ class InlineStage(BatchStage):
     name = "inline"
 
     def __init__(self, settings: Settings, judge: Judge, store: Store, publish: Publish, *,
-                 sleep=asyncio.sleep, publish_verdicts: bool = True):
-        super().__init__(settings, judge, store, publish, sleep=sleep)
+                 sleep=asyncio.sleep, publish_verdicts: bool = True,
+                 policy: Callable[[], "RoutingPolicy | None"] = lambda: None, **kwargs):
+        super().__init__(settings, judge, store, publish, sleep=sleep, **kwargs)
         self.publish_verdicts = publish_verdicts
+        self.policy = policy
 
     async def process(self, messages: Sequence[Incoming]) -> InlineOutcome:
+        return await self.deliver(await self.prepare(messages))
+
+    async def prepare(self, messages: Sequence[Incoming]) -> "JudgedBatch":
+        """Judge a batch (holding while the judge is unavailable) and build its rows and messages; stores nothing."""
         if not messages:
-            return InlineOutcome()
-        outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings),
-                                   f"judging a batch of {len(messages)} traces")
-        rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters)
+            return JudgedBatch(0, InlineOutcome(), Rows(), Outbox())
+        policy = self.policy()  # one policy for the whole batch
+        with self._timed("judge_s"):
+            outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings, policy),
+                                       f"judging a batch of {len(messages)} traces")
+        rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters,
+                    traces=[r.trace for r in outcome.requests])
         topics = self.settings.kafka.topics
         outbox = Outbox()
         for request in outcome.requests:
@@ -175,12 +204,31 @@ class InlineStage(BatchStage):
         if self.publish_verdicts:
             for verdict in outcome.verdicts:
                 outbox.add(topics.verdicts, verdict.trace_id, verdict.to_bytes())
-        await self._store_then_publish(rows, outbox)
-        counts = Counter(messages=len(messages), verdicts=len(outcome.verdicts),
+        return JudgedBatch(len(messages), outcome, rows, outbox)
+
+    async def deliver(self, batch: "JudgedBatch") -> InlineOutcome:
+        """Store a prepared batch's rows, then publish its messages (each held while it fails); returns when all
+        of it is durable. Only then may its messages be acknowledged."""
+        if not batch.messages:
+            return batch.outcome
+        await self._store_then_publish(batch.rows, batch.outbox, consumed=batch.messages)
+        outcome = batch.outcome
+        self.recorder.judged(self.name, list(zip(outcome.traces, outcome.verdicts)))
+        counts = Counter(messages=batch.messages, verdicts=len(outcome.verdicts),
                          dead_letters=len(outcome.dead_letters), batches=1)
         counts.update(f"routed_{r.reason}" for r in outcome.requests)
         self._tally(counts)
         return outcome
+
+
+@dataclass
+class JudgedBatch:
+    """A judged batch not yet stored: what ``InlineStage.deliver`` stores and publishes."""
+
+    messages: int
+    outcome: InlineOutcome
+    rows: Rows
+    outbox: Outbox
 
 
 class ConstantJudge:

@@ -11,8 +11,8 @@ Contract:
   a dead letter must always fit the producer's 1 MB request (base64 in JSON), or publishing it would fail for ever
   and stall the worker on one hostile message.
 - ``Rows`` is what one batch writes to the store, per table; ``Outbox`` what it publishes, per topic.
-- ``hold(fn, what=...)`` runs an awaitable call until it succeeds, waiting between attempts with the jittered
-  exponential backoff of ``judge_engine.failures`` (capped at ``max_backoff_s``, honouring Retry-After): this is
+- ``hold(fn, what=...)`` runs an awaitable call until it succeeds (a tenacity retryer that never stops), waiting
+  between attempts with ``judge_engine.failures.JitteredWait`` (capped at ``max_backoff_s``, honouring Retry-After): this is
   how a stage "stops consuming rather than dropping" while a dependency is down. Each failure is logged with the
   failure policy's classification; only cancellation (worker shutdown) ends the wait, and then nothing of the
   batch has been acknowledged, so the broker redelivers it.
@@ -21,15 +21,19 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
+from typing import Awaitable, Callable, Mapping, Protocol, Sequence, TypeVar
 
-from judge_engine.failures import Backoff, classify, describe
+import tenacity
+
+from judge_engine.failures import JitteredWait, classify, describe
 from schemas.base import InvalidMessage, parse_json_bytes, utc_now
 from schemas.dead_letter import DeadLetter, Stage
+from schemas.trace import Trace
 from schemas.verdict import Disagreement, FrontierVerdict, Verdict
 
 log = logging.getLogger("judgeline.pipeline")
@@ -102,10 +106,11 @@ class Rows:
     frontier_verdicts: list[FrontierVerdict] = field(default_factory=list)
     disagreements: list[Disagreement] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    traces: list[Trace] = field(default_factory=list)  # routed traces, with their text (the annotation queue's)
 
     def tables(self) -> dict[str, list]:
         return {"verdicts": self.verdicts, "frontier_verdicts": self.frontier_verdicts,
-                "disagreements": self.disagreements, "dead_letters": self.dead_letters}
+                "disagreements": self.disagreements, "dead_letters": self.dead_letters, "traces": self.traces}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.tables().values())
@@ -138,29 +143,92 @@ async def hold(
     max_backoff_s: float = 10.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     logger: logging.Logger = log,
+    held: Callable[[float], None] | None = None,
 ) -> T:
-    backoff = Backoff(initial_s=0.2, max_s=max_backoff_s)
-    attempt = 0
-    while True:
-        try:
-            return await fn()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure holds; the log says which kind it was
-            attempt += 1
-            pause = backoff.delay(min(attempt, 32), exc)
-            logger.warning("%s failed (%s error, attempt %d): %s; holding the batch (nothing acknowledged), "
-                           "retrying in %.1f s", what, classify(exc), attempt, describe(exc), pause)
-            await sleep(pause)
+    def holding(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception()
+        logger.warning("%s failed (%s error, attempt %d): %s; holding the batch (nothing acknowledged), "
+                       "retrying in %.1f s", what, classify(exc), state.attempt_number, describe(exc),
+                       state.next_action.sleep)
+        if held is not None:
+            held(state.next_action.sleep)
+
+    # every failure holds, permanent ones too (the log says which kind it was); cancellation is not an Exception
+    retry = tenacity.AsyncRetrying(retry=tenacity.retry_if_exception_type(Exception), stop=tenacity.stop_never,
+                                   wait=JitteredWait(initial_s=0.2, max_s=max_backoff_s), before_sleep=holding,
+                                   sleep=sleep, reraise=True)
+    async def attempt() -> T:  # fn may return any awaitable; tenacity awaits coroutine functions only
+        return await fn()
+
+    return await retry(attempt)
+
+
+class Recorder:
+    """Told what a stage did (see the module contract); every method does nothing here: a recorder overrides what
+    it watches."""
+
+    def batch(self, stage: str, consumed: int, rows: Rows) -> None:
+        return None
+
+    def tally(self, stage: str, counts: Mapping[str, int]) -> None:
+        return None
+
+    def call(self, stage: str, dependency: str, seconds: float) -> None:
+        return None
+
+    def held(self, stage: str, dependency: str, seconds: float) -> None:
+        return None
+
+    def frontier(self, verdicts: Sequence[FrontierVerdict]) -> None:
+        return None
+
+    def judged(self, stage: str, pairs: Sequence[tuple[Trace, Verdict | FrontierVerdict]]) -> None:
+        return None
+
+
+class Recorders(Recorder):
+    """Several recorders told the same things, in order."""
+
+    def __init__(self, *recorders: Recorder):
+        self.recorders = recorders
+
+    def batch(self, stage: str, consumed: int, rows: Rows) -> None:
+        for r in self.recorders:
+            r.batch(stage, consumed, rows)
+
+    def tally(self, stage: str, counts: Mapping[str, int]) -> None:
+        for r in self.recorders:
+            r.tally(stage, counts)
+
+    def call(self, stage: str, dependency: str, seconds: float) -> None:
+        for r in self.recorders:
+            r.call(stage, dependency, seconds)
+
+    def held(self, stage: str, dependency: str, seconds: float) -> None:
+        for r in self.recorders:
+            r.held(stage, dependency, seconds)
+
+    def frontier(self, verdicts: Sequence[FrontierVerdict]) -> None:
+        for r in self.recorders:
+            r.frontier(verdicts)
+
+    def judged(self, stage: str, pairs: Sequence[tuple[Trace, Verdict | FrontierVerdict]]) -> None:
+        for r in self.recorders:
+            r.judged(stage, pairs)
+
+
+NO_RECORDER: Recorder = Recorder()
 
 
 class BatchStage:
     """What every worker stage does after judging a batch: store its rows, then publish its messages, each held
-    (backoff, no consuming) while it fails; plus running counts, logged every 10 s. Subclasses judge."""
+    (backoff, no consuming) while it fails; plus running counts, logged every 10 s (with the seconds spent judging, storing and publishing: ``*_s``).
+    Subclasses judge."""
 
     name = "stage"
 
-    def __init__(self, settings, judge, store: Store, publish: "Publish", *, sleep=asyncio.sleep):
+    def __init__(self, settings, judge, store: Store, publish: "Publish", *, sleep=asyncio.sleep,
+                 recorder: Recorder = NO_RECORDER):
         import time
         from collections import Counter
 
@@ -169,22 +237,44 @@ class BatchStage:
         self.store = store
         self.publish = publish
         self.sleep = sleep
+        self.recorder = recorder
         self.stats: Counter = Counter()
         self._clock = time.monotonic
         self._last_log = self._clock()
 
-    def _hold(self, fn, what: str):
-        return hold(fn, what=what, max_backoff_s=self.settings.stream.hold_max_backoff_s, sleep=self.sleep,
-                    logger=log)
+    async def _hold(self, fn, what: str, dependency: str = "judge"):
+        started = self._clock()
+        result = await hold(fn, what=what, max_backoff_s=self.settings.stream.hold_max_backoff_s, sleep=self.sleep,
+                            logger=log, held=lambda s: self.recorder.held(self.name, dependency, s))
+        self.recorder.call(self.name, dependency, self._clock() - started)
+        return result
 
-    async def _store_then_publish(self, rows: Rows, outbox: Outbox) -> None:
+    async def _store_then_publish(self, rows: Rows, outbox: Outbox, consumed: int = 0) -> None:
         if len(rows):
-            await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows")
+            with self._timed("store_s"):
+                await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows", "store")
+        self.recorder.batch(self.name, consumed, rows)
         if len(outbox):
-            await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages")
+            with self._timed("publish_s"):
+                await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages", "broker")
 
-    def _tally(self, counts: dict[str, int]) -> None:
+    @contextlib.contextmanager
+    def _timed(self, name: str):
+        """Adds the seconds the block took to the running count ``name`` (the per-batch breakdown in the log)."""
+        start = self._clock()
+        try:
+            yield
+        finally:
+            self.stats[name] += self._clock() - start
+
+    def _tally(self, counts: dict[str, float]) -> None:
         self.stats.update(counts)
+        self.recorder.tally(self.name, counts)
         if self._clock() - self._last_log >= 10:
-            self._last_log = self._clock()
-            log.info("%s stage so far: %s", self.name, dict(sorted(self.stats.items())))
+            self.log_stats()
+
+    def log_stats(self) -> None:
+        """Log the running counts now (every 10 s while batches come, and once when the agent stops)."""
+        self._last_log = self._clock()
+        log.info("%s stage so far: %s", self.name,
+                 {k: round(v, 4) if isinstance(v, float) else v for k, v in sorted(self.stats.items())})

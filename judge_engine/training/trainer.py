@@ -1,18 +1,25 @@
 """`judgeline train`: distil the student judge from recorded teacher verdicts, calibrate it, measure it held out.
 
 Contract:
-- Input: gold-format files; the label is the chosen teacher's verdict (``judge_engine.dataset``), split by
+- Input: gold-format files (``.jsonl`` or streamed ``.jsonl.gz``, optionally a seeded random sample of each:
+  ``sample_per_file``); the label is the verdict of the first of the chosen teachers that gave one
+  (``judge_engine.dataset``), a soft target where the file records the teacher's probability
+  (``meta.teacher_prob_b``; the heads train on soft cross-entropy); with ``length_balance`` the pairwise
+  examples are length-balanced (as many longer-won as shorter-won pairs) before the split; split by
   question into train / validation / test. Training uses only the train split (augmented: both answer orders,
   reference drop); the validation split chooses the epoch (early stopping on its loss) and fits the temperature;
   the test split is measured once, at the end, and never influences anything.
-- Student (``judge_engine.model.student``): the heads first train on frozen all-MiniLM-L6-v2 sentence embeddings, which
+- Student (``judge_engine.model.student``, ``arch`` bi or cross): the heads first train on frozen all-MiniLM-L6-v2 sentence embeddings, which
   are cached (``embedding_cache``), so that stage takes seconds once the texts are encoded; encoding is the cost
   (minutes for the shared sets on 2 cores, a progress bar shows it). With ``finetune_layers`` > 0
   (``judge_engine.training.finetune``) the encoder's top layers and the heads then train together, the best point on
   validation kept (the frozen one included); the temperature is fitted and the test split measured after that,
   on the embeddings of the kept weights.
 - Output: a model directory (``heads.pt``, ``encoder_top.pt`` when fine-tuned, ``student.json`` with temperatures, teacher, data files and hashes,
-  split sizes, the fingerprints of every train/validation item, test metrics) plus ``reliability.png`` and
+  split sizes, the fingerprints of every train/validation item, the calibrated verdicts on the validation split
+  beside their labels (``validation_evidence``: where a routing policy of this version starts), test metrics) plus
+  ``novelty.npz`` (``judge_engine.model.novelty``: the train split indexed in the judge's embedding space, the
+  threshold at the ``novelty_percentile`` of the validation split's scores), ``reliability.png`` and
   ``training_report.json``. ``judgeline export`` turns it into a Triton model version.
 - Kinds without training examples are left untrained and recorded so; the served judge refuses them.
 """
@@ -32,11 +39,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from judge_engine.dataset import Example, augment, label_examples, load_gold, split
+from judge_engine.dataset import (
+    Example,
+    augment,
+    label_examples,
+    length_balance,
+    load_gold,
+    split,
+    teachers_of,
+)
 from judge_engine.evaluation import metrics, plots
 from judge_engine.model.student import (
+    ARCHS,
     Encoder,
     StudentHeads,
+    answer_key,
     encoder_version,
     pair_features,
     point_features,
@@ -44,6 +61,7 @@ from judge_engine.model.student import (
 )
 from judge_engine.model.verdict_math import LABELS
 from judge_engine.training import calibration
+from judge_engine.model.novelty import NoveltyIndex, item_matrix
 from judge_engine.training.embedding_cache import DEFAULT_PATH, EmbeddingCache
 from judge_engine.training.finetune import FinetuneConfig, finetune
 
@@ -55,7 +73,8 @@ MIN_STEPS = 10
 class TrainConfig:
     gold: tuple[Path, ...]
     out: Path
-    teacher: str = "gpt-4"
+    teacher: str | tuple[str, ...] = "gpt-4"  # several: in order of preference
+    arch: str = "bi"  # "cross": answers encoded jointly with the question
     fallback_human: bool = False
     val_fraction: float = 0.15
     test_fraction: float = 0.25
@@ -74,8 +93,12 @@ class TrainConfig:
     finetune_epochs: int = 2
     finetune_lr: float = 3e-5
     limit_per_file: int | None = None
+    sample_per_file: int | None = None
+    length_balance: bool = False
     skip_invalid: bool = False
     cache: Path = DEFAULT_PATH
+    novelty_k: int = 10
+    novelty_percentile: float = 99.0
     progress: bool = True
 
 
@@ -89,20 +112,28 @@ class TrainResult:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def _bar(total: int, desc: str, enabled: bool):
+def _bar(total: int | None, desc: str, enabled: bool, unit: str = "text"):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="text", disable=not enabled, file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, leave=False)
 
 
-def _features(kind: str, examples: list[Example], v) -> tuple[np.ndarray, np.ndarray]:
+def targets(examples: list[Example]) -> np.ndarray:
+    """[n, classes] float32 target distributions (soft where the teacher gave one, else one-hot)."""
+    return np.array([e.target for e in examples], dtype=np.float32)
+
+
+def _features(kind: str, examples: list[Example], v, cross: bool) -> tuple[np.ndarray, np.ndarray]:
     items = [e.item for e in examples]
-    x = pair_features(items, v) if kind == "pairwise" else point_features(items, v)
-    y = np.array([LABELS[kind].index(e.label) for e in examples], dtype=np.int64)
-    return x, y
+    x = pair_features(items, v, cross=cross) if kind == "pairwise" else point_features(items, v, cross)
+    return x, targets(examples)
 
 
 def _fit_head(head: nn.Module, train: tuple, val: tuple, cfg: TrainConfig, desc: str) -> dict:
@@ -148,7 +179,16 @@ def _calibration_logits(heads: StudentHeads, kind: str, examples: list[Example],
     items = [e.item for e in examples]
     if kind == "pairwise":
         return heads.pairwise_logits(items, v)[0]
-    return heads.logits(kind, point_features(items, v))
+    return heads.logits(kind, point_features(items, v, heads.cross))
+
+
+def _validation_evidence(heads: StudentHeads, kind: str, examples: list[Example], v, source_of: dict) -> list[dict]:
+    """The calibrated judge's verdicts on the validation split beside their training labels: the evidence a new
+    deployment of this version starts its routing policy from (``judge_engine.online.policy.validation_evidence``)."""
+    verdicts = heads.judge_vectors([e.item for e in examples], v)
+    return [{"app": source_of.get(e.source_id, "gold")[:128] or "gold", "kind": kind, "criterion": e.item["criterion"],
+             "label": d["label"], "confidence": round(float(d["confidence"]), 6), "reference": e.label,
+             "reference_source": e.label_source} for e, d in zip(examples, verdicts)]
 
 
 def _measure(heads: StudentHeads, kind: str, examples: list[Example], v) -> dict:
@@ -181,9 +221,13 @@ def _measure(heads: StudentHeads, kind: str, examples: list[Example], v) -> dict
 
 
 def train(cfg: TrainConfig, log=print) -> TrainResult:
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"--arch must be one of {', '.join(ARCHS)} (got {cfg.arch!r})")
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    loaded = load_gold(cfg.gold, skip_invalid=cfg.skip_invalid)
+    with _bar(None, "reading gold files", cfg.progress, unit="line") as bar:
+        loaded = load_gold(cfg.gold, skip_invalid=cfg.skip_invalid, sample_per_file=cfg.sample_per_file,
+                           seed=cfg.seed, progress=bar.update)
     items = loaded.items
     if cfg.limit_per_file:
         by_source: dict[str, int] = {}
@@ -193,8 +237,9 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             if by_source[it.source] <= cfg.limit_per_file:
                 kept.append(it)
         items = kept
-    label_name = cfg.teacher if cfg.teacher == "human" else f"teacher:{cfg.teacher}"
-    examples, report = label_examples(items, cfg.teacher, cfg.fallback_human)
+    teachers = teachers_of(cfg.teacher)
+    label_name = "human" if teachers == ("human",) else " / ".join(f"teacher:{t}" for t in teachers)
+    examples, report = label_examples(items, teachers, cfg.fallback_human)
     for reason, n in report.skipped.items():
         log(f"  left out {n} item(s): {reason}")
     if not examples:
@@ -202,6 +247,10 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             f"no item in {', '.join(map(str, cfg.gold))} has a {label_name} label; choose another --teacher "
             "or pass --fallback-human"
         )
+    balance = None
+    if cfg.length_balance:
+        examples, balance = length_balance(examples, cfg.seed)
+        log(f"  length balance: {json.dumps(balance)}")
     parts = split(examples, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     train_aug = augment(parts["train"], swap=cfg.swap, reference_drop=cfg.reference_drop)
     val_aug = augment(parts["val"], swap=cfg.swap, reference_drop=cfg.reference_drop)
@@ -210,18 +259,18 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         for name, rows in (("train", parts["train"]), ("train_augmented", train_aug), ("val", parts["val"]),
                            ("test", parts["test"]))
     }
-    log(f"  examples: {json.dumps(counts)}; labels from {dict(report.used)}")
+    log(f"  examples: {json.dumps(counts)}; labels from {dict(report.used)} ({report.soft} soft targets)")
 
     encoder = Encoder(max_length=cfg.max_length)
     cache = EmbeddingCache(cfg.cache, namespace=f"{encoder_version()}|{cfg.max_length}")
-    texts = [t for e in examples for t in texts_of(e.item)]
+    texts = [t for e in examples for t in texts_of(e.item, cfg.arch == "cross")]
     with _bar(len(set(texts)), "encoding texts (cached after the first run)", cfg.progress) as bar:
         vectors, encoded = cache.vectors(texts, encoder.encode, progress=bar.update)
     cache.close()
     timings["encode_s"] = round(time.perf_counter() - started, 1)
     log(f"  {len(vectors)} distinct texts, {encoded} newly encoded, in {timings['encode_s']} s")
 
-    heads = StudentHeads(hidden=cfg.hidden, dropout=cfg.dropout)
+    heads = StudentHeads(hidden=cfg.hidden, dropout=cfg.dropout, arch=cfg.arch)
     trained: dict[str, dict] = {}
     test: dict[str, dict] = {}
     t0 = time.perf_counter()
@@ -232,8 +281,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             continue
         if not val_k:
             raise ValueError(f"no {kind} item fell in the validation split; use more data or a larger --val")
-        trained[kind] = _fit_head(heads.head(kind), _features(kind, train_k, vectors),
-                                  _features(kind, val_k, vectors), cfg, f"training the {kind} head")
+        trained[kind] = _fit_head(heads.head(kind), _features(kind, train_k, vectors, heads.cross),
+                                  _features(kind, val_k, vectors, heads.cross), cfg, f"training the {kind} head")
     timings["heads_s"] = round(time.perf_counter() - t0, 1)
 
     encoder_top = None
@@ -247,21 +296,32 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         vectors = result.vectors if result.vectors is not None else vectors
         timings["finetune_s"] = finetuned["total_s"]
 
+    source_of = {it.id: it.source for it in items}
+    validation: list[dict] = []
     for kind, fit in trained.items():
         val_plain = [e for e in parts["val"] if e.item["kind"] == kind]
         logits = _calibration_logits(heads, kind, val_plain, vectors)
-        targets = np.array([LABELS[kind].index(e.label) for e in val_plain])
-        heads.temperature[kind] = calibration.fit_temperature(logits, targets)
-        fit["val_nll_before"] = calibration.nll(logits, targets, 1.0)
-        fit["val_nll_after"] = calibration.nll(logits, targets, heads.temperature[kind])
+        hard = np.array([LABELS[kind].index(e.label) for e in val_plain])
+        heads.temperature[kind] = calibration.fit_temperature(logits, hard)
+        fit["val_nll_before"] = calibration.nll(logits, hard, 1.0)
+        fit["val_nll_after"] = calibration.nll(logits, hard, heads.temperature[kind])
+        validation.extend(_validation_evidence(heads, kind, val_plain, vectors, source_of))
         test_k = [e for e in parts["test"] if e.item["kind"] == kind]
         if test_k:
             test[kind] = _measure(heads, kind, test_k, vectors)
+    keyed = (lambda item, answer: answer_key(item, answer, True)) if heads.cross else None
+    novelty = NoveltyIndex.build(item_matrix([e.item for e in parts["train"]], vectors, keyed),
+                                 item_matrix([e.item for e in parts["val"]], vectors, keyed), cfg.novelty_k,
+                                 cfg.novelty_percentile)
     timings["total_s"] = round(time.perf_counter() - started, 1)
 
     provenance = {
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "teacher": cfg.teacher,
+        "teacher": teachers[0],
+        "teachers": list(teachers),
+        "soft_targets": report.soft,
+        "length_balance": balance,
+        "sample_per_file": cfg.sample_per_file,
         "fallback_human": cfg.fallback_human,
         "label_sources": dict(report.used),
         "data": [{"path": str(Path(p).resolve()), "sha256": _sha256(Path(p))} for p in cfg.gold],
@@ -273,9 +333,13 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         "max_length": cfg.max_length,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "gold"},
         "trained_on": sorted({e.fingerprint for e in parts["train"] + parts["val"]}),
+        "validation_evidence": validation,
+        "novelty": {"k": novelty.k, "percentile": novelty.percentile, "threshold": round(novelty.threshold, 6),
+                    "indexed_items": len(novelty.matrix)},
         "test_metrics": {k: {m: v for m, v in d.items() if m != "reliability"} for k, d in test.items()},
     }
     heads.save(cfg.out, provenance, encoder_top=encoder_top)
+    novelty.save(cfg.out)
     (cfg.out / "training_report.json").write_text(json.dumps(
         {"counts": counts, "training": trained, "finetune": finetuned, "temperature": heads.temperature, "test": test,
          "seconds": timings}, indent=2, default=float))

@@ -42,7 +42,7 @@ def _replay_stats(settings) -> dict:
 
 
 def test_frontier_errors_retry_within_limits_then_record_the_give_up(fault_run, sample_traces, sample_gold):
-    run = fault_run(routing={"threshold": 1.0, "calibration_sample_rate": 0.0})
+    run = fault_run(routing={"threshold": 1.0, "calibration_sample_rate": 0.0, "without_policy": "threshold"})
     traces = sample_traces["pointwise"][:N]
     ids = sorted(t.trace_id for t in traces)
     frontiers = {}
@@ -96,7 +96,7 @@ def test_frontier_errors_retry_within_limits_then_record_the_give_up(fault_run, 
 def test_a_redelivered_frontier_request_is_not_sent_to_the_frontier_again(fault_run, sample_traces, sample_gold):
     from operations.lag import committed_offsets
 
-    run = fault_run(routing={"threshold": 1.0, "calibration_sample_rate": 0.0})
+    run = fault_run(routing={"threshold": 1.0, "calibration_sample_rate": 0.0, "without_policy": "threshold"})
     traces = sample_traces["pointwise"][N:N + 10]
     settings = run.replay(sample_gold, Faults(latency_ms=5))
     workers = [run.worker("inline", stub_ms=5, ready=False), run.worker("frontier", settings=settings, ready=False)]

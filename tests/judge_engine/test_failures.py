@@ -2,18 +2,20 @@
 
 import asyncio
 import random
+import sys
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
+import tenacity
 
 from judge_engine.failures import (
-    Backoff,
     GaveUp,
-    call_with_retries,
-    call_with_retries_sync,
+    JitteredWait,
     classify,
     retry_after,
+    retrying,
+    retrying_sync,
 )
 from schemas.base import InvalidMessage
 
@@ -81,13 +83,26 @@ def test_retry_after_seconds_and_http_date():
     assert retry_after(TimeoutError()) is None
 
 
+def _failed_attempt(number: int, exc: BaseException) -> tenacity.RetryCallState:
+    state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = number
+    try:
+        raise exc
+    except BaseException:
+        state.set_exception(sys.exc_info())
+    return state
+
+
 def test_backoff_grows_with_jitter_and_respects_retry_after():
-    b = Backoff(initial_s=0.1, max_s=2.0)
-    rng = random.Random(1)
-    delays = [b.delay(n, rng=rng) for n in range(1, 9)]
-    assert all(0 <= d <= min(2.0, 0.1 * 2 ** (n - 1)) for n, d in zip(range(1, 9), delays))
-    assert b.delay(1, _openai_error("RateLimitError", 429, {"retry-after": "3"})) >= 3.0
-    assert b.delay(1, _openai_error("RateLimitError", 429, {"retry-after": "3600"})) == b.max_retry_after_s
+    wait = JitteredWait(initial_s=0.1, max_s=2.0)
+    random.seed(1)
+    delays = {n: [wait(_failed_attempt(n, TimeoutError())) for _ in range(50)] for n in range(1, 9)}
+    for n, ds in delays.items():
+        cap = min(2.0, 0.1 * 2 ** (n - 1))
+        assert all(0 <= d <= cap for d in ds) and max(ds) > cap / 2  # full jitter up to the cap
+    assert wait(_failed_attempt(1, _openai_error("RateLimitError", 429, {"retry-after": "3"}))) >= 3.0
+    hour = _openai_error("RateLimitError", 429, {"retry-after": "3600"})
+    assert wait(_failed_attempt(1, hour)) == wait.max_retry_after_s
 
 
 def test_transient_errors_are_retried_until_success():
@@ -102,7 +117,7 @@ def test_transient_errors_are_retried_until_success():
     async def fake_sleep(s):
         sleeps.append(s)
 
-    assert asyncio.run(call_with_retries(flaky, what="judge", attempts=5, sleep=fake_sleep)) == "ok"
+    assert asyncio.run(retrying(what="judge", attempts=5, sleep=fake_sleep)(flaky)) == "ok"
     assert len(calls) == 3 and len(sleeps) == 2
 
 
@@ -114,7 +129,7 @@ def test_permanent_errors_are_raised_at_once():
         raise InvalidMessage("Trace", "question: required field is missing; add it")
 
     with pytest.raises(InvalidMessage):
-        call_with_retries_sync(bad, what="parse", attempts=5, sleep=lambda s: None)
+        retrying_sync(what="parse", attempts=5, sleep=lambda s: None)(bad)
     assert len(calls) == 1
 
 
@@ -125,9 +140,9 @@ def test_giving_up_reports_attempts_and_last_error():
         raise ConnectionRefusedError("store down")
 
     with pytest.raises(GaveUp) as e:
-        call_with_retries_sync(down, what="store insert", attempts=4, sleep=lambda s: None,
-                               on_retry=lambda n, exc, pause: seen.append(n))
+        retrying_sync(what="store insert", attempts=4, sleep=lambda s: None,
+                      on_retry=lambda n, exc, pause: seen.append(n))(down)
     assert e.value.attempts == 4 and isinstance(e.value.last, ConnectionRefusedError)
     assert "store insert: gave up after 4 attempts" in str(e.value) and seen == [1, 2, 3]
     with pytest.raises(ValueError):
-        call_with_retries_sync(down, what="x", attempts=0)
+        retrying_sync(what="x", attempts=0)

@@ -51,7 +51,8 @@ def test_traces_flow_to_verdicts_frontier_verdicts_and_disagreements(stack, stor
         "kafka": base.kafka.model_copy(update={
             "topics": base.kafka.topics.model_copy(update={**topics, "partitions": 2}),
             "consumer_group": f"inline-{run}", "frontier_consumer_group": f"frontier-{run}"}),
-        "routing": base.routing.model_copy(update={"threshold": 0.8, "calibration_sample_rate": 0.3}),
+        "routing": base.routing.model_copy(update={"threshold": 0.8, "calibration_sample_rate": 0.3,
+                                                   "without_policy": "threshold"}),
         "stream": base.stream.model_copy(update={"batch_size": 16, "batch_within_s": 0.1}),
     })
     ensure_topics(settings)

@@ -14,7 +14,7 @@ import pytest
 
 from judge_engine.clients.triton_client import TritonJudge
 from judge_engine.dataset import load_gold
-from judge_engine.failures import Backoff, GaveUp, classify
+from judge_engine.failures import GaveUp, JitteredWait, classify
 from judge_engine.model.student import Judge
 from judge_engine.training.export import export
 from stack import triton
@@ -78,7 +78,7 @@ def test_an_unreachable_triton_is_retried_then_given_up(served):
     item = {"kind": "pointwise", "criterion": "c", "question": "q", "answer": "a", "reference": None}
 
     async def run():
-        async with TritonJudge(dead, backoff=Backoff(initial_s=0.01, max_s=0.02)) as client:
+        async with TritonJudge(dead, backoff=JitteredWait(initial_s=0.01, max_s=0.02)) as client:
             return await client.judge([item])
 
     with pytest.raises(GaveUp) as err:
@@ -116,6 +116,14 @@ def test_eval_cli_writes_the_stable_report_and_never_scores_trained_items(served
     assert report["at_threshold"]["threshold"] == 0.8
     assert (tmp_path / "metrics.cascade.png").stat().st_size > 1000
     assert "accuracy vs human" in done.stdout and "cascade" in done.stdout
+    b = report["bias"]
+    assert set(b) == {"student", "teacher", "human"}
+    for who in b.values():
+        for meter in ("longer_wins", "first_wins", "accuracy_where_shorter_won"):
+            assert who[meter]["rate"] is None or 0.0 <= who[meter]["rate"] <= 1.0
+    assert b["student"]["first_wins"]["n"] > 0  # the one-order verdicts, from the served version's files
+    assert b["human"]["accuracy_where_shorter_won"]["rate"] in (None, 1.0)
+    assert "longer answer wins" in done.stdout
 
 
 def test_eval_cli_names_bad_lines(served, sample_gold, tmp_path):

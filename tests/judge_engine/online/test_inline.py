@@ -64,7 +64,8 @@ def msgs(*values):
 
 
 def settings(**stream):
-    return Settings(routing={"threshold": 0.7, "calibration_sample_rate": 0.0}, stream=stream)
+    return Settings(routing={"threshold": 0.7, "calibration_sample_rate": 0.0, "without_policy": "threshold"},
+                    stream=stream)
 
 
 def run(coro):
@@ -89,7 +90,7 @@ def test_low_confidence_and_sampled_traces_are_routed_with_the_verdict():
     ids = [f"t-{i}" for i in range(60)]
     sampled = {t for t in ids if in_calibration_sample(t, 0.2)}
     judge = FakeJudge(confidence={"t-0": 0.5, "t-1": 0.69})
-    s = Settings(routing={"threshold": 0.7, "calibration_sample_rate": 0.2})
+    s = Settings(routing={"threshold": 0.7, "calibration_sample_rate": 0.2, "without_policy": "threshold"})
     out = run(judge_batch(msgs(*(trace(t) for t in ids)), judge, s))
     reasons = {v.trace_id: v.route_reason for v in out.verdicts}
     expected = {t: "low_confidence" if t in ("t-0", "t-1") else "calibration_sample" if t in sampled else None
@@ -154,7 +155,7 @@ def stage_with(judge, store, s=None):
 
 def test_process_holds_while_judge_and_store_are_down_then_stores_before_publishing():
     store = FakeStore(failures=2)
-    s = Settings(routing={"threshold": 0.7, "calibration_sample_rate": 0.0})
+    s = Settings(routing={"threshold": 0.7, "calibration_sample_rate": 0.0, "without_policy": "threshold"})
     stage, published, sleeps = stage_with(FakeJudge(unavailable=2, confidence={"t1": 0.3}), store, s)
     out = run(stage.process(msgs(trace("t1"), trace("t2"), b"junk")))
     assert len(sleeps) == 4 and all(0 <= p <= s.stream.hold_max_backoff_s for p in sleeps)
