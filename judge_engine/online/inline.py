@@ -82,6 +82,7 @@ class InlineOutcome:
     traces: list[Trace] = field(default_factory=list)  # the trace of each verdict, in the same order
     requests: list[FrontierRequest] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    sources: dict[str, Incoming] = field(default_factory=dict)  # each judged trace's message, by trace id
 
 
 def parse_trace(message: Incoming) -> Trace | DeadLetter:
@@ -171,6 +172,7 @@ async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Sett
     if not valid:
         return outcome
     traces = [t for _, t in valid]
+    outcome.sources = {t.trace_id: m for m, t in valid}
     try:
         results = await _judge_isolating(judge, traces)
     except JudgeUnavailable:
@@ -238,8 +240,18 @@ class InlineStage(BatchStage):
         of it is durable. Only then may its messages be acknowledged."""
         if not batch.messages:
             return batch.outcome
-        await self._store_then_publish(batch.rows, batch.outbox, consumed=batch.messages)
         outcome = batch.outcome
+        sources = outcome.sources
+        refused = await self._store_then_publish(
+            batch.rows, batch.outbox, consumed=batch.messages,
+            origin=lambda row: sources.get(row.trace_id) if isinstance(row, (Verdict, Trace)) else None)
+        if refused:  # a verdict the store refused for good: the trace's account is its dead letter
+            gone = {(d.partition, d.offset) for d in refused}
+            keep = [i for i, v in enumerate(outcome.verdicts)
+                    if (sources[v.trace_id].partition, sources[v.trace_id].offset) not in gone]
+            outcome.verdicts = [outcome.verdicts[i] for i in keep]
+            outcome.traces = [outcome.traces[i] for i in keep]
+            outcome.dead_letters = outcome.dead_letters + refused
         self.recorder.judged(self.name, list(zip(outcome.traces, outcome.verdicts)))
         counts = Counter(messages=batch.messages, verdicts=len(outcome.verdicts),
                          dead_letters=len(outcome.dead_letters), batches=1)
