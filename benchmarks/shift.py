@@ -43,18 +43,19 @@ def _train(train_set: Path, out: Path) -> Path:
 
 def _judge(model: Path, items: list[dict]):
     """Verdicts and the judge's own embeddings for ``items`` (embeddings cached as training caches them)."""
-    from judge_engine.model.student import Judge, encoder_version, texts_of
+    from judge_engine.model.student import Judge, answer_key, encoder_version, texts_of
     from judge_engine.training.embedding_cache import EmbeddingCache
 
     judge = Judge(model)
-    texts = [t for it in items for t in texts_of(it)]
+    texts = [t for it in items for t in texts_of(it, judge.heads.cross)]
     if judge.meta.get("finetuned_layers"):
         vectors = judge.vectors(texts)
     else:
         cache = EmbeddingCache(namespace=f"{encoder_version()}|{int(judge.meta.get('max_length', 256))}")
         vectors, _ = cache.vectors(texts, judge.encoder.encode)
         cache.close()
-    return judge.heads.judge_vectors(items, vectors), vectors
+    keyed = (lambda item, answer: answer_key(item, answer, True)) if judge.heads.cross else None
+    return judge.heads.judge_vectors(items, vectors), vectors, keyed
 
 
 def _global_threshold(stream, threshold: float, rate: float) -> dict:
@@ -129,7 +130,7 @@ def main() -> None:
     rng.shuffle(tail)
     order = [("held", it) for it in held[:head]] + tail
     items = [item_dict(it) for _, it in order]
-    verdicts, vectors = _judge(model, items)
+    verdicts, vectors, keyed = _judge(model, items)
     new_app = new_set.name.split(".")[0]
     stream = []
     for (origin, it), v in zip(order, verdicts):
@@ -139,7 +140,7 @@ def main() -> None:
     novelty = None
     if (model / FILENAME).is_file():
         index = NoveltyIndex.load(model)
-        scores = index.score(item_matrix(items, vectors))
+        scores = index.score(item_matrix(items, vectors, keyed))
         held_scores = [float(s) for (o, _), s in zip(order, scores) if o == "held"]
         new_scores = [float(s) for (o, _), s in zip(order, scores) if o == "new"]
         novelty = {"threshold": index.threshold, "percentile": index.percentile, "k": index.k,

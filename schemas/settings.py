@@ -216,8 +216,10 @@ class RoutingSettings(_Group):
     # agreement odds falling by drift_odds_ratio; an alarm at drift_h
     drift_odds_ratio: float = Field(3.0, gt=1.0)
     drift_h: float = Field(8.0, gt=0.0)
-    # a trace whose novelty score (where the judge gives one) is above this routes with reason ``novel``; None: never
-    novelty_threshold: float | None = None
+    # a trace whose novelty score (where the judge gives one) is above this routes with reason ``novel``; None: never.
+    # The served score is the distance to the version's training items over the version's own threshold (a high
+    # percentile of its validation split, judge_engine/model/novelty.py), so 1.0 routes what the version calls novel
+    novelty_threshold: float | None = Field(1.0, ge=0.0)
     # the controller (`judgeline route-policy`, docs/routing.md): which policies it publishes, on what evidence
     policy_scope: str = Field("default", min_length=1, max_length=256)
     evidence_window_h: float = Field(168.0, gt=0.0, le=24 * 366)  # how far back the controller reads evidence

@@ -2,8 +2,8 @@
 features and two small trained heads.
 
 Contract:
-- Self-contained (torch, transformers, numpy and ``verdict_math`` only, no other project import): ``judgeline
-  export`` copies this file and ``verdict_math.py`` beside the Triton python-backend ``model.py``, and the same
+- Self-contained (torch, transformers, numpy, ``verdict_math`` and ``novelty`` only, no other project import):
+  ``judgeline export`` copies this file, ``verdict_math.py`` and ``novelty.py`` beside the Triton python-backend ``model.py``, and the same
   code judges in process (training, benchmarks). What is served is exactly what was evaluated.
 - An item is a dict with ``kind`` (pairwise|pointwise), ``criterion``, ``question``, ``answer_a``/``answer_b``
   (pairwise) or ``answer`` (pointwise), and ``reference`` (None or "" when absent).
@@ -23,7 +23,9 @@ Contract:
   criterion's own embedding is an input, so one head serves every criterion) and one temperature per kind.
 - ``Judge(model_dir).judge(items)`` returns one dict per item: ``label``, ``score`` (P(A) or P(pass)),
   ``confidence`` (calibrated probability of the label), ``probs`` (3 wide, ``verdict_math.LABELS`` order) and
-  ``swap_consistent`` (and ``first_order_label``, the (A, B) order alone, when asked: the position-bias meter). Pairwise items are scored in both answer orders and combined
+  ``swap_consistent`` (and ``first_order_label``, the (A, B) order alone, when asked: the position-bias meter),
+  and ``novelty`` (``novelty.py``: distance to the version's training items; None for a version trained without a
+  novelty index). Pairwise items are scored in both answer orders and combined
   (``verdict_math.combine_orders``), so the verdict does not depend on the order the answers arrive in.
 - ``save``/``load``: ``heads.pt`` (state dict) and ``student.json`` (architecture, temperatures, provenance)
   in one directory, plus ``encoder_top.pt`` when training fine-tuned the encoder's last layers
@@ -48,6 +50,10 @@ try:  # inside the judgeline package
     from judge_engine.model import verdict_math as vm
 except ImportError:  # copied flat beside a Triton model.py
     import verdict_math as vm  # type: ignore[no-redef]
+try:
+    from judge_engine.model import novelty as nv
+except ImportError:
+    import novelty as nv  # type: ignore[no-redef]
 
 EMBED_DIM = 384
 PAIR_CHEAP = 11
@@ -431,6 +437,8 @@ class Judge:
         if self.meta.get("finetuned_layers"):
             top = torch.load(Path(model_dir) / ENCODER_TOP, map_location="cpu", weights_only=True)
         self.encoder = Encoder(max_length=int(self.meta.get("max_length", 256)), device=device, top_state=top)
+        index_file = Path(model_dir) / nv.FILENAME
+        self.novelty = nv.NoveltyIndex.load(Path(model_dir)) if index_file.is_file() else None
 
     def vectors(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
         unique = list(dict.fromkeys(texts))
@@ -445,4 +453,8 @@ class Judge:
             idx = [i for i, it in enumerate(items) if it["kind"] == "pairwise"]
             for i, label in zip(idx, self.heads.first_order_labels([items[i] for i in idx], v) if idx else []):
                 out[i]["first_order_label"] = label
+        keyed = (lambda item, answer: answer_key(item, answer, True)) if self.heads.cross else None
+        scores = self.novelty.score(nv.item_matrix(items, v, keyed)) if self.novelty is not None and items else None
+        for i, verdict in enumerate(out):
+            verdict["novelty"] = None if scores is None else float(scores[i])
         return out

@@ -196,6 +196,7 @@ async def hold(
     retry = tenacity.AsyncRetrying(retry=tenacity.retry_if_exception_type(Exception), stop=tenacity.stop_never,
                                    wait=JitteredWait(initial_s=0.2, max_s=max_backoff_s), before_sleep=holding,
                                    sleep=sleep, reraise=True)
+
     async def attempt() -> T:  # fn may return any awaitable; tenacity awaits coroutine functions only
         return await fn()
 
