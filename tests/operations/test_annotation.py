@@ -24,8 +24,8 @@ T0 = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 
 def _trace(trace_id, kind="pointwise", criterion="correctness", app="shop", **extra) -> Trace:
     answers = {"answer_a": "Paris.", "answer_b": "Lyon."} if kind == "pairwise" else {"answer": "Paris."}
-    return Trace(trace_id=trace_id, kind=kind, criterion=criterion, app=app, question=f"Capital of France? ({trace_id})",
-                 timestamp=T0, **answers, **extra)
+    return Trace(trace_id=trace_id, kind=kind, criterion=criterion, app=app,
+                 question=f"Capital of France? ({trace_id})", timestamp=T0, **answers, **extra)
 
 
 def _verdict(t: Trace, label: str, confidence: float, reason: str) -> Verdict:
