@@ -19,13 +19,15 @@ Contract:
     ``FrontierRequest`` carrying the verdict and the reason.
 - ``InlineStage(..., policy=fn)`` asks ``fn()`` for the routing policy once per batch (the worker's
   ``streams.policy_feed.PolicyFeed.current``: a new policy applies from the next batch, without a restart).
-- ``InlineStage.process(messages)`` runs ``judge_batch`` (holding, with backoff, while the judge is unavailable and
-  the policy is ``hold``), then stores the verdicts, dead letters and the routed traces with their text (for the
-  annotation queue) (holding while the store is unavailable),
-  then publishes the frontier requests, dead letters and verdicts to their topics (holding likewise), and returns
-  only when all of it is durable. The caller acknowledges the messages after it returns, never before: an offset
-  is committed only after its rows are stored and its frontier request is published (at-least-once; a
-  redelivered trace is judged again and its rows replace their twins in the ReplacingMergeTree tables).
+- ``InlineStage.process(messages)`` is ``deliver(await prepare(messages))``. ``prepare`` runs ``judge_batch``
+  (holding, with backoff, while the judge is unavailable and the policy is ``hold``) and builds the batch's rows
+  and messages, storing nothing; ``deliver`` stores the verdicts, dead letters and the routed traces with their text (for the
+  annotation queue) (holding while the store is
+  unavailable), then publishes the frontier requests, dead letters and verdicts to their topics (holding
+  likewise), and returns only when all of it is durable. The caller acknowledges the messages after ``deliver``
+  returns, never before: an offset is committed only after its rows are stored and its frontier request is
+  published (at-least-once; a redelivered trace is judged again and its rows replace their twins in the
+  ReplacingMergeTree tables). The split lets a worker judge batch N+1 while batch N is being stored.
 - ``ConstantJudge`` answers every item with a fixed verdict after a fixed delay: the stub that shows the
   pipeline's own ceiling in the benchmark.
 """
@@ -181,11 +183,16 @@ class InlineStage(BatchStage):
         self.policy = policy
 
     async def process(self, messages: Sequence[Incoming]) -> InlineOutcome:
+        return await self.deliver(await self.prepare(messages))
+
+    async def prepare(self, messages: Sequence[Incoming]) -> "JudgedBatch":
+        """Judge a batch (holding while the judge is unavailable) and build its rows and messages; stores nothing."""
         if not messages:
-            return InlineOutcome()
+            return JudgedBatch(0, InlineOutcome(), Rows(), Outbox())
         policy = self.policy()  # one policy for the whole batch
-        outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings, policy),
-                                   f"judging a batch of {len(messages)} traces")
+        with self._timed("judge_s"):
+            outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings, policy),
+                                       f"judging a batch of {len(messages)} traces")
         rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters,
                     traces=[r.trace for r in outcome.requests])
         topics = self.settings.kafka.topics
@@ -197,13 +204,31 @@ class InlineStage(BatchStage):
         if self.publish_verdicts:
             for verdict in outcome.verdicts:
                 outbox.add(topics.verdicts, verdict.trace_id, verdict.to_bytes())
-        await self._store_then_publish(rows, outbox, consumed=len(messages))
+        return JudgedBatch(len(messages), outcome, rows, outbox)
+
+    async def deliver(self, batch: "JudgedBatch") -> InlineOutcome:
+        """Store a prepared batch's rows, then publish its messages (each held while it fails); returns when all
+        of it is durable. Only then may its messages be acknowledged."""
+        if not batch.messages:
+            return batch.outcome
+        await self._store_then_publish(batch.rows, batch.outbox, consumed=batch.messages)
+        outcome = batch.outcome
         self.recorder.judged(self.name, list(zip(outcome.traces, outcome.verdicts)))
-        counts = Counter(messages=len(messages), verdicts=len(outcome.verdicts),
+        counts = Counter(messages=batch.messages, verdicts=len(outcome.verdicts),
                          dead_letters=len(outcome.dead_letters), batches=1)
         counts.update(f"routed_{r.reason}" for r in outcome.requests)
         self._tally(counts)
         return outcome
+
+
+@dataclass
+class JudgedBatch:
+    """A judged batch not yet stored: what ``InlineStage.deliver`` stores and publishes."""
+
+    messages: int
+    outcome: InlineOutcome
+    rows: Rows
+    outbox: Outbox
 
 
 class ConstantJudge:

@@ -21,6 +21,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -156,6 +157,7 @@ async def hold(
     retry = tenacity.AsyncRetrying(retry=tenacity.retry_if_exception_type(Exception), stop=tenacity.stop_never,
                                    wait=JitteredWait(initial_s=0.2, max_s=max_backoff_s), before_sleep=holding,
                                    sleep=sleep, reraise=True)
+
     async def attempt() -> T:  # fn may return any awaitable; tenacity awaits coroutine functions only
         return await fn()
 
@@ -221,7 +223,8 @@ NO_RECORDER: Recorder = Recorder()
 
 class BatchStage:
     """What every worker stage does after judging a batch: store its rows, then publish its messages, each held
-    (backoff, no consuming) while it fails; plus running counts, logged every 10 s. Subclasses judge."""
+    (backoff, no consuming) while it fails; plus running counts, logged every 10 s (with the seconds spent judging, storing and publishing: ``*_s``).
+    Subclasses judge."""
 
     name = "stage"
 
@@ -249,14 +252,30 @@ class BatchStage:
 
     async def _store_then_publish(self, rows: Rows, outbox: Outbox, consumed: int = 0) -> None:
         if len(rows):
-            await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows", "store")
+            with self._timed("store_s"):
+                await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows", "store")
         self.recorder.batch(self.name, consumed, rows)
         if len(outbox):
-            await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages", "broker")
+            with self._timed("publish_s"):
+                await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages", "broker")
 
-    def _tally(self, counts: dict[str, int]) -> None:
+    @contextlib.contextmanager
+    def _timed(self, name: str):
+        """Adds the seconds the block took to the running count ``name`` (the per-batch breakdown in the log)."""
+        start = self._clock()
+        try:
+            yield
+        finally:
+            self.stats[name] += self._clock() - start
+
+    def _tally(self, counts: dict[str, float]) -> None:
         self.stats.update(counts)
         self.recorder.tally(self.name, counts)
         if self._clock() - self._last_log >= 10:
-            self._last_log = self._clock()
-            log.info("%s stage so far: %s", self.name, dict(sorted(self.stats.items())))
+            self.log_stats()
+
+    def log_stats(self) -> None:
+        """Log the running counts now (every 10 s while batches come, and once when the agent stops)."""
+        self._last_log = self._clock()
+        log.info("%s stage so far: %s", self.name,
+                 {k: round(v, 4) if isinstance(v, float) else v for k, v in sorted(self.stats.items())})
