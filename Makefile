@@ -41,6 +41,7 @@ status: install
 bench: install
 	$(BIN)/python -m benchmarks.judge
 	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.throughput
 
 # the soak: traces at a fixed rate for SOAK_MINUTES through the whole pipeline (its own stack); bench-results/soak.json
 SOAK_MINUTES ?= 5

