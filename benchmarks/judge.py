@@ -10,6 +10,9 @@ Contract:
   in the Triton config), then the same batches through Triton's gRPC (``TritonJudge``). Reported: items/s,
   p50/p95 ms per batch, and the server's overhead as the ratio of the p50s. Both run on the same cores, never at
   the same time. Results: a printed table and ``bench-results/judge.json``.
+- ``--candidate DIR`` (issue 16: a cross-encoder or any other trained judge) adds, in the same run and on the same
+  batches, the candidate judged in process, its items/s and the ratio of its p50 to the model's
+  (``candidate_vs_model_ratio``: above 1 means slower per item).
 - Then the judge against this machine's limit (``benchmarks.judge_roofline``): the fp32 matmul peak measured in
   the same run, the in-process judge's GFLOP/s for the tokens it processes at batch 64 and batch 1 and their
   fraction of that peak, the same for the dynamic-int8 variant (speed-up), and both variants' accuracy on the
@@ -135,6 +138,7 @@ def main() -> None:
     parser.add_argument("--items-per-size", type=int, default=96, help="items judged per batch size and mode")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--roofline-batches", type=int, default=2, help="batches of 64 for the FLOP rate")
+    parser.add_argument("--candidate", help="a second trained judge to time in process beside --model")
     args = parser.parse_args()
 
     import torch
@@ -159,6 +163,7 @@ def main() -> None:
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     rows = []
     local = Judge(model)
+    candidate = Judge(args.candidate) if args.candidate else None
     try:
         stack.up(settings, ("triton",), log=lambda *_: None)
         settings = stack.effective_settings(settings)
@@ -185,6 +190,13 @@ def main() -> None:
                 row[name] = {"p50_ms": round(p50, 1), "p95_ms": round(_pct(times, 0.95), 1),
                              "items_per_s": round(size * 1000 / p50, 1)}
             row["triton_overhead_ratio"] = round(row["triton"]["p50_ms"] / row["in_process"]["p50_ms"], 3)
+            if candidate is not None:
+                p50 = statistics.median(_time_batches(candidate.judge, batches)[:n_batches])
+                row["candidate_in_process"] = {"p50_ms": round(p50, 1), "items_per_s": round(size * 1000 / p50, 1)}
+                row["candidate_vs_model_ratio"] = round(p50 / row["in_process"]["p50_ms"], 3)
+                print(f"batch {size:3d}: candidate in process p50 {p50:8.1f} ms "
+                      f"({row['candidate_in_process']['items_per_s']:6.1f} items/s), "
+                      f"{row['candidate_vs_model_ratio']:.3f}x the model's time", flush=True)
             rows.append(row)
             print(f"batch {size:3d}: in process p50 {row['in_process']['p50_ms']:8.1f} ms "
                   f"({row['in_process']['items_per_s']:6.1f} items/s) | Triton p50 {row['triton']['p50_ms']:8.1f} "
@@ -197,6 +209,7 @@ def main() -> None:
         "benchmark": "judge",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": args.threads},
         "model": str(model),
+        "candidate": args.candidate,
         "items": "pairwise PandaLM items (question + two answers; each scored in both orders)",
         "rows": rows,
         "roofline": limits,

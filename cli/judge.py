@@ -1,7 +1,7 @@
 """Commands of the judge's life cycle: train, export, deploy, eval.
 
-Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
-reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+Contract: the commands are thin over ``judge_engine.training`` and ``judge_engine.evaluation`` and find Triton through
+the settings resolved against the running stack; heavy imports stay inside each command.
 """
 
 from __future__ import annotations
@@ -11,16 +11,11 @@ from typing import Optional
 
 import typer
 
-from cli._utils import exits_on_error, fails_as
 from cli._utils import fail as _fail
+from cli._utils import fails_as, family
 from cli._utils import settings as _settings
 
-commands = typer.Typer()
-
-
-def register(app: typer.Typer) -> None:
-    app.registered_commands.extend(commands.registered_commands)
-    app.registered_groups.extend(commands.registered_groups)
+commands, register = family()
 
 
 FINETUNE_LAYERS_DEFAULT = 1  # measured: see docs/judge.md, "Fine-tuning"
@@ -33,7 +28,9 @@ def _latest_model_pointer(settings) -> Path:
 @commands.command()
 def train(
     gold: list[Path] = typer.Option(..., "--gold", help="Gold-format file(s) to learn from (repeatable)."),
-    teacher: str = typer.Option("gpt-4", help="Whose recorded verdict is the label; 'human' for the human label."),
+    teacher: list[str] = typer.Option(
+        ["gpt-4"], help="Whose recorded verdict is the label (repeatable, in order of preference: the first with a "
+                        "verdict on an item wins); 'human' for the human label."),
     fallback_human: bool = typer.Option(False, help="Use the human label where the teacher has no verdict."),
     out: Optional[Path] = typer.Option(None, help="Model directory (default: <state dir>/models/student-<time>)."),
     val: float = typer.Option(0.15, help="Fraction of questions held out for early stopping and calibration."),
@@ -43,11 +40,18 @@ def train(
     reference_drop: bool = typer.Option(True, help="Items with a reference also train without it."),
     epochs: int = typer.Option(60, help="At most this many epochs (early stopping on the validation loss)."),
     limit_per_file: Optional[int] = typer.Option(None, help="Use only the first N items of each source."),
+    sample_per_file: Optional[int] = typer.Option(
+        None, min=1, help="Use a random sample (seeded) of N items of each file (large teacher sets)."),
+    length_balance: bool = typer.Option(
+        False, help="Length control: keep as many pairs the longer answer won as pairs the shorter one won."),
     skip_invalid: bool = typer.Option(False, help="Leave out lines that do not parse instead of stopping."),
     finetune_layers: int = typer.Option(
         FINETUNE_LAYERS_DEFAULT, min=0, max=6,
         help="Fine-tune the encoder's top N layers with the heads (0: frozen encoder, heads only)."),
     finetune_epochs: int = typer.Option(2, min=1, help="Epochs of fine-tuning (the best on validation is kept)."),
+    arch: str = typer.Option("bi", help="bi: question and answers embedded apart; cross: each answer read jointly "
+                                        "with the question (a cross-encoder)."),
+    max_length: int = typer.Option(256, min=16, max=512, help="Tokens per encoded text (longer ones are cut)."),
 ) -> None:
     """Distil the student judge from recorded teacher verdicts; calibrate and measure it on held-out questions."""
     from datetime import datetime
@@ -58,11 +62,12 @@ def train(
 
     settings = _settings()
     out = out or settings.state_dir / "models" / f"student-{datetime.now():%Y%m%d-%H%M%S}"
-    cfg = TrainConfig(gold=tuple(gold), out=out, teacher=teacher, fallback_human=fallback_human, val_fraction=val,
+    cfg = TrainConfig(gold=tuple(gold), out=out, teacher=tuple(teacher), fallback_human=fallback_human,
+                      val_fraction=val, sample_per_file=sample_per_file, length_balance=length_balance,
                       test_fraction=test, seed=seed, swap=swap, reference_drop=reference_drop, epochs=epochs,
                       limit_per_file=limit_per_file, skip_invalid=skip_invalid, finetune_layers=finetune_layers,
-                      finetune_epochs=finetune_epochs)
-    typer.echo(f"training on {', '.join(map(str, gold))} (labels: {teacher})")
+                      finetune_epochs=finetune_epochs, arch=arch, max_length=max_length)
+    typer.echo(f"training on {', '.join(map(str, gold))} (labels: {' then '.join(teacher)})")
     try:
         result = run_training(cfg, log=typer.echo)
     except (GoldFileError, FileNotFoundError, ValueError) as e:
@@ -83,14 +88,38 @@ def train(
     typer.echo("next: judgeline export")
 
 
+def _gate(settings, candidate: Path, version: str, action: str, force: bool) -> None:
+    """Run the deployment gate (``operations.gate``), print its figures, stop unless it allowed the version."""
+    from operations.analytics import StoreNotReady, connect_store
+    from operations.gate import assess
+    from stack.triton import model_repository
+
+    try:
+        client = connect_store(settings)
+    except StoreNotReady as e:
+        if force:
+            typer.echo(f"gate: NOT CHECKED and nothing recorded ({e}); going on because of --force", err=True)
+            return
+        _fail(f"the deployment gate needs the gold labels in ClickHouse: {e} (or pass --force)")
+    decision = assess(settings, client, candidate, model_repository(settings), version, action, force)
+    typer.echo(decision.summary())
+    if not decision.allowed:
+        _fail(f"judge version {version} refused by the deployment gate (recorded in judge_versions); improve it, "
+              "import more gold labels, or pass --force to override")
+
+
 @commands.command()
 def export(
     model: Optional[Path] = typer.Option(None, help="Trained model directory (default: the last `judgeline train`)."),
     version: Optional[int] = typer.Option(None, help="Version number (default: the next free one)."),
     deploy_now: bool = typer.Option(True, "--deploy/--no-deploy", help="Load it into the running Triton, if any."),
+    force: bool = typer.Option(False, help="Export even if the deployment gate refuses it (recorded as forced)."),
 ) -> None:
-    """Write a trained judge as the next version of the Triton model (and load it into a running Triton)."""
+    """Write a trained judge as the next version of the Triton model (and load it into a running Triton), if it
+    clears the deployment gate on the gold labels in ClickHouse (kappa >= the bar, no worse than the version in
+    service)."""
     from judge_engine.training.export import export as run_export
+    from judge_engine.training.export import versions
     from stack.triton import model_repository
 
     settings = _settings()
@@ -99,28 +128,51 @@ def export(
         if not pointer.exists():
             _fail("no trained judge yet: run `judgeline train --gold FILE` first, or pass --model DIR")
         model = Path(pointer.read_text().strip())
+    if not (model / "student.json").is_file():
+        _fail(f"{model} is not a trained judge (no student.json); run `judgeline train` first")
+    repository = model_repository(settings)
+    if version is None:
+        version = (versions(repository / settings.triton.model_name) or [0])[-1] + 1
+    _gate(settings, model, str(version), "export", force)
     try:
-        target = run_export(model, model_repository(settings), settings.triton.model_name, version)
+        target = run_export(model, repository, settings.triton.model_name, version)
     except (FileNotFoundError, FileExistsError) as e:
         _fail(str(e))
     typer.echo(f"exported {model} as {target}")
     if deploy_now:
-        deploy()
+        _load_newest(settings, force)
 
 
 @commands.command()
-@exits_on_error("loading {settings.triton.model_name} into Triton at {settings.triton.http_url}")
-def deploy() -> None:
-    """Load the newest version of the judge into the running Triton (repository API; traffic keeps flowing)."""
+def deploy(
+    force: bool = typer.Option(False, help="Load the version even if the deployment gate refuses it."),
+) -> None:
+    """Load the newest version of the judge into the running Triton (repository API; traffic keeps flowing), once
+    it has cleared the deployment gate (an export's decision stands; otherwise it is assessed now)."""
+    _load_newest(_settings(), force)
+
+
+def _load_newest(settings, force: bool) -> None:
+    from judge_engine.training.export import versions
+    from operations.analytics import StoreNotReady, connect_store
+    from operations.gate import recorded_decision
     from stack import triton
     from stack.services import running_service
 
-    settings = _settings()
-    record = running_service(settings, "triton")
-    if record is None and not settings.triton.http_url:
+    if running_service(settings, "triton") is None and not settings.triton.http_url:
         _fail("no Triton is running (judgeline up)")
-    version = triton.load_model(settings, settings.triton.model_name)
-    typer.echo(f"Triton at {settings.triton.http_url} serves {settings.triton.model_name} version {version}")
+    name = settings.triton.model_name
+    newest = (versions(triton.model_repository(settings) / name) or [None])[-1]
+    if newest is not None:
+        try:
+            decided = recorded_decision(connect_store(settings), settings.clickhouse.database, name, str(newest))
+        except StoreNotReady:
+            decided = None  # _gate says what is missing
+        if decided not in ("accepted", "forced"):
+            _gate(settings, triton.model_repository(settings) / name / str(newest), str(newest), "deploy", force)
+    with fails_as(f"loading {name} into Triton at {settings.triton.http_url}"):
+        version = triton.load_model(settings, name)
+    typer.echo(f"Triton at {settings.triton.http_url} serves {name} version {version}")
 
 
 @commands.command(name="eval")

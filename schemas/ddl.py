@@ -212,13 +212,82 @@ _V4 = (
     "CREATE VIEW IF NOT EXISTS {db}.drift_alarms_latest AS SELECT * FROM {db}.drift_alarms FINAL",
 )
 
+# Judge versions (issue 16): every deployment-gate decision on a trained judge, with the figures it was made on:
+# the training's held-out figures, kappa on the gold labels of this store (the candidate's and the serving
+# version's on the same items), the bias meters, and the decision (accepted | refused | forced) with its reasons.
+# One row per decision (a refusal then a forced export are two rows); a rewritten record replaces its twin.
+_V5 = (
+    """CREATE TABLE IF NOT EXISTS {db}.judge_versions (
+        judge_name LowCardinality(String),
+        version String,
+        action LowCardinality(String),
+        model_dir String,
+        arch LowCardinality(String),
+        teacher String,
+        created_at DateTime64(3, 'UTC'),
+        held_out String,
+        gold_n UInt32,
+        gold_accuracy Nullable(Float64),
+        gold_kappa Nullable(Float64),
+        serving_version String,
+        compared_n UInt32,
+        candidate_kappa_compared Nullable(Float64),
+        serving_kappa_compared Nullable(Float64),
+        longer_wins Nullable(Float64),
+        first_wins Nullable(Float64),
+        shorter_won_accuracy Nullable(Float64),
+        teacher_longer_wins Nullable(Float64),
+        human_longer_wins Nullable(Float64),
+        bias String,
+        decision LowCardinality(String),
+        reasons String,
+        decided_at DateTime64(3, 'UTC')
+    ) ENGINE = ReplacingMergeTree(decided_at)
+    PARTITION BY toYYYYMM(decided_at)
+    ORDER BY (judge_name, version, decided_at)""",
+    "CREATE VIEW IF NOT EXISTS {db}.judge_versions_latest AS SELECT * FROM {db}.judge_versions FINAL",
+)
+
+# The traces routed to the frontier (low confidence, calibration sample, judge unavailable), with their text: what
+# the annotation queue (``judgeline annotate``) shows a person. Stored by the inline stage with the trace's verdict;
+# a redelivered trace replaces its twin. Human labels from the queue go to gold_labels (source ``annotation:<name>``,
+# so two people's labels of one trace are two rows; the annotator, note and time in ``meta``). ``dead_letters_latest``
+# is what the report's headline counts.
+_V6 = (
+    """CREATE TABLE IF NOT EXISTS {db}.traces (
+        trace_id String,
+        span_id String,
+        timestamp DateTime64(3, 'UTC'),
+        tenant LowCardinality(String),
+        app LowCardinality(String),
+        model LowCardinality(String),
+        kind LowCardinality(String),
+        criterion LowCardinality(String),
+        question String,
+        answer Nullable(String),
+        answer_a Nullable(String),
+        answer_b Nullable(String),
+        reference Nullable(String),
+        context Nullable(String),
+        metadata String,
+        stored_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    ) ENGINE = ReplacingMergeTree(stored_at)
+    PARTITION BY toDate(timestamp)
+    ORDER BY (tenant, app, criterion, trace_id)""",
+    "CREATE VIEW IF NOT EXISTS {db}.traces_latest AS SELECT * FROM {db}.traces FINAL",
+    "CREATE VIEW IF NOT EXISTS {db}.dead_letters_latest AS SELECT * FROM {db}.dead_letters FINAL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
     Migration(2, "analytics views", _V2),
     Migration(4, "routing policies, drift alarms, routing columns of verdicts", _V4),
+    Migration(5, "judge versions and their gate decisions", _V5),
+    Migration(6, "routed traces for the annotation queue", _V6),
 )
 
 TABLES = ("verdicts", "frontier_verdicts", "disagreements", "gold_labels", "dead_letters", "routing_policies",
-          "drift_alarms")
+          "drift_alarms", "judge_versions", "traces")
 VIEWS = ("verdicts_latest", "frontier_verdicts_latest", "disagreements_latest", "gold_labels_latest", "gold_by_id",
-         "routing_policies_latest", "drift_alarms_latest")
+         "routing_policies_latest", "drift_alarms_latest", "judge_versions_latest", "traces_latest",
+         "dead_letters_latest")

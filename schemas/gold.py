@@ -4,11 +4,13 @@ Contract:
 - Field names and the label vocabulary are those of the gold format; a retrain dataset written by judgeline is a
   valid gold file too.
 - The human label and every teacher label must fit the item's kind; answers must match the kind.
-- ``read_gold_file`` yields ``(line_number, item_or_error)`` so callers can report every bad line and go on.
+- ``read_gold_file`` yields ``(line_number, item_or_error)`` so callers can report every bad line and go on; a
+  file whose name ends in ``.gz`` is read gzipped, streamed line by line (never decompressed whole).
 """
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -44,7 +46,8 @@ class GoldLabel(JudgedItem):
 
 def read_gold_file(path: str | Path) -> Iterator[tuple[int, GoldLabel | InvalidMessage]]:
     """Each non-blank line of a gold file as (1-based line number, item or the error that line raised)."""
-    with open(path, "rb") as f:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue

@@ -76,6 +76,9 @@ class KafkaSettings(_Group):
     # answers a waiting fetch late, so the default is short: measured at light load 150 ms p50 from produce to
     # judged at 500, 40 ms at 100. On Apache Kafka a shorter wait only adds idle fetch requests (production: 500).
     fetch_max_wait_ms: int = Field(100, ge=1, le=60_000)
+    # false where the broker's high watermark is wrong (the embedded Tansu broker: platform.md): the workers then
+    # export no consumer lag rather than a wrong one. The embedded stack sets it false.
+    broker_reports_lag: bool = True
     topics: TopicSettings = TopicSettings()
 
     @model_validator(mode="after")
@@ -213,11 +216,21 @@ class RoutingSettings(_Group):
     # agreement odds falling by drift_odds_ratio; an alarm at drift_h
     drift_odds_ratio: float = Field(3.0, gt=1.0)
     drift_h: float = Field(8.0, gt=0.0)
-    # a trace whose novelty score (where the judge gives one) is above this routes with reason ``novel``; None: never
-    novelty_threshold: float | None = None
+    # a trace whose novelty score (where the judge gives one) is above this routes with reason ``novel``; None: never.
+    # The served score is the distance to the version's training items over the version's own threshold (a high
+    # percentile of its validation split, judge_engine/model/novelty.py), so 1.0 routes what the version calls novel
+    novelty_threshold: float | None = Field(1.0, ge=0.0)
     # the controller (`judgeline route-policy`, docs/routing.md): which policies it publishes, on what evidence
     policy_scope: str = Field("default", min_length=1, max_length=256)
     evidence_window_h: float = Field(168.0, gt=0.0, le=24 * 366)  # how far back the controller reads evidence
+
+
+class GateSettings(_Group):
+    """The deployment gate of `judgeline export`/`deploy` (issue 16): the bar a new judge version must clear on the
+    gold labels in ClickHouse."""
+
+    min_kappa: float = Field(0.6, ge=-1.0, le=1.0)  # Cohen's kappa vs the human gold labels, held-out items only
+    max_items: int = Field(1000, ge=1, le=1_000_000)  # gold items judged per decision (a seeded sample beyond)
 
 
 class StreamSettings(_Group):
@@ -245,6 +258,30 @@ class StreamSettings(_Group):
     worker_web_port: int = Field(6066, ge=1, le=65535)
     # the Faust web server (health checks); 0.0.0.0 in a container so that the orchestrator's probes reach it
     worker_web_bind: str = "127.0.0.1"
+
+
+class OtelSettings(_Group):
+    """OpenTelemetry: verdicts out as ``gen_ai.evaluation.result`` events, GenAI spans in from the Collector's
+    Kafka exporter.
+
+    ``evaluation_events``: when true, every stored verdict also leaves by OTLP/HTTP (``endpoint``, the collector's
+    or back-end's base URL; ``/v1/logs`` is appended) as an event parented to the judged span; best effort (the
+    verdict is already stored; a back-end that is down loses events, never verdicts). ``headers``: extra request
+    headers as ``name=value,name=value`` (e.g. ``Authorization=Basic ...`` for Langfuse), a secret.
+    ``ingest_spans``: when true, the inline worker also consumes ``spans_topic``, the topic the Collector's Kafka
+    exporter writes (its default name ``otlp_spans``), in ``spans_encoding`` (the exporter's ``otlp_proto`` by
+    default, or ``otlp_json``): GenAI chat spans become traces.
+    """
+
+    evaluation_events: bool = False
+    endpoint: str = "http://127.0.0.1:4318"
+    headers: SecretStr | None = None
+    service_name: str = "judgeline"
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    export_delay_ms: int = Field(1000, ge=1, le=60_000)
+    ingest_spans: bool = False
+    spans_topic: str = "otlp_spans"
+    spans_encoding: Literal["otlp_proto", "otlp_json"] = "otlp_proto"
 
 
 class StackSettings(_Group):
@@ -290,7 +327,9 @@ class Settings(BaseSettings):
     frontier: FrontierSettings = FrontierSettings()
     routing: RoutingSettings = RoutingSettings()
     stream: StreamSettings = StreamSettings()
+    otel: OtelSettings = OtelSettings()
     stack: StackSettings = StackSettings()
+    gate: GateSettings = GateSettings()
 
     @property
     def state_dir(self) -> Path:

@@ -111,7 +111,7 @@ class Trace(JudgedItem):
             "metadata": {
                 k: v
                 for k, v in attrs.items()
-                if k in ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.system")
+                if k in ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.system", "gen_ai.response.id")
             },
         }
         if kind == "pairwise":

@@ -176,9 +176,10 @@ def effective_settings(settings: Settings) -> Settings:
     host = settings.stack.bind_host
     updates: dict[str, object] = {}
     if "broker" in records and "bootstrap_servers" not in settings.kafka.model_fields_set:
-        updates["kafka"] = settings.kafka.model_copy(
-            update={"bootstrap_servers": f"{host}:{records['broker'].ports['kafka']}"}
-        )
+        kafka = {"bootstrap_servers": f"{host}:{records['broker'].ports['kafka']}"}
+        if "broker_reports_lag" not in settings.kafka.model_fields_set:
+            kafka["broker_reports_lag"] = False  # Tansu's high watermark is wrong (platform.md)
+        updates["kafka"] = settings.kafka.model_copy(update=kafka)
     if "triton" in records:
         fields = settings.triton.model_fields_set
         t = {}

@@ -3,9 +3,10 @@
 Contract:
 - ``ensure_topics`` creates every topic named in settings that does not exist yet, the stream topics with the
   configured partition count, the compacted control topics (``TopicSettings.compacted``: the routing policies) with
-  one partition and ``cleanup.policy=compact``, all with the configured replication factor, and leaves existing
-  topics alone (so it is safe on every start and on Apache
-  Kafka). It returns the names it created. Pre-creating matters: the embedded broker auto-creates topics with 4
+  one partition and ``cleanup.policy=compact``, plus the OpenTelemetry Collector's spans topic when
+  ``otel.ingest_spans`` is on, all with the configured replication factor, and leaves existing topics alone (so it
+  is safe on every start and on Apache Kafka). It returns the names it created. Pre-creating matters: the embedded
+  broker auto-creates topics with 4
   partitions, whatever the settings say.
 - ``list_topics`` returns {topic: partition count}.
 """
@@ -34,8 +35,9 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
 
     topics = settings.kafka.topics
     existing = list_topics(settings, timeout_s)
+    spans = [settings.otel.spans_topic] if settings.otel.ingest_spans else []
     wanted = [NewTopic(n, num_partitions=topics.partitions, replication_factor=topics.replication_factor)
-              for n in topics.names()]
+              for n in [*topics.names(), *spans]]
     wanted += [NewTopic(n, num_partitions=1, replication_factor=topics.replication_factor,
                         config={"cleanup.policy": "compact"}) for n in topics.compacted()]
     missing = [t for t in wanted if t.topic not in existing]

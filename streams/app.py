@@ -26,6 +26,8 @@ Contract:
   committed only after the body (judge, store, publish) has finished; a batch interrupted by an error or a
   shutdown keeps its reference, is never committed, and is redelivered. ``hold_references`` and ``acknowledge``
   are its two halves, for a caller that stores a batch on another task (``streams.overlap``).
+- ``process_batches(stream, stage, size, within_s)`` is an agent's plain loop: micro-batches of the stream
+  through ``stage.process`` inside ``acknowledged_after`` (the inline agent overlaps instead: ``streams.overlap``).
 - ``publisher(app)`` returns the stages' ``publish``: it hands every message of an ``Outbox`` to the app's
   producer (``send``: batched by the producer, in order) and returns when the broker has acknowledged each; the
   first failed acknowledgement raises (the stage holds and publishes the batch again).
@@ -182,6 +184,13 @@ def acknowledged_after(events: Sequence) -> Iterator[None]:
     hold_references(events)
     yield  # an exception here leaves every extra reference in place: nothing of the batch is committed
     acknowledge(events)
+
+
+async def process_batches(stream, stage, size: int, within_s: float) -> None:
+    """Feed a Faust stream to ``stage.process`` in micro-batches, each acknowledged only after it returned."""
+    async for events in stream.take_events(size, within=within_s):
+        with acknowledged_after(events):
+            await stage.process([incoming(e) for e in events])
 
 
 def publisher(app):

@@ -7,30 +7,30 @@ Contract (thin: the logic is ``judge_engine.online.frontier_stage.FrontierStage`
   whole process);
 - each batch is processed by ``FrontierStage.process`` (judge, compare, store, publish) inside
   ``streams.app.acknowledged_after``: offsets become committable only after the frontier verdicts, disagreements,
-  verdicts and dead letters are stored and published.
+  verdicts and dead letters are stored and published; ``recorder`` is told what each batch did
+  (``streams.metrics``).
 """
 
 from __future__ import annotations
 
 from judge_engine.online.frontier_stage import FrontierStage
+from judge_engine.online.pipeline import NO_RECORDER, Recorder
 from schemas.settings import Settings
-from streams.app import acknowledged_after, incoming, publisher, source_topic
+from streams.app import process_batches, publisher, source_topic
 from streams.sink import ClickHouseStore
 
 
-def register(app, settings: Settings):
+def register(app, settings: Settings, recorder: Recorder = NO_RECORDER):
     store = ClickHouseStore(settings)
 
     async def frontier(stream):
         from judge_engine.clients.frontier_client import FrontierJudge
 
         judge = FrontierJudge(settings.frontier)
-        stage = FrontierStage(settings, judge, store, publisher(app))
+        stage = FrontierStage(settings, judge, store, publisher(app), recorder=recorder)
         try:
-            async for events in stream.take_events(settings.stream.frontier_batch_size,
-                                                   within=settings.stream.frontier_batch_within_s):
-                with acknowledged_after(events):
-                    await stage.process([incoming(e) for e in events])
+            await process_batches(stream, stage, settings.stream.frontier_batch_size,
+                                  settings.stream.frontier_batch_within_s)
         finally:
             await judge.aclose()
             store.close()

@@ -16,7 +16,7 @@ Contract (thin: the logic is ``judge_engine.online.inline.InlineStage``):
   started with the agent; before the first batch it waits up to ``routing.policy_wait_s`` to have read the topic to
   its end); a policy published while the worker runs applies from its next batch, without a restart;
 - ``judge_factory`` replaces the Triton judge (the benchmark's constant-time stub); it is called inside the
-  agent, on the worker's event loop.
+  agent, on the worker's event loop; ``recorder`` is told what each batch did (``streams.metrics``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import logging
 from typing import Callable
 
 from judge_engine.online.inline import InlineStage
+from judge_engine.online.pipeline import NO_RECORDER, Recorder
 from schemas.settings import Settings
 from streams.app import hold_references, incoming, publisher, source_topic
 from streams.overlap import InOrderDelivery
@@ -35,7 +36,8 @@ from streams.sink import ClickHouseStore
 log = logging.getLogger("judgeline.inline")
 
 
-def register(app, settings: Settings, judge_factory: Callable[[], object] | None = None):
+def register(app, settings: Settings, judge_factory: Callable[[], object] | None = None,
+             recorder: Recorder = NO_RECORDER):
     store = ClickHouseStore(settings)
 
     async def inline(stream):
@@ -46,7 +48,7 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
         else:
             judge = judge_factory()
         feed = PolicyFeed(settings).start()
-        stage = InlineStage(settings, judge, store, publisher(app), policy=feed.current)
+        stage = InlineStage(settings, judge, store, publisher(app), policy=feed.current, recorder=recorder)
         delivery = InOrderDelivery(stage.deliver, depth=settings.stream.batches_in_flight)
         try:
             if not await asyncio.to_thread(feed.wait_caught_up, settings.routing.policy_wait_s):

@@ -46,13 +46,16 @@ from pydantic import BaseModel
 from judge_engine.online.pipeline import Rows
 from schemas.dead_letter import DeadLetter
 from schemas.gold import GoldLabel
+from schemas.judge_version import JudgeVersionRecord
 from schemas.routing import DriftAlarm, PolicyRecord
 from schemas.settings import Settings
+from schemas.trace import Trace
 from schemas.verdict import Disagreement, FrontierVerdict, Verdict
 
 TABLE_MODELS: dict[str, type[BaseModel]] = {
     "verdicts": Verdict, "frontier_verdicts": FrontierVerdict, "disagreements": Disagreement,
     "dead_letters": DeadLetter, "gold_labels": GoldLabel, "routing_policies": PolicyRecord, "drift_alarms": DriftAlarm,
+    "traces": Trace, "judge_versions": JudgeVersionRecord,
 }
 # model fields that have no column: the named exceptions to "a table's columns are its model's fields" (none yet)
 NOT_STORED: dict[str, frozenset[str]] = {}
@@ -62,8 +65,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 NULLABLE = {("verdicts", "produced_at"), ("verdicts", "route_threshold"), ("verdicts", "sample_rate"),
             ("verdicts", "novelty"), ("dead_letters", "key"), ("gold_labels", "answer"),
-            ("gold_labels", "answer_a"), ("gold_labels", "answer_b"), ("gold_labels", "reference")}
-JSON_COLUMNS = {("gold_labels", "meta")}
+            ("gold_labels", "answer_a"), ("gold_labels", "answer_b"), ("gold_labels", "reference"),
+            *(("traces", c) for c in ("answer", "answer_a", "answer_b", "reference", "context")),
+            *(("judge_versions", c) for c in ("gold_accuracy", "gold_kappa", "candidate_kappa_compared",
+                                              "serving_kappa_compared", "longer_wins", "first_wins",
+                                              "shorter_won_accuracy", "teacher_longer_wins", "human_longer_wins"))}
+JSON_COLUMNS = {("gold_labels", "meta"), ("traces", "metadata")}
 _FRONTIER_VERDICT_COLUMNS = ", ".join(COLUMNS["frontier_verdicts"])  # constant column names, for reading back
 
 

@@ -4,16 +4,23 @@ Contract:
 - ``build(settings, role)`` returns the Faust app with the role's agent registered (``streams.inline_agent`` or
   ``streams.frontier_agent``); ``stub_judge_ms`` (inline only) replaces the Triton judge with
   ``judge_engine.online.inline.ConstantJudge`` answering each call after that many milliseconds (the benchmark's
-  pipeline ceiling).
+  pipeline ceiling); with ``otel.ingest_spans`` the inline worker also consumes the OpenTelemetry Collector's
+  topic (``streams.span_agent``). The worker's metrics (``streams.metrics.WorkerMetrics``) are the stage's recorder and are
+  served at ``/metrics`` on the worker's web port; with ``otel.evaluation_events`` every stored verdict also
+  leaves as an OTel event (``streams.evaluation_events``), flushed when the worker shuts down.
 - ``main`` runs it in the foreground until SIGTERM/SIGINT; on shutdown a batch in progress is not acknowledged
   (``streams.app.acknowledged_after``) and is redelivered to the next worker of the group.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from schemas.settings import Settings
-from streams import frontier_agent, inline_agent
+from judge_engine.online.pipeline import Recorder, Recorders
+from streams import frontier_agent, inline_agent, span_agent
 from streams.app import Role, create_app, group_id, run
+from streams.metrics import WorkerMetrics, install
 
 
 def build(settings: Settings, role: Role, stub_judge_ms: float | None = None):
@@ -21,15 +28,29 @@ def build(settings: Settings, role: Role, stub_judge_ms: float | None = None):
     if stub_judge_ms is not None and role != "inline":
         raise ValueError("--stub-judge-ms applies to the inline worker only")
     app = create_app(settings, role)
+    metrics = WorkerMetrics(settings, role)
+    install(app, metrics)
+    recorder: Recorder = metrics
+    if settings.otel.evaluation_events:
+        from streams.evaluation_events import EvaluationEvents
+
+        events = EvaluationEvents(settings, role)
+        recorder = Recorders(metrics, events)
+
+        @app.on_before_shutdown.connect
+        async def _flush_events(sender, **_):
+            await asyncio.to_thread(events.close)  # the last batches' events leave before the process ends
     if role == "inline":
         factory = None
         if stub_judge_ms is not None:
             from judge_engine.online.inline import ConstantJudge
 
             factory = lambda: ConstantJudge(stub_judge_ms / 1000.0)  # noqa: E731
-        inline_agent.register(app, settings, factory)
+        inline_agent.register(app, settings, factory, recorder=recorder)
+        if settings.otel.ingest_spans:
+            span_agent.register(app, settings, recorder=recorder)
     else:
-        frontier_agent.register(app, settings)
+        frontier_agent.register(app, settings, recorder=recorder)
     return app
 
 

@@ -11,7 +11,9 @@ Contract:
   input the model refused, unknown model) are raised at once. The caller decides what a failure means (the
   inline agent dead-letters bad input and applies its routing policy to an unavailable judge).
 - Each result carries the model name and the version that answered (Triton's response), so every verdict names
-  the judge version that produced it, and the round-trip time of its request.
+  the judge version that produced it, and the round-trip time of its request; and the item's ``novelty`` where
+  the model declares a ``NOVELTY`` output (read once from the model's metadata) and the version has an index
+  (NaN from the server, None here otherwise).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from schemas.settings import TritonSettings
 
 INPUTS = ("KIND", "CRITERION", "QUESTION", "ANSWER_A", "ANSWER_B", "REFERENCE")
 OUTPUTS = ("LABEL", "SCORE", "CONFIDENCE", "PROBS", "SWAP_CONSISTENT")
+NOVELTY = "NOVELTY"  # requested only where the model's configuration declares it (repositories from issue 15 on)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class TritonJudge:
         self.max_batch_size = max_batch_size
         self.backoff = backoff
         self.client = grpcclient.InferenceServerClient(settings.url)
+        self._outputs: tuple[str, ...] | None = None
 
     async def __aenter__(self) -> "TritonJudge":
         return self
@@ -79,8 +83,16 @@ class TritonJudge:
     async def ready(self) -> bool:
         return await self.client.is_model_ready(self.settings.model_name, self.settings.model_version)
 
+    async def _requested_outputs(self) -> tuple[str, ...]:
+        if self._outputs is None:
+            meta = await self.client.get_model_metadata(self.settings.model_name, self.settings.model_version)
+            declared = {o.name for o in meta.outputs}
+            self._outputs = OUTPUTS + ((NOVELTY,) if NOVELTY in declared else ())
+        return self._outputs
+
     async def _infer(self, items: list[dict]) -> list[JudgeResult]:
         g = self._grpc
+        requested = await self._requested_outputs()
         inputs = []
         for name, values in _columns(items).items():
             tensor = g.InferInput(name, [len(items), 1], "BYTES")
@@ -91,7 +103,7 @@ class TritonJudge:
             self.settings.model_name,
             inputs,
             model_version=self.settings.model_version,
-            outputs=[g.InferRequestedOutput(n) for n in OUTPUTS],
+            outputs=[g.InferRequestedOutput(n) for n in requested],
             client_timeout=self.settings.timeout_s,
         )
         latency = (time.perf_counter() - started) * 1000.0
@@ -101,6 +113,7 @@ class TritonJudge:
         conf = result.as_numpy("CONFIDENCE").reshape(-1)
         probs = result.as_numpy("PROBS").reshape(len(items), -1)
         consistent = result.as_numpy("SWAP_CONSISTENT").reshape(-1)
+        novelty = result.as_numpy(NOVELTY).reshape(-1) if NOVELTY in requested else None
         return [
             JudgeResult(
                 label=labels[i].decode() if isinstance(labels[i], bytes) else str(labels[i]),
@@ -111,6 +124,7 @@ class TritonJudge:
                 model_name=response.model_name,
                 model_version=response.model_version,
                 latency_ms=latency,
+                novelty=None if novelty is None or np.isnan(novelty[i]) else float(novelty[i]),
             )
             for i in range(len(items))
         ]

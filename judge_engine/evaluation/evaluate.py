@@ -14,11 +14,18 @@ Contract:
   ``teacher[<frontier>]``). Also: ``by_kind`` (the same per kind, TPR/TNR for pointwise), ``teacher`` and
   ``teacher_accuracy_vs_human`` (the frontier alone), ``at_threshold`` (the cascade at ``--threshold``),
   ``ece_vs_teacher``, ``majority_baseline_vs_human``.
+- ``bias`` (pairwise items; null without any): for ``student``, ``teacher`` and ``human`` on the same items,
+  ``longer_wins`` (P(the longer answer wins | not a tie)), ``first_wins`` (P(A wins | not a tie); the student's
+  before order combination, which the served verdict hides: computed by the same version's code and weights in
+  process from the model repository, null when that is not readable here) and ``accuracy_where_shorter_won``
+  (accuracy vs human on the pairs the human gave to the shorter answer); each ``{rate, n}``
+  (``judge_engine.evaluation.bias``).
 - With ``policy``: the top-level ``policy`` object is the routing controller simulated over the items in file order
   (``policy_sim.simulate``: ``accuracy_vs_human``, ``frontier_fraction``, ``accepted_accuracy_vs_teacher``,
   ``accepted_accuracy_vs_human``, per segment and over time), starting from the served version's own validation
   evidence (its ``student.json``; none when that is not readable here: every segment then starts routed); the
-  segment of an item is (default, its source, kind, criterion), as ``Trace.from_gold`` streams it.
+  segment of an item is (default, its source, kind, criterion), as ``Trace.from_gold`` streams it; an item whose
+  served novelty is above the version's threshold routes as ``novel`` (``novel_fraction``).
 - Writes the JSON, ``<out stem>.cascade.png`` and ``<out stem>.reliability.png`` (and ``<out stem>.policy.png``
   with ``policy``); ``format_table`` renders the printed summary.
 """
@@ -33,7 +40,7 @@ from pathlib import Path
 
 from judge_engine.clients.triton_client import TritonJudge
 from judge_engine.dataset import fingerprint, load_gold
-from judge_engine.evaluation import metrics, plots, policy_sim
+from judge_engine.evaluation import bias, metrics, plots, policy_sim
 from judge_engine.model.verdict_math import LABELS
 from judge_engine.online.policy import Segment
 from judge_engine.training.export import trained_on
@@ -88,6 +95,37 @@ async def _judge_all(settings: Settings, items: list, batch_size: int, concurren
         chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
         parts = await asyncio.gather(*(one(c) for c in chunks))
     return [r for p in parts for r in p]
+
+
+def first_order_labels(version_dir: Path | None, items: list) -> list[str | None] | None:
+    """The served version's pairwise labels in the given answer order alone (before order combination), from its
+    code and weights in process; None when the version directory is not readable here."""
+    if version_dir is None or not (version_dir / "student.json").is_file():
+        return None
+    from judge_engine.dataset import item_dict
+    from judge_engine.model.student import Judge
+
+    judge = Judge(version_dir)
+    rows = [item_dict(it) for it in items]
+    labels: list[str | None] = []
+    for start in range(0, len(rows), 32):
+        labels += [v.get("first_order_label") for v in judge.judge(rows[start : start + 32], first_order=True)]
+    return labels
+
+
+def bias_report(items: list, pred: list, first_order: list | None, teacher: list, human: list) -> dict | None:
+    """``bias.meters`` for student, teacher and humans on the pairwise items; None without any."""
+    idx = [i for i, it in enumerate(items) if it.kind == "pairwise"]
+    if not idx:
+        return None
+    pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+    student = {"labels": pick(pred)}
+    report = bias.meters(pick(items), {"student": student, "teacher": {"labels": pick(teacher)}}, pick(human))
+    if first_order is None:
+        report["student"]["first_wins"] = {"rate": None, "n": 0}
+    else:
+        report["student"]["first_wins"] = bias.first_wins(pick(items), pick(first_order))
+    return report
 
 
 def evaluate(
@@ -152,6 +190,8 @@ def evaluate(
         "excluded_trained": excluded,
         "trained_items_checked": seen is not None,
     }
+    report["bias"] = bias_report(items, pred, first_order_labels(meta_file.parent if meta_file else None, items)
+                                 if "pairwise" in kinds else None, teacher, human)
     report["by_kind"] = {}
     for kind in kinds:
         idx = [i for i, it in enumerate(items) if it.kind == kind]
@@ -162,7 +202,7 @@ def evaluate(
     t = settings.routing.threshold if threshold is None else threshold
     report["at_threshold"] = dict(metrics.cascade_curve(pred, conf, teacher, human, [t])[0])
     if policy:
-        report["policy"] = _policy_block(settings, items, pred, conf, teacher, human, student_meta, update_every)
+        report["policy"] = _policy_block(settings, items, results, teacher, human, student_meta, update_every)
     report = _clean(report)
     if out is not None:
         out = Path(out)
@@ -183,15 +223,21 @@ def evaluate(
     return report
 
 
-def _policy_block(settings: Settings, items: list, pred, conf, teacher, human, student_meta: dict,
+def _policy_block(settings: Settings, items: list, results: list, teacher, human, student_meta: dict,
                   update_every: int) -> dict:
     """The streaming controller simulated over the items in file order (``policy_sim``), starting from the
-    version's validation evidence only."""
+    version's validation evidence only; an item is novel above the version's own novelty threshold."""
+    threshold = (student_meta.get("novelty") or {}).get("threshold")
     stream = [policy_sim.StreamItem(it.id, Segment("default", it.source[:128] or "gold", it.kind, it.criterion),
-                                    p, c, t, h) for it, p, c, t, h in zip(items, pred, conf, teacher, human)]
+                                    r.label, r.confidence, t, h,
+                                    novel=threshold is not None and r.novelty is not None and r.novelty > threshold)
+              for it, r, t, h in zip(items, results, teacher, human)]
     prior = policy_sim.validation_evidence(student_meta)
     cfg = policy_sim.SimConfig.from_settings(settings.routing, update_every=update_every)
-    return policy_sim.simulate(stream, prior, cfg)
+    report = policy_sim.simulate(stream, prior, cfg)
+    report["novelty_threshold"] = threshold
+    report["novel_fraction"] = sum(s.novel for s in stream) / len(stream)
+    return report
 
 
 def _pct(v) -> str:
@@ -219,6 +265,13 @@ def format_table(report: dict) -> str:
     ]
     for p in report["cascade"]:
         rows.append(f"           {p['threshold']:9.3g}  {_pct(p['frontier_fraction'])}  {_pct(p['accuracy_vs_human'])}")
+    if report.get("bias"):
+        b = report["bias"]
+        rows.append("  bias (pairwise)        student  teacher  human")
+        for key, title in (("longer_wins", "longer answer wins"), ("first_wins", "first position wins"),
+                           ("accuracy_where_shorter_won", "acc. where shorter won")):
+            rows.append(f"    {title:<21}{_pct(b['student'][key]['rate'])}  {_pct(b['teacher'][key]['rate'])}  "
+                        f"{_pct(b['human'][key]['rate'])}")
     a = report["at_threshold"]
     rows.append(f"  at threshold {a['threshold']:.2f}: {_pct(a['frontier_fraction'])} routed, "
                 f"accuracy {_pct(a['accuracy_vs_human'])}")

@@ -3,7 +3,8 @@
 Contract:
 - Self-contained (numpy only, no project import): it is copied into every Triton version beside ``student.py``.
 - ``item_vector(item, vectors)``: the L2-normalised sum of the item's question embedding and the mean of its answer
-  embeddings (``vectors``: text -> the judge's sentence embedding, as ``student.texts_of`` lists the texts).
+  embeddings (``vectors``: text -> the judge's sentence embedding, as ``student.texts_of`` lists the texts;
+  ``answer_key(item, answer)`` names an answer's text where it is not the answer itself: the cross-encoder's).
 - ``NoveltyIndex.build(train, calibration, k, percentile)``: the index holds the training items' vectors; an item's
   score is its mean cosine distance to its ``k`` nearest indexed items; the threshold is the ``percentile`` of the
   scores of ``calibration`` items (held-out items of the training distribution, not in the index: scoring indexed
@@ -16,25 +17,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 FILENAME = "novelty.npz"
 
 
-def item_vector(item: Mapping, vectors: Mapping[str, np.ndarray]) -> np.ndarray:
+def item_vector(item: Mapping, vectors: Mapping[str, np.ndarray],
+                answer_key: Callable[[Mapping, str], str] | None = None) -> np.ndarray:
     answers = [item["answer_a"], item["answer_b"]] if item["kind"] == "pairwise" else [item["answer"]]
+    if answer_key is not None:  # the cross-encoder's answers are keyed with their question (student.answer_key)
+        answers = [answer_key(item, a) for a in answers]
     v = np.asarray(vectors[item["question"]], dtype=np.float32) + np.mean(
         [np.asarray(vectors[a], dtype=np.float32) for a in answers], axis=0)
     norm = float(np.linalg.norm(v))
     return v / norm if norm > 0 else v
 
 
-def item_matrix(items: Sequence[Mapping], vectors: Mapping[str, np.ndarray]) -> np.ndarray:
+def item_matrix(items: Sequence[Mapping], vectors: Mapping[str, np.ndarray],
+                answer_key: Callable[[Mapping, str], str] | None = None) -> np.ndarray:
     if not items:
         return np.zeros((0, 0), dtype=np.float32)
-    return np.stack([item_vector(it, vectors) for it in items]).astype(np.float32)
+    return np.stack([item_vector(it, vectors, answer_key) for it in items]).astype(np.float32)
 
 
 @dataclass(frozen=True)

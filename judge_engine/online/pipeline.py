@@ -26,13 +26,14 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
+from typing import Awaitable, Callable, Mapping, Protocol, Sequence, TypeVar
 
 import tenacity
 
 from judge_engine.failures import JitteredWait, classify, describe
 from schemas.base import InvalidMessage, parse_json_bytes, utc_now
 from schemas.dead_letter import DeadLetter, Stage
+from schemas.trace import Trace
 from schemas.verdict import Disagreement, FrontierVerdict, Verdict
 
 log = logging.getLogger("judgeline.pipeline")
@@ -105,10 +106,11 @@ class Rows:
     frontier_verdicts: list[FrontierVerdict] = field(default_factory=list)
     disagreements: list[Disagreement] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    traces: list[Trace] = field(default_factory=list)  # routed traces, with their text (the annotation queue's)
 
     def tables(self) -> dict[str, list]:
         return {"verdicts": self.verdicts, "frontier_verdicts": self.frontier_verdicts,
-                "disagreements": self.disagreements, "dead_letters": self.dead_letters}
+                "disagreements": self.disagreements, "dead_letters": self.dead_letters, "traces": self.traces}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.tables().values())
@@ -141,21 +143,82 @@ async def hold(
     max_backoff_s: float = 10.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     logger: logging.Logger = log,
+    held: Callable[[float], None] | None = None,
 ) -> T:
     def holding(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception()
         logger.warning("%s failed (%s error, attempt %d): %s; holding the batch (nothing acknowledged), "
                        "retrying in %.1f s", what, classify(exc), state.attempt_number, describe(exc),
                        state.next_action.sleep)
+        if held is not None:
+            held(state.next_action.sleep)
 
     # every failure holds, permanent ones too (the log says which kind it was); cancellation is not an Exception
     retry = tenacity.AsyncRetrying(retry=tenacity.retry_if_exception_type(Exception), stop=tenacity.stop_never,
                                    wait=JitteredWait(initial_s=0.2, max_s=max_backoff_s), before_sleep=holding,
                                    sleep=sleep, reraise=True)
+
     async def attempt() -> T:  # fn may return any awaitable; tenacity awaits coroutine functions only
         return await fn()
 
     return await retry(attempt)
+
+
+class Recorder:
+    """Told what a stage did (see the module contract); every method does nothing here: a recorder overrides what
+    it watches."""
+
+    def batch(self, stage: str, consumed: int, rows: Rows) -> None:
+        return None
+
+    def tally(self, stage: str, counts: Mapping[str, int]) -> None:
+        return None
+
+    def call(self, stage: str, dependency: str, seconds: float) -> None:
+        return None
+
+    def held(self, stage: str, dependency: str, seconds: float) -> None:
+        return None
+
+    def frontier(self, verdicts: Sequence[FrontierVerdict]) -> None:
+        return None
+
+    def judged(self, stage: str, pairs: Sequence[tuple[Trace, Verdict | FrontierVerdict]]) -> None:
+        return None
+
+
+class Recorders(Recorder):
+    """Several recorders told the same things, in order."""
+
+    def __init__(self, *recorders: Recorder):
+        self.recorders = recorders
+
+    def batch(self, stage: str, consumed: int, rows: Rows) -> None:
+        for r in self.recorders:
+            r.batch(stage, consumed, rows)
+
+    def tally(self, stage: str, counts: Mapping[str, int]) -> None:
+        for r in self.recorders:
+            r.tally(stage, counts)
+
+    def call(self, stage: str, dependency: str, seconds: float) -> None:
+        for r in self.recorders:
+            r.call(stage, dependency, seconds)
+
+    def held(self, stage: str, dependency: str, seconds: float) -> None:
+        for r in self.recorders:
+            r.held(stage, dependency, seconds)
+
+    def frontier(self, verdicts: Sequence[FrontierVerdict]) -> None:
+        for r in self.recorders:
+            r.frontier(verdicts)
+
+    def judged(self, stage: str, pairs: Sequence[tuple[Trace, Verdict | FrontierVerdict]]) -> None:
+        for r in self.recorders:
+            r.judged(stage, pairs)
+
+
+NO_RECORDER: Recorder = Recorder()
 
 
 class BatchStage:
@@ -165,7 +228,8 @@ class BatchStage:
 
     name = "stage"
 
-    def __init__(self, settings, judge, store: Store, publish: "Publish", *, sleep=asyncio.sleep):
+    def __init__(self, settings, judge, store: Store, publish: "Publish", *, sleep=asyncio.sleep,
+                 recorder: Recorder = NO_RECORDER):
         import time
         from collections import Counter
 
@@ -174,21 +238,26 @@ class BatchStage:
         self.store = store
         self.publish = publish
         self.sleep = sleep
+        self.recorder = recorder
         self.stats: Counter = Counter()
         self._clock = time.monotonic
         self._last_log = self._clock()
 
-    def _hold(self, fn, what: str):
-        return hold(fn, what=what, max_backoff_s=self.settings.stream.hold_max_backoff_s, sleep=self.sleep,
-                    logger=log)
+    async def _hold(self, fn, what: str, dependency: str = "judge"):
+        started = self._clock()
+        result = await hold(fn, what=what, max_backoff_s=self.settings.stream.hold_max_backoff_s, sleep=self.sleep,
+                            logger=log, held=lambda s: self.recorder.held(self.name, dependency, s))
+        self.recorder.call(self.name, dependency, self._clock() - started)
+        return result
 
-    async def _store_then_publish(self, rows: Rows, outbox: Outbox) -> None:
+    async def _store_then_publish(self, rows: Rows, outbox: Outbox, consumed: int = 0) -> None:
         if len(rows):
             with self._timed("store_s"):
-                await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows")
+                await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows", "store")
+        self.recorder.batch(self.name, consumed, rows)
         if len(outbox):
             with self._timed("publish_s"):
-                await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages")
+                await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages", "broker")
 
     @contextlib.contextmanager
     def _timed(self, name: str):
@@ -201,6 +270,7 @@ class BatchStage:
 
     def _tally(self, counts: dict[str, float]) -> None:
         self.stats.update(counts)
+        self.recorder.tally(self.name, counts)
         if self._clock() - self._last_log >= 10:
             self.log_stats()
 

@@ -9,7 +9,8 @@ Contract:
 - One SQLite file (default ``~/.cache/judgeline/embeddings.sqlite``, shared by checkouts on a machine); safe for
   concurrent readers and writers (SQLite locking); a corrupt or unreadable cache is an error naming the file.
 - ``vectors(texts, encoder, progress)`` returns ``{text: vector}`` for every distinct text, encoding only the
-  missing ones (length-sorted, with a progress callback per encoded text) and storing them.
+  missing ones (length-sorted, with a progress callback per encoded text, once for all the cached ones first) and
+  storing them.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class EmbeddingCache:
         distinct text, how many were newly encoded)."""
         unique = list(dict.fromkeys(texts))
         have = self.get_many(unique)
+        if progress and have:
+            progress(len(have))  # the cached ones count as done, so a bar over every distinct text ends at 100 %
         missing = sorted((t for t in unique if t not in have), key=len)  # similar lengths batch together
         for start in range(0, len(missing), 512):  # store as we go: an interrupted run keeps its work
             chunk = missing[start : start + 512]

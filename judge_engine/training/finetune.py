@@ -48,7 +48,6 @@ from judge_engine.model.student import (
     texts_of,
     top_layers_state,
 )
-from judge_engine.model.verdict_math import LABELS
 from judge_engine.training.embedding_cache import DEFAULT_PATH, EmbeddingCache
 
 KINDS = ("pairwise", "pointwise")
@@ -83,8 +82,8 @@ def _loss(heads: StudentHeads, examples: list[Example], v) -> torch.Tensor:
         if not chosen:
             continue
         items = [e.item for e in chosen]
-        x = pair_inputs(items, v) if kind == "pairwise" else point_inputs(items, v)
-        y = torch.tensor([LABELS[kind].index(e.label) for e in chosen])
+        x = pair_inputs(items, v, cross=heads.cross) if kind == "pairwise" else point_inputs(items, v, heads.cross)
+        y = torch.tensor([e.target for e in chosen], dtype=torch.float32)  # soft or one-hot
         total = total + nn.functional.cross_entropy(heads.head(kind)(x), y) * len(chosen) / len(examples)
     return total
 
@@ -133,7 +132,7 @@ def finetune(encoder: Encoder, heads: StudentHeads, texts: list[str], train: lis
         {"params": layers.parameters(), "lr": cfg.lr},
         {"params": heads.parameters(), "lr": cfg.head_lr},
     ], weight_decay=cfg.weight_decay)
-    val_texts = [t for e in val for t in texts_of(e.item)]
+    val_texts = [t for e in val for t in texts_of(e.item, heads.cross)]
 
     def val_loss() -> float:
         layers.eval()
@@ -154,7 +153,7 @@ def finetune(encoder: Encoder, heads: StudentHeads, texts: list[str], train: lis
         running = []
         for batch in tqdm(batches, desc=f"fine-tuning epoch {epoch}/{cfg.epochs}", unit="batch",
                           disable=not cfg.progress, file=sys.stderr, leave=False):
-            batch_texts = list(dict.fromkeys(t for e in batch for t in texts_of(e.item)))
+            batch_texts = list(dict.fromkeys(t for e in batch for t in texts_of(e.item, heads.cross)))
             v = dict(zip(batch_texts, encoder.top([states[t] for t in batch_texts], layers)))
             opt.zero_grad()
             loss = _loss(heads, batch, v)

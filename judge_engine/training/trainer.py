@@ -1,11 +1,15 @@
 """`judgeline train`: distil the student judge from recorded teacher verdicts, calibrate it, measure it held out.
 
 Contract:
-- Input: gold-format files; the label is the chosen teacher's verdict (``judge_engine.dataset``), split by
+- Input: gold-format files (``.jsonl`` or streamed ``.jsonl.gz``, optionally a seeded random sample of each:
+  ``sample_per_file``); the label is the verdict of the first of the chosen teachers that gave one
+  (``judge_engine.dataset``), a soft target where the file records the teacher's probability
+  (``meta.teacher_prob_b``; the heads train on soft cross-entropy); with ``length_balance`` the pairwise
+  examples are length-balanced (as many longer-won as shorter-won pairs) before the split; split by
   question into train / validation / test. Training uses only the train split (augmented: both answer orders,
   reference drop); the validation split chooses the epoch (early stopping on its loss) and fits the temperature;
   the test split is measured once, at the end, and never influences anything.
-- Student (``judge_engine.model.student``): the heads first train on frozen all-MiniLM-L6-v2 sentence embeddings, which
+- Student (``judge_engine.model.student``, ``arch`` bi or cross): the heads first train on frozen all-MiniLM-L6-v2 sentence embeddings, which
   are cached (``embedding_cache``), so that stage takes seconds once the texts are encoded; encoding is the cost
   (minutes for the shared sets on 2 cores, a progress bar shows it). With ``finetune_layers`` > 0
   (``judge_engine.training.finetune``) the encoder's top layers and the heads then train together, the best point on
@@ -35,11 +39,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from judge_engine.dataset import Example, augment, label_examples, load_gold, split
+from judge_engine.dataset import (
+    Example,
+    augment,
+    label_examples,
+    length_balance,
+    load_gold,
+    split,
+    teachers_of,
+)
 from judge_engine.evaluation import metrics, plots
 from judge_engine.model.student import (
+    ARCHS,
     Encoder,
     StudentHeads,
+    answer_key,
     encoder_version,
     pair_features,
     point_features,
@@ -59,7 +73,8 @@ MIN_STEPS = 10
 class TrainConfig:
     gold: tuple[Path, ...]
     out: Path
-    teacher: str = "gpt-4"
+    teacher: str | tuple[str, ...] = "gpt-4"  # several: in order of preference
+    arch: str = "bi"  # "cross": answers encoded jointly with the question
     fallback_human: bool = False
     val_fraction: float = 0.15
     test_fraction: float = 0.25
@@ -78,6 +93,8 @@ class TrainConfig:
     finetune_epochs: int = 2
     finetune_lr: float = 3e-5
     limit_per_file: int | None = None
+    sample_per_file: int | None = None
+    length_balance: bool = False
     skip_invalid: bool = False
     cache: Path = DEFAULT_PATH
     novelty_k: int = 10
@@ -95,20 +112,28 @@ class TrainResult:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def _bar(total: int, desc: str, enabled: bool):
+def _bar(total: int | None, desc: str, enabled: bool, unit: str = "text"):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="text", disable=not enabled, file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, leave=False)
 
 
-def _features(kind: str, examples: list[Example], v) -> tuple[np.ndarray, np.ndarray]:
+def targets(examples: list[Example]) -> np.ndarray:
+    """[n, classes] float32 target distributions (soft where the teacher gave one, else one-hot)."""
+    return np.array([e.target for e in examples], dtype=np.float32)
+
+
+def _features(kind: str, examples: list[Example], v, cross: bool) -> tuple[np.ndarray, np.ndarray]:
     items = [e.item for e in examples]
-    x = pair_features(items, v) if kind == "pairwise" else point_features(items, v)
-    y = np.array([LABELS[kind].index(e.label) for e in examples], dtype=np.int64)
-    return x, y
+    x = pair_features(items, v, cross=cross) if kind == "pairwise" else point_features(items, v, cross)
+    return x, targets(examples)
 
 
 def _fit_head(head: nn.Module, train: tuple, val: tuple, cfg: TrainConfig, desc: str) -> dict:
@@ -154,7 +179,7 @@ def _calibration_logits(heads: StudentHeads, kind: str, examples: list[Example],
     items = [e.item for e in examples]
     if kind == "pairwise":
         return heads.pairwise_logits(items, v)[0]
-    return heads.logits(kind, point_features(items, v))
+    return heads.logits(kind, point_features(items, v, heads.cross))
 
 
 def _validation_evidence(heads: StudentHeads, kind: str, examples: list[Example], v, source_of: dict) -> list[dict]:
@@ -196,9 +221,13 @@ def _measure(heads: StudentHeads, kind: str, examples: list[Example], v) -> dict
 
 
 def train(cfg: TrainConfig, log=print) -> TrainResult:
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"--arch must be one of {', '.join(ARCHS)} (got {cfg.arch!r})")
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    loaded = load_gold(cfg.gold, skip_invalid=cfg.skip_invalid)
+    with _bar(None, "reading gold files", cfg.progress, unit="line") as bar:
+        loaded = load_gold(cfg.gold, skip_invalid=cfg.skip_invalid, sample_per_file=cfg.sample_per_file,
+                           seed=cfg.seed, progress=bar.update)
     items = loaded.items
     if cfg.limit_per_file:
         by_source: dict[str, int] = {}
@@ -208,8 +237,9 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             if by_source[it.source] <= cfg.limit_per_file:
                 kept.append(it)
         items = kept
-    label_name = cfg.teacher if cfg.teacher == "human" else f"teacher:{cfg.teacher}"
-    examples, report = label_examples(items, cfg.teacher, cfg.fallback_human)
+    teachers = teachers_of(cfg.teacher)
+    label_name = "human" if teachers == ("human",) else " / ".join(f"teacher:{t}" for t in teachers)
+    examples, report = label_examples(items, teachers, cfg.fallback_human)
     for reason, n in report.skipped.items():
         log(f"  left out {n} item(s): {reason}")
     if not examples:
@@ -217,6 +247,10 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             f"no item in {', '.join(map(str, cfg.gold))} has a {label_name} label; choose another --teacher "
             "or pass --fallback-human"
         )
+    balance = None
+    if cfg.length_balance:
+        examples, balance = length_balance(examples, cfg.seed)
+        log(f"  length balance: {json.dumps(balance)}")
     parts = split(examples, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     train_aug = augment(parts["train"], swap=cfg.swap, reference_drop=cfg.reference_drop)
     val_aug = augment(parts["val"], swap=cfg.swap, reference_drop=cfg.reference_drop)
@@ -225,18 +259,18 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         for name, rows in (("train", parts["train"]), ("train_augmented", train_aug), ("val", parts["val"]),
                            ("test", parts["test"]))
     }
-    log(f"  examples: {json.dumps(counts)}; labels from {dict(report.used)}")
+    log(f"  examples: {json.dumps(counts)}; labels from {dict(report.used)} ({report.soft} soft targets)")
 
     encoder = Encoder(max_length=cfg.max_length)
     cache = EmbeddingCache(cfg.cache, namespace=f"{encoder_version()}|{cfg.max_length}")
-    texts = [t for e in examples for t in texts_of(e.item)]
+    texts = [t for e in examples for t in texts_of(e.item, cfg.arch == "cross")]
     with _bar(len(set(texts)), "encoding texts (cached after the first run)", cfg.progress) as bar:
         vectors, encoded = cache.vectors(texts, encoder.encode, progress=bar.update)
     cache.close()
     timings["encode_s"] = round(time.perf_counter() - started, 1)
     log(f"  {len(vectors)} distinct texts, {encoded} newly encoded, in {timings['encode_s']} s")
 
-    heads = StudentHeads(hidden=cfg.hidden, dropout=cfg.dropout)
+    heads = StudentHeads(hidden=cfg.hidden, dropout=cfg.dropout, arch=cfg.arch)
     trained: dict[str, dict] = {}
     test: dict[str, dict] = {}
     t0 = time.perf_counter()
@@ -247,8 +281,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             continue
         if not val_k:
             raise ValueError(f"no {kind} item fell in the validation split; use more data or a larger --val")
-        trained[kind] = _fit_head(heads.head(kind), _features(kind, train_k, vectors),
-                                  _features(kind, val_k, vectors), cfg, f"training the {kind} head")
+        trained[kind] = _fit_head(heads.head(kind), _features(kind, train_k, vectors, heads.cross),
+                                  _features(kind, val_k, vectors, heads.cross), cfg, f"training the {kind} head")
     timings["heads_s"] = round(time.perf_counter() - t0, 1)
 
     encoder_top = None
@@ -267,22 +301,27 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     for kind, fit in trained.items():
         val_plain = [e for e in parts["val"] if e.item["kind"] == kind]
         logits = _calibration_logits(heads, kind, val_plain, vectors)
-        targets = np.array([LABELS[kind].index(e.label) for e in val_plain])
-        heads.temperature[kind] = calibration.fit_temperature(logits, targets)
-        fit["val_nll_before"] = calibration.nll(logits, targets, 1.0)
-        fit["val_nll_after"] = calibration.nll(logits, targets, heads.temperature[kind])
+        hard = np.array([LABELS[kind].index(e.label) for e in val_plain])
+        heads.temperature[kind] = calibration.fit_temperature(logits, hard)
+        fit["val_nll_before"] = calibration.nll(logits, hard, 1.0)
+        fit["val_nll_after"] = calibration.nll(logits, hard, heads.temperature[kind])
         validation.extend(_validation_evidence(heads, kind, val_plain, vectors, source_of))
         test_k = [e for e in parts["test"] if e.item["kind"] == kind]
         if test_k:
             test[kind] = _measure(heads, kind, test_k, vectors)
-    novelty = NoveltyIndex.build(item_matrix([e.item for e in parts["train"]], vectors),
-                                 item_matrix([e.item for e in parts["val"]], vectors), cfg.novelty_k,
+    keyed = (lambda item, answer: answer_key(item, answer, True)) if heads.cross else None
+    novelty = NoveltyIndex.build(item_matrix([e.item for e in parts["train"]], vectors, keyed),
+                                 item_matrix([e.item for e in parts["val"]], vectors, keyed), cfg.novelty_k,
                                  cfg.novelty_percentile)
     timings["total_s"] = round(time.perf_counter() - started, 1)
 
     provenance = {
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "teacher": cfg.teacher,
+        "teacher": teachers[0],
+        "teachers": list(teachers),
+        "soft_targets": report.soft,
+        "length_balance": balance,
+        "sample_per_file": cfg.sample_per_file,
         "fallback_human": cfg.fallback_human,
         "label_sources": dict(report.used),
         "data": [{"path": str(Path(p).resolve()), "sha256": _sha256(Path(p))} for p in cfg.gold],

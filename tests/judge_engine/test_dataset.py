@@ -74,3 +74,63 @@ def test_fingerprint_ignores_answer_order_and_id():
     b = {**a, "id": "other", "answer_a": a["answer_b"], "answer_b": a["answer_a"]}
     assert dataset.fingerprint(a) == dataset.fingerprint(b)
     assert dataset.fingerprint(a) != dataset.fingerprint({**a, "question": "another?"})
+
+
+def _write_gz(path, rows):
+    import gzip
+
+    with gzip.open(path, "wt") as f:
+        f.write("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_gzipped_files_stream_and_sample_per_file_is_seeded(tmp_path):
+    rows = [_item(i, question=f"q{i}") for i in range(200)]
+    gz = _write_gz(tmp_path / "g.jsonl.gz", rows)
+    seen = []
+    assert [it.id for it in dataset.load_gold([gz], progress=seen.append).items] == [r["id"] for r in rows]
+    assert sum(seen) == 200
+    a = dataset.load_gold([gz], sample_per_file=30, seed=1).items
+    assert len(a) == 30 and len({it.id for it in a}) == 30
+    assert [it.id for it in a] == [it.id for it in dataset.load_gold([gz], sample_per_file=30, seed=1).items]
+    assert {it.id for it in a} != {it.id for it in dataset.load_gold([gz], sample_per_file=30, seed=2).items}
+    assert {it.id for it in a} != {r["id"] for r in rows[:30]}  # a random sample, not the head of the file
+    (tmp_path / "cut.jsonl.gz").write_bytes(gz.read_bytes()[:200])
+    with pytest.raises(ValueError, match="cut.jsonl.gz cannot be read"):
+        dataset.load_gold([tmp_path / "cut.jsonl.gz"])
+
+
+def test_several_teachers_in_order_of_preference_and_soft_targets(tmp_path):
+    rows = [
+        {**_item(1), "teacher": {"gpt-4": "A", "gpt-4-turbo": "B"}},
+        {**_item(2), "teacher": {"gpt-4-turbo": "B"}, "meta": {"teacher_prob_b": 0.8}},
+        {**_item(3), "teacher": {"gpt-4-turbo": "tie"}, "meta": {"teacher_prob_b": 0.5}},
+        {**_item(4), "teacher": {"other": "A"}},
+    ]
+    items = dataset.load_gold([_write(tmp_path / "g.jsonl", rows)]).items
+    examples, report = dataset.label_examples(items, ["gpt-4", "gpt-4-turbo"])
+    assert [(e.source_id, e.label, e.label_source) for e in examples] == [
+        ("x1", "A", "teacher:gpt-4"), ("x2", "B", "teacher:gpt-4-turbo"), ("x3", "tie", "teacher:gpt-4-turbo")]
+    assert "no gpt-4 / gpt-4-turbo verdict" in next(iter(report.skipped))
+    assert report.soft == 1
+    assert [e.target for e in examples] == [(1.0, 0.0, 0.0), (pytest.approx(0.2), 0.8, 0.0), (0.0, 0.0, 1.0)]
+    flipped = dataset.swapped(examples[1])
+    assert flipped.label == "A" and flipped.target == (0.8, pytest.approx(0.2), 0.0)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        dataset.label_examples(items, ["human", "gpt-4"])
+
+
+def test_length_balance_keeps_as_many_longer_wins_as_shorter_wins(tmp_path):
+    def pair(i, winner, a_words, b_words):
+        return {**_item(i, teacher=winner, question=f"q{i}"), "answer_a": "w " * a_words, "answer_b": "w " * b_words}
+
+    rows = [pair(i, "A", 9, 2) for i in range(30)]  # longer won
+    rows += [pair(100 + i, "B", 9, 2) for i in range(5)]  # shorter won
+    rows += [pair(200, "tie", 9, 2), pair(201, "A", 3, 3)]  # a tie, equal lengths
+    items = dataset.load_gold([_write(tmp_path / "g.jsonl", rows)]).items
+    examples, _ = dataset.label_examples(items, "gpt-4")
+    kept, counts = dataset.length_balance(examples, seed=3)
+    assert counts == {"shorter_won": 5, "longer_won": 30, "longer_won_kept": 5, "other": 2, "kept": 12}
+    assert sum(e.label == "A" and e.item["answer_a"].count("w") == 9 for e in kept) == 5
+    assert {"x200", "x201"} <= {e.source_id for e in kept}
+    assert kept == dataset.length_balance(examples, seed=3)[0]

@@ -69,3 +69,68 @@ def test_untrained_kind_and_missing_teacher_are_clear_errors(tmp_path, sample_go
     with pytest.raises(ValueError, match="--fallback-human"):
         train(TrainConfig(gold=(sample_gold,), out=tmp_path / "m", teacher="claude", progress=False),
               log=lambda *_: None)
+
+
+def test_gzipped_teacher_set_several_teachers_soft_targets_and_a_second_run_from_the_cache(tmp_path, sample_gold):
+    import gzip
+
+    from judge_engine.training.trainer import TrainConfig, train
+
+    rows = [json.loads(line) for line in sample_gold.read_text().splitlines() if '"pairwise"' in line]
+    for i, row in enumerate(rows):  # half labelled by a second teacher, with a soft preference as AlpacaEval's
+        if i % 2:
+            label = row["teacher"].pop("gpt-4")
+            row["teacher"]["gpt-4-turbo"] = label
+            row["meta"] = {"teacher_prob_b": {"A": 0.1, "B": 0.9, "tie": 0.5}[label]}
+    gz = tmp_path / "teacher.jsonl.gz"
+    with gzip.open(gz, "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    logs: list[str] = []
+    cfg = TrainConfig(gold=(gz,), out=tmp_path / "m", teacher=("gpt-4", "gpt-4-turbo"), progress=False, epochs=30,
+                      val_fraction=0.2, cache=tmp_path / "cache.sqlite")
+    first = train(cfg, log=logs.append)
+    meta = json.loads((first.model_dir / "student.json").read_text())
+    assert meta["teachers"] == ["gpt-4", "gpt-4-turbo"] and meta["soft_targets"] > 0
+    assert set(meta["label_sources"]) == {"teacher:gpt-4", "teacher:gpt-4-turbo"}
+    assert first.test["pairwise"]["accuracy_vs_human"] > 0.8
+    assert not any(" 0 newly encoded" in line for line in logs)
+    logs.clear()
+    second = train(cfg.__class__(**{**cfg.__dict__, "out": tmp_path / "m2"}), log=logs.append)
+    assert any(" 0 newly encoded" in line for line in logs), logs
+    assert second.test["pairwise"]["accuracy_vs_human"] == first.test["pairwise"]["accuracy_vs_human"]
+
+
+def test_cross_encoder_reads_each_answer_with_its_question_fine_tunes_and_serves_order_invariant(tmp_path,
+                                                                                                  sample_gold):
+    import numpy as np
+
+    from judge_engine.model.student import Encoder, joint, texts_of
+    from judge_engine.training.trainer import TrainConfig, train
+
+    rows = [r for r in map(json.loads, sample_gold.read_text().splitlines()) if r["kind"] == "pairwise"][:120]
+    gold = tmp_path / "pairs.jsonl"
+    gold.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    item = {**rows[0], "reference": None}
+    assert joint(item["question"], item["answer_a"]) in texts_of(item, cross=True)
+    assert item["answer_a"] not in texts_of(item, cross=True)
+    encoder = Encoder(max_length=64)
+    alone, together, other = encoder.encode([item["answer_a"], joint(item["question"], item["answer_a"]),
+                                             joint("Something else entirely?", item["answer_a"])])
+    assert not np.allclose(alone, together) and not np.allclose(together, other)  # the question is read too
+
+    result = train(TrainConfig(gold=(gold,), out=tmp_path / "m", arch="cross", progress=False, epochs=30,
+                               val_fraction=0.2, max_length=64, finetune_layers=1, finetune_epochs=1,
+                               cache=tmp_path / "cache.sqlite"), log=lambda *_: None)
+    meta = json.loads((result.model_dir / "student.json").read_text())
+    assert meta["heads"]["arch"] == "cross" and meta["architecture"].startswith("minilm-cross")
+    assert result.test["pairwise"]["accuracy_vs_human"] > 0.8
+    judge = Judge(result.model_dir)
+    pairs = [{k: r[k] for k in ("kind", "criterion", "question", "answer_a", "answer_b", "reference")}
+             for r in rows[:6]]
+    out = judge.judge(pairs)
+    back = judge.judge([dict(p, answer_a=p["answer_b"], answer_b=p["answer_a"]) for p in pairs])
+    for a, b in zip(out, back):
+        assert b["label"] == {"A": "B", "B": "A", "tie": "tie"}[a["label"]]
+        assert a["probs"][0] == pytest.approx(b["probs"][1], abs=1e-5)
+    with pytest.raises(ValueError, match="--arch must be one of"):
+        train(TrainConfig(gold=(gold,), out=tmp_path / "x", arch="triple", progress=False), log=lambda *_: None)
