@@ -297,11 +297,13 @@ class BatchStage:
         letters: list[DeadLetter] = []
         if len(rows):
             with self._timed("store_s"):
-                letters = await self._hold(lambda: write_isolating(self.store, rows, origin), f"storing {len(rows)} rows",
-                                           "store")
+                letters = await self._hold(lambda: write_isolating(self.store, rows, origin),
+                                           f"storing {len(rows)} rows", "store")
             for letter in letters:
                 outbox.add(self.settings.kafka.topics.dead_letters, letter.key, letter.to_bytes())
         self.recorder.batch(self.name, consumed, rows)
+        if letters:  # rows the store refused for good: counted as the dead letters they became
+            self.recorder.batch(self.name, 0, Rows(dead_letters=letters))
         if len(outbox):
             with self._timed("publish_s"):
                 await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages", "broker")
