@@ -12,7 +12,10 @@ Contract:
   ``routing.calibration_sample_rate`` stands in.
 - ``update(settings, client=..., publish=..., now=...)``:
   1. reads the newest stored policy of ``routing.policy_scope`` (none: the cold start, version 0) and the evidence
-     of the last ``routing.evidence_window_h`` hours;
+     of the last ``routing.evidence_window_h`` hours, to which it adds the judge version's own validation evidence
+     (``policy.validation_evidence`` of the version's ``student.json`` in the model repository, when this process
+     can read it: where a new deployment starts, as ``judgeline eval --policy`` simulates; never borrowed by an app
+     the version was not trained on);
   2. runs a ``DriftDetector`` (``routing.drift_odds_ratio``, ``routing.drift_h``) under that policy over the
      evidence whose frontier verdict (or verdict, for gold) arrived after the policy was made, in arrival order;
   3. fits the next policy (``fit_policy``: ``routing.accepted_error_rate``, ``min_evidence``, ``confidence_level``,
@@ -22,7 +25,8 @@ Contract:
      window's verdicts);
   4. when the rules differ from the previous policy's (or there is none, or ``force``), stores every
      ``DriftAlarm`` row and (``store_and_publish``) the ``schemas.routing.PolicyRecord`` (the policy JSON and each
-     rule's evidence), then publishes the policy on ``kafka.topics.routing_policies`` keyed by the scope, and returns only when the broker
+     rule's evidence), then publishes the policy on ``kafka.topics.routing_policies`` keyed by the scope, and
+     returns only when the broker
      acknowledged it (stored first: a verdict never carries a version that has no row). Each alarm is also logged
      as a warning naming the segment, the statistic and the action.
   It returns an ``UpdateResult`` (the policy, whether it was published, the alarms, the evidence count, the extra
@@ -52,6 +56,7 @@ from judge_engine.online.policy import (
     evidence_weight,
     fit_policy,
     tighten,
+    validation_evidence,
 )
 from schemas.analytics_sql import LATEST_POLICY, ROUTING_EVIDENCE, ROUTING_JUDGE_VERSION, ROUTING_TRAFFIC, render
 from schemas.routing import DriftAlarm, PolicyRecord
@@ -185,9 +190,11 @@ def update(settings: Settings, *, client=None, publish: Callable[[Settings, Rout
     since = now - timedelta(hours=r.evidence_window_h)
     version = judge_version(client, settings, since) or ""
     observed = read_evidence(client, settings, since, version) if version else []
+    prior = version_prior(settings, version) if version else []
     alarms = detect_drift(previous, observed, settings) if previous is not None else []
     max_rate = max(r.max_sample_rate, r.calibration_sample_rate)
-    policy = fit_policy((o.evidence for o in observed), previous=previous, accepted_error_rate=r.accepted_error_rate,
+    policy = fit_policy([*prior, *(o.evidence for o in observed)], previous=previous,
+                        accepted_error_rate=r.accepted_error_rate,
                         min_evidence=r.min_evidence, confidence_level=r.confidence_level,
                         base_sample_rate=r.calibration_sample_rate, max_sample_rate=max_rate,
                         version=(previous.version if previous else 0) + 1, now=now)
@@ -214,6 +221,21 @@ def update(settings: Settings, *, client=None, publish: Callable[[Settings, Rout
              policy.version, settings.kafka.topics.routing_policies, len(policy.rules), len(observed),
              version or "none")
     return result
+
+
+def version_prior(settings: Settings, version: str) -> list[Evidence]:
+    """The served judge version's validation evidence from its ``student.json`` (empty, with a log line, when the
+    model repository is not readable from here: the policy then rests on live evidence alone)."""
+    from stack.triton import model_repository
+
+    path = model_repository(settings) / settings.triton.model_name / str(version) / "student.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        log.info("no validation evidence for judge version %s (%s): the policy rests on live evidence only",
+                 version, e)
+        return []
+    return validation_evidence(meta)
 
 
 def store_and_publish(settings: Settings, client, policy: RoutingPolicy, *, reason: str = "manual",

@@ -42,7 +42,7 @@ from judge_engine.clients.triton_client import TritonJudge
 from judge_engine.dataset import fingerprint, load_gold
 from judge_engine.evaluation import bias, metrics, plots, policy_sim
 from judge_engine.model.verdict_math import LABELS
-from judge_engine.online.policy import Segment
+from judge_engine.online.policy import Segment, validation_evidence
 from judge_engine.training.export import trained_on
 from schemas.settings import Settings
 
@@ -233,7 +233,7 @@ def _policy_block(settings: Settings, items: list, results: list, teacher, human
                                     r.label, r.confidence, t, h,
                                     novel=r.novelty is not None and r.novelty > 1.0)
               for it, r, t, h in zip(items, results, teacher, human)]
-    prior = policy_sim.validation_evidence(student_meta)
+    prior = validation_evidence(student_meta)
     cfg = policy_sim.SimConfig.from_settings(settings.routing, update_every=update_every)
     report = policy_sim.simulate(stream, prior, cfg)
     report["novelty_threshold"] = threshold

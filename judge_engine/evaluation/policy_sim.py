@@ -74,19 +74,6 @@ class StreamItem:
     novel: bool = False
 
 
-def validation_evidence(student_meta: dict, *, tenant: str = "default", at: datetime = START) -> list[Evidence]:
-    """The judge version's validation verdicts (``student.json`` ``validation_evidence``) as policy evidence:
-    a teacher-labelled row is a frontier verdict, a human-labelled one a gold label; every row weighs 1."""
-    rows = student_meta.get("validation_evidence") or []
-    out = []
-    for r in rows:
-        human = r.get("reference_source") == "human"
-        out.append(Evidence(Segment(tenant, r["app"], r["kind"], r["criterion"]), float(r["confidence"]), r["label"],
-                            None if human else r["reference"], r["reference"] if human else None, 1.0,
-                            at - timedelta(seconds=1)))
-    return out
-
-
 def _rate(hits: int, n: int) -> float | None:
     return hits / n if n else None
 

@@ -37,6 +37,11 @@ Contract:
   ``bucket_min_n`` items, else the confidence itself). Crossing ``h`` (default 8: measured, a drop to 40 % agreement
   among confident verdicts alarms within 20 traces, median 13) returns an ``Alarm`` and resets that
   segment's sum; segments that route everything are not tested (nothing is accepted there).
+- ``validation_evidence(student_meta)`` is a judge version's own validation verdicts (``student.json``
+  ``validation_evidence``, written by ``judgeline train``) as ``Evidence``: a teacher-labelled row counts as a
+  frontier verdict, a human-labelled one as a gold label, each weighing 1, observed at ``VALIDATION_TIME`` (before
+  any live evidence). It is where a new deployment's policy starts, live (``operations.route_policy``) and in the
+  simulation (``judge_engine.evaluation.policy_sim``) alike; it covers the apps the version was trained on only.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from scipy.stats import beta
@@ -543,3 +548,20 @@ def _time(raw: Any, where: str) -> datetime:
     if t.tzinfo is None:
         raise ValueError(f"{where} must carry a UTC offset, got {raw!r}")
     return t
+
+
+VALIDATION_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def validation_evidence(student_meta: dict, *, tenant: str = "default",
+                        at: datetime = VALIDATION_TIME) -> list[Evidence]:
+    """The judge version's validation verdicts (``student.json`` ``validation_evidence``) as policy evidence:
+    a teacher-labelled row is a frontier verdict, a human-labelled one a gold label; every row weighs 1."""
+    rows = student_meta.get("validation_evidence") or []
+    out = []
+    for r in rows:
+        human = r.get("reference_source") == "human"
+        out.append(Evidence(Segment(tenant, r["app"], r["kind"], r["criterion"]), float(r["confidence"]), r["label"],
+                            None if human else r["reference"], r["reference"] if human else None, 1.0,
+                            at - timedelta(seconds=1)))
+    return out

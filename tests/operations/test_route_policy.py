@@ -84,3 +84,30 @@ def test_update_fits_stores_publishes_and_tightens_a_drifting_segment_at_once(st
     reasons = client.query(f"SELECT version, reason FROM {settings.clickhouse.database}.routing_policies FINAL "
                            "ORDER BY version").result_rows
     assert reasons == [(1, "scheduled"), (2, "drift")]
+
+
+def test_update_starts_from_the_served_versions_validation_evidence_for_its_own_apps_only(store, tmp_path):
+    client, base = store
+    repository = tmp_path / "models"
+    settings = base.model_copy(update={
+        "routing": base.routing.model_copy(update={"min_evidence": 50, "accepted_error_rate": 0.1}),
+        "stack": base.stack.model_copy(update={"model_repository": repository})})
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)
+    ClickHouseStore(settings, client=client).insert_sync("verdicts", [verdict(0, 0.9, None, 0.05, t0)])
+    published: list[RoutingPolicy] = []
+
+    without = update(settings, client=client, publish=lambda _s, p: published.append(p), now=t0 + timedelta(minutes=1))
+    assert without.policy.rule_for(SEGMENT).routes_everything  # one live verdict: not enough for any threshold
+
+    version_dir = repository / settings.triton.model_name / "7"
+    version_dir.mkdir(parents=True)
+    rows = ([{"app": "support", "kind": "pointwise", "criterion": "overall", "label": "pass", "confidence": 0.95,
+              "reference": "pass", "reference_source": "teacher:gpt-4"}] * 150
+            + [{"app": "support", "kind": "pointwise", "criterion": "overall", "label": "pass", "confidence": 0.3,
+                "reference": "fail" if i % 2 else "pass", "reference_source": "teacher:gpt-4"} for i in range(60)])
+    (version_dir / "student.json").write_text(json.dumps({"validation_evidence": rows}))
+    started = update(settings, client=client, publish=lambda _s, p: published.append(p),
+                     now=t0 + timedelta(minutes=2))
+    rule = started.policy.rule_for(SEGMENT)
+    assert started.published and not rule.route_all and 0.3 < rule.threshold <= 0.95
+    assert started.policy.rule_for(Segment("default", "other-app", "pointwise", "overall")).routes_everything

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from judge_engine.evaluation.policy_sim import SimConfig, StreamItem, simulate, validation_evidence
-from judge_engine.online.policy import RoutingPolicy, Segment
+from judge_engine.evaluation.policy_sim import SimConfig, StreamItem, simulate
+from judge_engine.online.policy import RoutingPolicy, Segment, validation_evidence
 
 KNOWN = Segment("default", "known", "pairwise", "overall")
 NEW = Segment("default", "new", "pairwise", "overall")
