@@ -125,3 +125,35 @@ def test_a_request_whose_frontier_verdict_is_stored_is_not_judged_again():
     assert (reused.label, reused.attempts, reused.judged_at, reused.inline_label) == ("B", 2, stored.judged_at, "A")
     assert [d.trace_id for d in out.disagreements] == ["done"]  # the stored B against the new inline A
     assert out.reused == 1 and stage.stats["reused"] == 1 and len(store.rows.frontier_verdicts) == 2
+
+
+def test_a_redelivered_request_retries_a_failed_frontier_verdict_instead_of_reusing_it():
+    t = trace("failed-before")
+    failed = FrontierVerdict(trace_id=t.trace_id, kind="pointwise", criterion=t.criterion, judge_name="gpt-4",
+                             status="retries_exhausted", error="APITimeoutError", request_reason="low_confidence",
+                             inline_label="pass", trace_time=T0, attempts=3)
+    asked = []
+
+    class Frontier(FakeFrontier):
+        async def judge_many(self, requests):
+            asked.extend(r.trace.trace_id for r in requests)
+            return await super().judge_many(requests)
+
+    class Store:
+        async def frontier_verdicts(self, trace_ids, judge_name):
+            return [failed]
+
+        async def write(self, rows):
+            self.rows = rows
+
+    async def publish(outbox):
+        pass
+
+    store = Store()
+    stage = FrontierStage(Settings(), Frontier({t.trace_id: "fail"}), store, publish)
+    out = asyncio.run(stage.process(msgs(FrontierRequest(trace=t, reason="low_confidence",
+                                                         inline_verdict=inline(t, "pass")))))
+    assert asked == [t.trace_id], "the failed verdict was reused instead of asking the frontier again"
+    (fv,) = out.frontier_verdicts
+    assert (fv.status, fv.label, out.reused) == ("ok", "fail", 0)
+    assert [d.trace_id for d in out.disagreements] == [t.trace_id]
