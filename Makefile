@@ -48,6 +48,7 @@ status: install
 bench: install
 	$(BIN)/python -m benchmarks.judge
 	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.throughput
 	$(BIN)/python -m benchmarks.shift
 	$(BIN)/python -m benchmarks.recorders
 

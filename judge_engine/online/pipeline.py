@@ -17,9 +17,9 @@ Contract:
   batch is stored and goes on. ``BatchStage._store_then_publish`` uses it (and publishes the new dead letters);
   without an origin, or for a refused dead letter, the error holds like a transient one.
 - ``hold(fn, what=...)`` runs an awaitable call until it succeeds (a tenacity retryer that never stops), waiting
-  between attempts with ``judge_engine.failures.JitteredWait`` (capped at ``max_backoff_s``, honouring Retry-After): this is
-  how a stage "stops consuming rather than dropping" while a dependency is down. Each failure is logged with the
-  failure policy's classification; only cancellation (worker shutdown) ends the wait, and then nothing of the
+  between attempts with ``judge_engine.failures.JitteredWait`` (capped at ``max_backoff_s``, honouring Retry-After):
+  this is how a stage "stops consuming rather than dropping" while a dependency is down. Each failure is logged with
+  the failure policy's classification; only cancellation (worker shutdown) ends the wait, and then nothing of the
   batch has been acknowledged, so the broker redelivers it.
 """
 
