@@ -119,7 +119,7 @@ def export(
     clears the deployment gate on the gold labels in ClickHouse (kappa >= the bar, no worse than the version in
     service)."""
     from judge_engine.training.export import export as run_export
-    from judge_engine.training.export import versions
+    from judge_engine.training.export import check_template, versions
     from stack.triton import model_repository
 
     settings = _settings()
@@ -130,6 +130,10 @@ def export(
         model = Path(pointer.read_text().strip())
     if not (model / "student.json").is_file():
         _fail(f"{model} is not a trained judge (no student.json); run `judgeline train` first")
+    try:
+        check_template()  # before the gate: a misplaced template is a set-up error, not a judgement of the version
+    except FileNotFoundError as e:
+        _fail(str(e))
     repository = model_repository(settings)
     if version is None:
         version = (versions(repository / settings.triton.model_name) or [0])[-1] + 1

@@ -158,6 +158,10 @@ class TritonSettings(_Group):
     model_version: str = ""  # empty: the server's latest loaded version
     timeout_s: float = Field(30.0, gt=0, le=600)  # per request; a CPU Triton needs seconds for 32 long traces
     max_retries: int = Field(3, ge=0, le=20)
+    # requests of one batch in flight at once: the rest wait in the client, not in Triton's queue, so each request's
+    # deadline covers its own inference (a 512-trace batch sent as 8 concurrent requests to a one-instance CPU model
+    # made the last ones queue past their deadline). GPU deployments with several model instances raise it.
+    max_concurrent_requests: int = Field(2, ge=1, le=64)
 
 
 # the built-in redactions of judge_engine/clients/redaction.py, in the order they apply

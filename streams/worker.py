@@ -31,7 +31,7 @@ def build(settings: Settings, role: Role, stub_judge_ms: float | None = None):
     app = create_app(settings, role)
     metrics = WorkerMetrics(settings, role)
     install(app, metrics)
-    recorder: Recorder = metrics
+    recorder: Recorder = Recorders(metrics)
     if settings.otel.evaluation_events:
         from streams.evaluation_events import EvaluationEvents
 

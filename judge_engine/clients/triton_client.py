@@ -3,8 +3,10 @@
 Contract:
 - ``TritonJudge(settings.triton)`` talks gRPC to Triton (``tritonclient.grpc.aio``); ``await judge(items)`` takes
   traces, gold items or item dicts (``dataset.item_dict``) and returns one ``JudgeResult`` per item, in order.
-- A batch larger than the model's ``max_batch_size`` is split into requests sent concurrently; Triton's dynamic
-  batcher merges concurrent requests from every client again on the server.
+- A batch larger than the model's ``max_batch_size`` is split into requests, at most
+  ``max_concurrent_requests`` of them in flight at once (the others wait in the client, so a request's deadline
+  measures its own inference, not a queue behind its siblings); Triton's dynamic batcher merges concurrent requests
+  from every client again on the server.
 - Every request has a deadline (``timeout_s``). Failures go through the one failure policy
   (``judge_engine.failures``): transient ones (UNAVAILABLE, DEADLINE_EXCEEDED, connection refused...) are retried
   with backoff up to ``max_retries`` times, then ``GaveUp`` is raised; permanent ones (INVALID_ARGUMENT: bad
@@ -94,6 +96,7 @@ class TritonJudge:
         self.backoff = backoff
         self.client = grpcclient.InferenceServerClient(settings.url)
         self._outputs: tuple[str, ...] | None = None
+        self._in_flight = asyncio.Semaphore(settings.max_concurrent_requests)
 
     async def __aenter__(self) -> "TritonJudge":
         return self
@@ -155,7 +158,8 @@ class TritonJudge:
     async def _infer_with_retries(self, items: list[dict]) -> list[JudgeResult]:
         retry = retrying(what=f"triton {self.settings.model_name} ({len(items)} items)",
                          attempts=self.settings.max_retries + 1, wait=self.backoff)
-        return await retry(self._infer, items)
+        async with self._in_flight:
+            return await retry(self._infer, items)
 
     async def judge(self, items: Iterable) -> list[JudgeResult]:
         rows = [item_dict(it) for it in items]

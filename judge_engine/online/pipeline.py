@@ -227,34 +227,36 @@ class Recorder:
 
 
 class Recorders(Recorder):
-    """Several recorders told the same things, in order."""
+    """Several recorders told the same things, in order. Watching never stops the stream: a recorder that raises is
+    logged (with its traceback) and the others are still told."""
 
     def __init__(self, *recorders: Recorder):
         self.recorders = recorders
 
-    def batch(self, stage: str, consumed: int, rows: Rows) -> None:
+    def _each(self, method: str, *args) -> None:
         for r in self.recorders:
-            r.batch(stage, consumed, rows)
+            try:
+                getattr(r, method)(*args)
+            except Exception:  # noqa: BLE001 - a metrics or export bug must not fail a stored batch
+                log.exception("recorder %s failed in %s; the batch is unaffected", type(r).__name__, method)
+
+    def batch(self, stage: str, consumed: int, rows: Rows) -> None:
+        self._each("batch", stage, consumed, rows)
 
     def tally(self, stage: str, counts: Mapping[str, int]) -> None:
-        for r in self.recorders:
-            r.tally(stage, counts)
+        self._each("tally", stage, counts)
 
     def call(self, stage: str, dependency: str, seconds: float) -> None:
-        for r in self.recorders:
-            r.call(stage, dependency, seconds)
+        self._each("call", stage, dependency, seconds)
 
     def held(self, stage: str, dependency: str, seconds: float) -> None:
-        for r in self.recorders:
-            r.held(stage, dependency, seconds)
+        self._each("held", stage, dependency, seconds)
 
     def frontier(self, verdicts: Sequence[FrontierVerdict]) -> None:
-        for r in self.recorders:
-            r.frontier(verdicts)
+        self._each("frontier", verdicts)
 
     def judged(self, stage: str, pairs: Sequence[tuple[Trace, Verdict | FrontierVerdict]]) -> None:
-        for r in self.recorders:
-            r.judged(stage, pairs)
+        self._each("judged", stage, pairs)
 
 
 NO_RECORDER: Recorder = Recorder()
@@ -295,11 +297,13 @@ class BatchStage:
         letters: list[DeadLetter] = []
         if len(rows):
             with self._timed("store_s"):
-                letters = await self._hold(lambda: write_isolating(self.store, rows, origin), f"storing {len(rows)} rows",
-                                           "store")
+                letters = await self._hold(lambda: write_isolating(self.store, rows, origin),
+                                           f"storing {len(rows)} rows", "store")
             for letter in letters:
                 outbox.add(self.settings.kafka.topics.dead_letters, letter.key, letter.to_bytes())
         self.recorder.batch(self.name, consumed, rows)
+        if letters:  # rows the store refused for good: counted as the dead letters they became
+            self.recorder.batch(self.name, 0, Rows(dead_letters=letters))
         if len(outbox):
             with self._timed("publish_s"):
                 await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages", "broker")

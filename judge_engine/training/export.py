@@ -53,12 +53,17 @@ def _ensure_config(model_dir: Path, model_name: str) -> None:
         target.write_text(text)
 
 
-def export(trained: Path, repository: Path, model_name: str = "judge", version: int | None = None) -> Path:
-    trained = Path(trained)
+def check_template() -> None:
+    """Raise ``FileNotFoundError`` naming the fix when the Triton model template cannot be found."""
     if not (TEMPLATE_DIR / "config.pbtxt").is_file():
         raise FileNotFoundError(
             f"the Triton model template is not at {TEMPLATE_DIR}; set JUDGELINE_TRITON_MODELS to the directory that "
             "holds the repository's triton_models/ (the image sets it)")
+
+
+def export(trained: Path, repository: Path, model_name: str = "judge", version: int | None = None) -> Path:
+    trained = Path(trained)
+    check_template()
     missing = [f for f in TRAINED_FILES if not (trained / f).is_file()]
     if missing:
         raise FileNotFoundError(

@@ -113,7 +113,8 @@ def test_export_works_in_the_images_layout(tmp_path, tiny_judge):
     assert f"the Triton model template is not at {site / 'triton_models' / 'judge'}" in without.stderr
     assert "JUDGELINE_TRITON_MODELS" in without.stderr and not repository.exists()
 
-    run = subprocess.run(command, cwd=tmp_path, env={**base, "JUDGELINE_TRITON_MODELS": str(template)},
+    # --force: no store with gold labels here, so the deployment gate is not what this test is about
+    run = subprocess.run([*command, "--force"], cwd=tmp_path, env={**base, "JUDGELINE_TRITON_MODELS": str(template)},
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     version = repository / "judge" / "1"

@@ -212,3 +212,17 @@ def test_a_real_workers_metrics_move_while_traces_flow(stack, store):
         assert sum(v for (name, _), v in samples(after).items() if name == "judgeline_routed_total") == len(routed)
     finally:
         run.stop()
+
+
+def test_a_failing_recorder_is_logged_and_the_others_are_still_told(caplog):
+    from judge_engine.online.pipeline import Recorder, Recorders, Rows
+
+    class Broken(Recorder):
+        def batch(self, stage, consumed, rows):
+            raise RuntimeError("boom")
+
+    settings = Settings()
+    metrics = WorkerMetrics(settings, "inline")
+    Recorders(Broken(), metrics).batch("inline", 5, Rows())
+    assert value(metrics.exposition().decode(), "judgeline_messages_consumed_total", stage="inline") == 5
+    assert "recorder Broken failed in batch" in caplog.text
