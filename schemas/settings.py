@@ -76,6 +76,9 @@ class KafkaSettings(_Group):
     # answers a waiting fetch late, so the default is short: measured at light load 150 ms p50 from produce to
     # judged at 500, 40 ms at 100. On Apache Kafka a shorter wait only adds idle fetch requests (production: 500).
     fetch_max_wait_ms: int = Field(100, ge=1, le=60_000)
+    # how often a worker commits the offsets of stored batches (Faust's broker_commit_interval). A crash redelivers at
+    # most what was stored since the last commit (idempotent rows); the fault suite lengthens it to see redelivery.
+    commit_interval_s: float = Field(1.0, gt=0, le=600)
     # false where the broker's high watermark is wrong (the embedded Tansu broker: platform.md): the workers then
     # export no consumer lag rather than a wrong one. The embedded stack sets it false.
     broker_reports_lag: bool = True

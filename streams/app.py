@@ -6,7 +6,9 @@ Contract:
   broker and credentials come from ``settings.kafka`` (PLAINTEXT, SSL, SASL PLAIN/SCRAM over plaintext or TLS);
   values and keys are ``raw`` bytes (so bad bytes reach the dead-letter path instead of crashing a codec); the
   session and heartbeat timeouts are the settings' (short for the embedded broker, see platform.md); a new group
-  starts at the earliest offset; the web server (health checks) binds to ``stream.worker_web_bind`` on
+  starts at the earliest offset; on shutdown and rebalance a batch in progress is not waited for
+  (``stream_wait_empty`` off: it stays unacknowledged and is redelivered, so SIGTERM ends a worker in seconds
+  whatever the judge or the store is doing); the web server (health checks) binds to ``stream.worker_web_bind`` on
   ``stream.worker_web_port``; Faust's data directory is under the state directory; no leader topic is created.
   Besides Faust's own pages (``/`` answers as soon as the worker runs: the liveness probe), ``/ready/`` answers 200
   once the consumer has joined its group and holds partitions (not while rebalancing), else 503.
@@ -114,7 +116,12 @@ def create_app(settings: Settings, role: Role):
         value_serializer="raw",
         broker_session_timeout=kafka.session_timeout_ms / 1000,
         broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,
-        broker_commit_interval=1.0,
+        broker_commit_interval=kafka.commit_interval_s,
+        # on shutdown or rebalance, do not wait for the batch in progress to finish (Faust's default waits without a
+        # limit: SIGTERM during a 30 s judge call or a held store did not end the worker within 10 s). The batch is
+        # abandoned unacknowledged (``acknowledged_after``) and redelivered; its rows, if any were written, are
+        # replaced by their twins (idempotent tables)
+        stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
         topic_disable_leader=True,
         topic_partitions=kafka.topics.partitions,

@@ -8,8 +8,9 @@ Contract:
   topic (``streams.span_agent``). The worker's metrics (``streams.metrics.WorkerMetrics``) are the stages'
   recorder and are served at ``/metrics`` on the worker's web port; with ``otel.evaluation_events`` every stored
   verdict also leaves as an OTel event (``streams.evaluation_events``), flushed when the worker shuts down.
-- ``main`` runs it in the foreground until SIGTERM/SIGINT; on shutdown a batch in progress is not acknowledged
-  (``streams.app.acknowledged_after``) and is redelivered to the next worker of the group.
+- ``main`` runs it in the foreground until SIGTERM/SIGINT; on shutdown a batch in progress is abandoned, not
+  waited for, and not acknowledged (``streams.app.acknowledged_after``): it is redelivered to the next worker of the
+  group. Measured: 2 s from SIGTERM to exit with a judge call of 30 s in flight (``tests/faults/test_shutdown.py``).
 """
 
 from __future__ import annotations

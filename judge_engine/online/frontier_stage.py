@@ -4,8 +4,10 @@ Contract:
 - ``frontier_batch(messages, judge, known=None)`` (async; its only I/O is the frontier judge and ``known``):
   - each message is validated into a ``FrontierRequest``; an invalid one becomes a dead letter (stage ``parse``);
   - ``known(requests)``, when given, returns the frontier verdicts already stored for these traces (a redelivered
-    request): a request whose trace (id, tenant, app, criterion) has one is not sent again; the stored verdict is
-    reused (with the request's reason and inline verdict) and everything below follows from it as before;
+    request): a request whose trace (id, tenant, app, criterion) has one with status ``ok`` is not sent again; the
+    stored verdict is reused (with the request's reason and inline verdict) and everything below follows from it as
+    before. A stored verdict the frontier did not give (any other status) is not reused: the request is judged
+    again, and its new frontier verdict replaces the failed one;
   - the valid requests are judged concurrently by ``FrontierJudge.judge_many`` (within its concurrency, rate and
     budget limits), which always returns one ``FrontierVerdict`` per request (a verdict it could not obtain has a
     ``status`` saying why): every frontier verdict is stored, whatever its status;
@@ -107,8 +109,10 @@ async def frontier_batch(messages: Sequence[Incoming], judge: FrontierJudgeLike,
     if not valid:
         return outcome
     requests = [r for _, r in valid]
+    # only a verdict the frontier gave is reused: a failed one (retries or budget exhausted, rejected, unparseable)
+    # is asked again when its request comes back
     stored = {_identity(fv.trace_id, fv.tenant, fv.app, fv.criterion): fv
-              for fv in (await known(requests) if known is not None else [])}
+              for fv in (await known(requests) if known is not None else []) if fv.status == "ok"}
 
     def key(r: FrontierRequest):
         return _identity(r.trace.trace_id, r.trace.tenant, r.trace.app, r.trace.criterion)

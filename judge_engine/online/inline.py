@@ -2,7 +2,8 @@
 
 Contract:
 - ``judge_batch(messages, judge, settings)`` (async; its only I/O is the judge):
-  - each message is validated into a ``Trace`` (``schemas.parse_json_bytes``: size, UTF-8, JSON, fields); an
+  - each message is validated into a ``Trace`` (``schemas.parse_json_bytes``: size, UTF-8, JSON, fields); a trace
+    without its own ``timestamp`` takes the record's Kafka timestamp (deterministic under redelivery); an
     invalid one becomes a ``DeadLetter`` (stage ``parse``) with the reason naming the field and the raw bytes whole;
   - the valid traces are judged in one call (``TritonJudge.judge``: requests of at most the model's batch size,
     merged again by Triton's dynamic batcher). The judge must return exactly one result per trace (a short or long
@@ -86,7 +87,12 @@ class InlineOutcome:
 
 
 def parse_trace(message: Incoming) -> Trace | DeadLetter:
-    return parse_one(message, Trace, "a Trace as JSON")
+    """The message's trace; one sent without its own ``timestamp`` takes the record's Kafka timestamp (when usable),
+    so a redelivery gets the same ``trace_time`` and lands in the same partition of the tables."""
+    parsed = parse_one(message, Trace, "a Trace as JSON")
+    if isinstance(parsed, Trace) and "timestamp" not in parsed.model_fields_set and message.timestamp is not None:
+        parsed = parsed.model_copy(update={"timestamp": message.timestamp})
+    return parsed
 
 
 async def _singles(judge: Judge, traces: list[Trace]) -> list[JudgeResult | BaseException]:

@@ -1,4 +1,4 @@
-"""Fault: the ClickHouse store server is down for a while (its process stopped, then restarted).
+"""Fault: the ClickHouse store server is down for a while (its process stopped, then restarted), or SIGKILLed.
 
 Real processes on the private fault stack: ``judgeline worker inline`` (constant stub judge) keeps running while
 the store server is stopped. Asserts backpressure: while the store is down no verdict is stored, the consumer group
@@ -9,12 +9,17 @@ message exactly one dead letter after FINAL, and the group's committed offsets r
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 
 import pytest
-from fault_support import log_text, outage
+from fault_support import QUIET, log_text, outage
 
 from operations.lag import committed_offsets
+from stack import process
+from stack import services as stack_mod
 from stack.workers import wait_until
 
 pytestmark = pytest.mark.integration
@@ -49,3 +54,27 @@ def test_store_down_holds_consumption_then_catches_up(fault_run, fault_stack, sa
     run.assert_each_once(before + during, bad)
     total = len(before) + len(during) + len(bad)
     assert wait_until(lambda: _committed(run) == total, 30), "the group did not commit up to the end after catch-up"
+
+
+def test_store_sigkilled_mid_insert_loses_and_duplicates_nothing(fault_run, fault_stack, sample_traces):
+    """The store server SIGKILLed (not stopped) while a paced stream is being stored (an insert every few tens of
+    ms), restarted on the same path and port: nothing is lost, nothing is there twice after FINAL."""
+    run = fault_run(stream={"batch_size": 4, "batch_within_s": 0.05})
+    traces = sample_traces["pointwise"][:30] + sample_traces["pairwise"][:30]
+    run.worker("inline", stub_ms=5)
+    sent: list = []
+    producer = threading.Thread(target=lambda: sent.append(run.send(traces, malformed=3, rate=10)))
+    producer.start()  # 6 s of traffic in the background, a store insert every few tens of ms
+    assert wait_until(lambda: run.accounted() >= 8, 30), "nothing was stored before the kill"
+    assert run.accounted() < len(traces) + 3, "the stream was over before the kill"
+    record = stack_mod.running_service(fault_stack, "clickhouse")
+    try:
+        os.kill(record.pid, signal.SIGKILL)
+        assert wait_until(lambda: (process.stop(record, grace_s=0) or True) and not process.is_running(record), 10)
+        time.sleep(2)  # the worker holds its batch meanwhile (the store is gone)
+    finally:
+        stack_mod.up(fault_stack, only=("clickhouse",), **QUIET)
+        producer.join(30)
+    (bad,) = sent
+    run.wait_accounted(len(traces) + len(bad), timeout_s=90)
+    run.assert_each_once(traces, bad)

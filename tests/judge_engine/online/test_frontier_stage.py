@@ -92,36 +92,64 @@ def test_process_stores_every_row_then_publishes_frontier_verdicts():
     assert stage.stats["status_ok"] == 1 and stage.stats["disagreements"] == 1
 
 
+class AskedFrontier(FakeFrontier):
+    """Records the trace ids it was asked about."""
+
+    def __init__(self, labels):
+        super().__init__(labels)
+        self.asked: list[str] = []
+
+    async def judge_many(self, requests):
+        self.asked.extend(r.trace.trace_id for r in requests)
+        return await super().judge_many(requests)
+
+
+class StoredVerdicts:
+    """A store whose lookup returns ``stored`` (for gpt-4, and for ``expect_ids`` when given); keeps what is written."""
+
+    def __init__(self, stored, expect_ids=None):
+        self.stored, self.expect_ids, self.rows = stored, expect_ids, None
+
+    async def frontier_verdicts(self, trace_ids, judge_name):
+        assert judge_name == "gpt-4" and (self.expect_ids is None or trace_ids == self.expect_ids)
+        return self.stored
+
+    async def write(self, rows):
+        self.rows = rows
+
+
+async def _no_publish(outbox):
+    return None
+
+
 def test_a_request_whose_frontier_verdict_is_stored_is_not_judged_again():
     done, new = trace("done", "pairwise"), trace("new")
     stored = FrontierVerdict(trace_id="done", kind="pairwise", criterion=done.criterion, judge_name="gpt-4",
                              label="B", request_reason="low_confidence", inline_label="B", trace_time=T0,
                              attempts=2, cost_usd=0.01)
-    asked = []
-
-    class Frontier(FakeFrontier):
-        async def judge_many(self, requests):
-            asked.extend(r.trace.trace_id for r in requests)
-            return await super().judge_many(requests)
-
-    class Store:
-        async def frontier_verdicts(self, trace_ids, judge_name):
-            assert (trace_ids, judge_name) == (["done", "new"], "gpt-4")
-            return [stored]
-
-        async def write(self, rows):
-            self.rows = rows
-
-    async def publish(outbox):
-        pass
-
-    store = Store()
-    stage = FrontierStage(Settings(), Frontier({"new": "pass"}), store, publish)
+    frontier = AskedFrontier({"new": "pass"})
+    store = StoredVerdicts([stored], expect_ids=["done", "new"])
+    stage = FrontierStage(Settings(), frontier, store, _no_publish)
     requests = [FrontierRequest(trace=done, reason="low_confidence", inline_verdict=inline(done, "A")),
                 FrontierRequest(trace=new, reason="calibration_sample", inline_verdict=inline(new, "pass"))]
     out = asyncio.run(stage.process(msgs(*requests)))
-    assert asked == ["new"], "the stored trace was sent to the frontier again"
+    assert frontier.asked == ["new"], "the stored trace was sent to the frontier again"
     reused = out.frontier_verdicts[0]
     assert (reused.label, reused.attempts, reused.judged_at, reused.inline_label) == ("B", 2, stored.judged_at, "A")
     assert [d.trace_id for d in out.disagreements] == ["done"]  # the stored B against the new inline A
     assert out.reused == 1 and stage.stats["reused"] == 1 and len(store.rows.frontier_verdicts) == 2
+
+
+def test_a_redelivered_request_retries_a_failed_frontier_verdict_instead_of_reusing_it():
+    t = trace("failed-before")
+    failed = FrontierVerdict(trace_id=t.trace_id, kind="pointwise", criterion=t.criterion, judge_name="gpt-4",
+                             status="retries_exhausted", error="APITimeoutError", request_reason="low_confidence",
+                             inline_label="pass", trace_time=T0, attempts=3)
+    frontier = AskedFrontier({t.trace_id: "fail"})
+    stage = FrontierStage(Settings(), frontier, StoredVerdicts([failed]), _no_publish)
+    out = asyncio.run(stage.process(msgs(FrontierRequest(trace=t, reason="low_confidence",
+                                                         inline_verdict=inline(t, "pass")))))
+    assert frontier.asked == [t.trace_id], "the failed verdict was reused instead of asking the frontier again"
+    (fv,) = out.frontier_verdicts
+    assert (fv.status, fv.label, out.reused) == ("ok", "fail", 0)
+    assert [d.trace_id for d in out.disagreements] == [t.trace_id]

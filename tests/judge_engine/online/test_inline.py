@@ -191,3 +191,20 @@ def test_process_is_cancelled_cleanly_while_holding():
 def test_constant_judge_answers_every_item_in_its_kind():
     results = run(ConstantJudge(0.0).judge([trace("a"), trace("b", "pairwise")]))
     assert [(r.label, r.model_version) for r in results] == [("pass", "stub"), ("A", "stub")]
+
+
+def test_a_trace_without_its_own_timestamp_takes_the_kafka_timestamp():
+    from judge_engine.online.inline import parse_trace
+
+    kafka_time = datetime(2026, 11, 2, 3, 4, 5, tzinfo=timezone.utc)
+    own = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    bare = b'{"trace_id": "no-time", "kind": "pointwise", "question": "q?", "answer": "a"}'
+    timed = Trace(trace_id="timed", kind="pointwise", question="q?", answer="a", timestamp=own).to_bytes()
+
+    def at(value, ts):
+        return Incoming(value=value, key=None, topic="traces", partition=0, offset=0, timestamp=ts)
+
+    assert parse_trace(at(bare, kafka_time)).timestamp == kafka_time  # a redelivery gets the same trace_time
+    assert parse_trace(at(bare, kafka_time)).timestamp == parse_trace(at(bare, kafka_time)).timestamp
+    assert parse_trace(at(timed, kafka_time)).timestamp == own
+    assert parse_trace(at(bare, None)).timestamp is not None  # no usable Kafka time: the time received
