@@ -148,7 +148,6 @@ def main() -> None:
     from judge_engine.training.export import export
     from schemas.settings import Settings
     from stack import services as stack
-    from stack import triton
 
     torch.set_num_threads(args.threads)
     OUT.mkdir(exist_ok=True)

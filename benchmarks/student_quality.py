@@ -3,8 +3,10 @@
 Contract:
 - ``python -m benchmarks.student_quality --name NAME [training options]`` trains a student (``judgeline train``'s
   trainer) on the shared pairwise gold sets plus, unless ``--no-alpaca``, a seeded sample of the AlpacaEval
-  teacher file, then judges every pairwise gold item that the model was *not* trained or calibrated on (the
-  test split, recognised by fingerprint as ``judgeline eval`` does) with ``student.Judge`` in process (the code
+  teacher file, then judges the pairwise gold items of the test split (the same questions in every run: the
+  split is by question, seeded) that the model was not trained or calibrated on (fingerprints, as ``judgeline
+  eval`` checks; length balancing leaves other gold items untrained too, they are not counted, so every
+  configuration is measured on the same items) with ``student.Judge`` in process (the code
   Triton serves). Per gold file: accuracy and kappa vs human, the file's gpt-4 verdict vs human, swap
   consistency, ECE, the bias meters for student, teacher and humans on the same items (a frozen encoder's vectors
   come from the embedding cache, bit-identical to fresh ones; throughput is ``benchmarks.judge --candidate``'s).
@@ -27,7 +29,7 @@ ALPACA = "alpacaeval-gpt4.jsonl.gz"
 
 
 def measure(model_dir: Path, gold: Path, teacher: str = "gpt-4") -> dict:
-    from judge_engine.dataset import fingerprint, item_dict, load_gold
+    from judge_engine.dataset import _bucket, fingerprint, item_dict, load_gold
     from judge_engine.evaluation import bias, metrics
     from judge_engine.model.student import Judge
     from judge_engine.model.verdict_math import LABELS
@@ -40,7 +42,9 @@ def measure(model_dir: Path, gold: Path, teacher: str = "gpt-4") -> dict:
         cache = EmbeddingCache(namespace=f"{encoder_version()}|{judge.encoder.max_length}")
         judge.vectors = lambda texts: cache.vectors(texts, judge.encoder.encode)[0]
     seen = set(judge.meta.get("trained_on", []))
-    items = [it for it in load_gold([gold]).items if it.kind == "pairwise" and fingerprint(it) not in seen]
+    split = judge.meta["split"]  # the test split's questions: the same in every run with the same seed and fractions
+    items = [it for it in load_gold([gold]).items if it.kind == "pairwise" and fingerprint(it) not in seen
+             and _bucket(it.question, split["seed"]) < split["test"]]
     rows = [item_dict(it) for it in items]
     verdicts = []
     for i in range(0, len(rows), 16):
@@ -80,6 +84,7 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--measure-only", action="store_true", help="measure the model already in --out (or the name's)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     gold = [paths.SHARED_GOLD / g for g in GOLD]
@@ -90,9 +95,14 @@ def main() -> None:
                       length_balance=args.length_balance, finetune_layers=args.finetune_layers, skip_invalid=True,
                       finetune_epochs=args.finetune_epochs, max_length=args.max_length)
     started = time.perf_counter()
-    result = train(cfg, log=print)
-    row = {"name": args.name, "args": vars(args) | {"out": str(out)}, "counts": result.counts,
-           "seconds": result.seconds, "train_s": round(time.perf_counter() - started, 1),
+    if args.measure_only:
+        report = json.loads((out / "training_report.json").read_text())
+        counts, seconds = report["counts"], report["seconds"]
+    else:
+        result = train(cfg, log=print)
+        counts, seconds = result.counts, result.seconds
+    row = {"name": args.name, "args": vars(args) | {"out": str(out)}, "counts": counts,
+           "seconds": seconds, "train_s": round(time.perf_counter() - started, 1),
            "held_out": {g.name: measure(out, g) for g in gold},
            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     OUT.parent.mkdir(parents=True, exist_ok=True)

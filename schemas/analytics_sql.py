@@ -78,7 +78,8 @@ SELECT toStartOfInterval(trace_time, toIntervalSecond({{step_s:UInt32}})) AS per
        countIf(route_reason != '') / count() AS routed_fraction,
        countIf(route_reason = 'low_confidence') AS low_confidence,
        countIf(route_reason = 'calibration_sample') AS calibration_sample,
-       countIf(route_reason NOT IN ('', 'low_confidence', 'calibration_sample')) AS other_reasons
+       countIf(route_reason = 'route_all') AS route_all, countIf(route_reason = 'novel') AS novel,
+       countIf(route_reason NOT IN ('', 'low_confidence', 'calibration_sample', 'route_all', 'novel')) AS other_reasons
 FROM {{db}}.verdicts_latest
 WHERE source = 'inline' AND {_window()}
 GROUP BY period, criterion

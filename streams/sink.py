@@ -22,7 +22,8 @@ Contract:
 - A table's columns are its model's fields (``TABLE_MODELS``; ``COLUMNS`` is derived, less the fields named in
   ``NOT_STORED``); columns the sink does not write have a DDL default or are materialized (``stored_at``,
   ``routed``), and ``tests/streams/test_table_columns.py`` checks the DDL after all migrations against the models.
-  Nullable columns (``NULLABLE``) and JSON-text columns (``JSON_COLUMNS``) are the named exceptions to the type mapping.
+  Nullable columns (``NULLABLE``) and JSON-text columns (``JSON_COLUMNS``) are the named exceptions to the type
+  mapping.
 - ``columns``/``row`` map a message model to the table's columns: optional text becomes '' (the columns are not
   Nullable), ``produced_at``, a dead letter's ``key`` and a gold item's answers/reference stay NULL when absent;
   ``stored_at`` is the server's. Map columns (a gold item's teacher labels) keep a missing label as ''; JSON columns

@@ -226,11 +226,12 @@ def evaluate(
 def _policy_block(settings: Settings, items: list, results: list, teacher, human, student_meta: dict,
                   update_every: int) -> dict:
     """The streaming controller simulated over the items in file order (``policy_sim``), starting from the
-    version's validation evidence only; an item is novel above the version's own novelty threshold."""
+    version's validation evidence only; an item is novel above the version's own novelty threshold (the served
+    score is the distance over that threshold: above 1)."""
     threshold = (student_meta.get("novelty") or {}).get("threshold")
     stream = [policy_sim.StreamItem(it.id, Segment("default", it.source[:128] or "gold", it.kind, it.criterion),
                                     r.label, r.confidence, t, h,
-                                    novel=threshold is not None and r.novelty is not None and r.novelty > threshold)
+                                    novel=r.novelty is not None and r.novelty > 1.0)
               for it, r, t, h in zip(items, results, teacher, human)]
     prior = policy_sim.validation_evidence(student_meta)
     cfg = policy_sim.SimConfig.from_settings(settings.routing, update_every=update_every)

@@ -25,8 +25,8 @@ Contract:
 - ``Judge(model_dir).judge(items)`` returns one dict per item: ``label``, ``score`` (P(A) or P(pass)),
   ``confidence`` (calibrated probability of the label), ``probs`` (3 wide, ``verdict_math.LABELS`` order) and
   ``swap_consistent`` (and ``first_order_label``, the (A, B) order alone, when asked: the position-bias meter),
-  and ``novelty`` (``novelty.py``: distance to the version's training items; None for a version trained without a
-  novelty index). Pairwise items are scored in both answer orders and combined
+  and ``novelty`` (``novelty.py``: the distance to the version's training items over the version's own threshold,
+  so above 1 is novel whatever the version; None for a version trained without a novelty index). Pairwise items are scored in both answer orders and combined
   (``verdict_math.combine_orders``), so the verdict does not depend on the order the answers arrive in.
 - ``save``/``load``: ``heads.pt`` (state dict) and ``student.json`` (architecture, temperatures, provenance)
   in one directory, plus ``encoder_top.pt`` when training fine-tuned the encoder's last layers
@@ -481,5 +481,5 @@ class Judge:
         keyed = (lambda item, answer: answer_key(item, answer, True)) if self.heads.cross else None
         scores = self.novelty.score(nv.item_matrix(items, v, keyed)) if self.novelty is not None and items else None
         for i, verdict in enumerate(out):
-            verdict["novelty"] = None if scores is None else float(scores[i])
+            verdict["novelty"] = None if scores is None else float(scores[i] / self.novelty.threshold)
         return out

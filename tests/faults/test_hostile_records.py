@@ -135,7 +135,7 @@ def _produce(settings, topic: str, records: list[Record]) -> list[tuple[int, int
 
 
 def test_a_thousand_hostile_records_each_end_as_a_verdict_or_a_dead_letter(fault_run, sample_traces, sample_gold):
-    run = fault_run(routing={"threshold": 0.0, "calibration_sample_rate": 0.0},
+    run = fault_run(routing={"threshold": 0.0, "calibration_sample_rate": 0.0, "without_policy": "threshold"},
                     stream={"batch_size": 32, "frontier_batch_size": 32})
     from doubles.frontier_replay import Faults
 

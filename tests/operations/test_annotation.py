@@ -24,8 +24,8 @@ T0 = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 
 def _trace(trace_id, kind="pointwise", criterion="correctness", app="shop", **extra) -> Trace:
     answers = {"answer_a": "Paris.", "answer_b": "Lyon."} if kind == "pairwise" else {"answer": "Paris."}
-    return Trace(trace_id=trace_id, kind=kind, criterion=criterion, app=app, question=f"Capital of France? ({trace_id})",
-                 timestamp=T0, **answers, **extra)
+    return Trace(trace_id=trace_id, kind=kind, criterion=criterion, app=app,
+                 question=f"Capital of France? ({trace_id})", timestamp=T0, **answers, **extra)
 
 
 def _verdict(t: Trace, label: str, confidence: float, reason: str) -> Verdict:
@@ -233,3 +233,23 @@ def test_the_page_shows_pairwise_answers_side_by_side_and_refuses_a_nameless_lab
         assert ("pair-disagree", "tie") in labels
     finally:
         page.close()
+
+
+def test_the_cli_reports_agreement_and_refuses_an_unmigrated_store(seeded, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    client, settings, sink = seeded
+    items = {i.trace_id: i for i in annotation.next_items(client, settings.clickhouse.database, "ann", limit=10)}
+    annotation.record_label(sink, items["low-1"], "ann", "pass")
+    annotation.record_label(sink, items["low-1"], "bob", "pass")
+    monkeypatch.setenv("JUDGELINE_STACK__STATE_DIR", str(settings.stack.state_dir))
+    monkeypatch.setenv("JUDGELINE_CLICKHOUSE__DATABASE", settings.clickhouse.database)
+    result = CliRunner().invoke(app, ["annotate", "--agreement"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["annotators"] == ["ann", "bob"] and report["overall"]["agreement"] == 1.0
+    monkeypatch.setenv("JUDGELINE_CLICKHOUSE__DATABASE", "not_migrated_db")
+    result = CliRunner().invoke(app, ["annotate", "--agreement"])
+    assert result.exit_code == 1 and "judgeline migrate" in result.output
