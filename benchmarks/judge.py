@@ -93,7 +93,7 @@ def _roofline(local, model: Path, args) -> dict:
     for name, judge in (("fp32", local), ("int8", q)):
         out[name] = {"batch_64": rl.roofline(judge, batches, args.threads, peak),
                      "batch_1": rl.roofline(judge, singles, args.threads, peak)}
-        out[name]["batch_1"]["p50_ms"] = round(1000 / out[name]["batch_1"]["items_per_s"], 1)
+        out[name]["batch_1"]["ms_per_item"] = round(1000 / out[name]["batch_1"]["items_per_s"], 1)  # a mean
     out["int8_speedup_batch_64"] = round(out["int8"]["batch_64"]["items_per_s"]
                                          / out["fp32"]["batch_64"]["items_per_s"], 2)
     out["int8_speedup_batch_1"] = round(out["int8"]["batch_1"]["items_per_s"]
@@ -122,7 +122,7 @@ def _print_roofline(r: dict) -> None:
             print(f"| {name} | {size.split('_')[1]} | {m['items_per_s']} | {m['gflops']} | {m['fraction_of_peak']} | "
                   f"{m['padding_share']} |")
     print(f"int8 speed-up: {r['int8_speedup_batch_64']}x at batch 64, {r['int8_speedup_batch_1']}x at batch 1 "
-          f"(batch-1 p50 {r['fp32']['batch_1']['p50_ms']} -> {r['int8']['batch_1']['p50_ms']} ms)")
+          f"(batch 1: {r['fp32']['batch_1']['ms_per_item']} -> {r['int8']['batch_1']['ms_per_item']} ms per item, mean)")
     h = r.get("held_out")
     if isinstance(h, dict):
         print(f"held-out accuracy ({h['items']} items of the judge's test split): fp32 {h['fp32_accuracy']:.4f}, "

@@ -13,6 +13,9 @@ Contract:
 - ``quantised(judge)`` is a copy of the judge whose encoder's ``nn.Linear`` layers are dynamically quantised to
   int8 (``torch.ao.quantization.quantize_dynamic``: weights int8, activations quantised per batch); the heads
   stay fp32.
+- ``python -m benchmarks.judge_roofline --model DIR`` runs this part alone (``benchmarks.judge`` runs it after the
+  Triton table), with ``--threads`` torch threads: on a machine oversubscribed by other jobs 1 thread is the
+  meaningful setting (2 threads then mostly wait on each other at every operation's barrier).
 - ``held_out(model_dir)`` rebuilds the trained judge's test split (the same files, teacher, fractions and seed
   as ``student.json`` records), the items no training decision ever saw: accuracy against their labels is
   what the int8 variant is compared on.
@@ -120,3 +123,31 @@ def accuracy(judge, labelled: list[tuple[dict, str]], batch: int = 64) -> tuple[
         labels += [r["label"] for r in judge.judge([it for it, _ in labelled[i : i + batch]])]
     hits = sum(got == want for got, (_, want) in zip(labels, labelled))
     return hits / len(labelled), labels
+
+
+def main() -> None:
+    import argparse
+    import os
+    import platform
+
+    from benchmarks.judge import OUT, _print_roofline, _roofline
+    from judge_engine.model.student import Judge
+
+    parser = argparse.ArgumentParser(description="the in-process judge against the fp32 matmul peak; its int8 variant")
+    parser.add_argument("--model", required=True, help="trained judge directory")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--roofline-batches", type=int, default=1, help="batches of 64 for the FLOP rate")
+    parser.add_argument("--items-per-size", type=int, default=32, help="a quarter of it: batch-1 items")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    r = _roofline(Judge(args.model), Path(args.model), args)
+    r["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average": [round(x, 2) for x in os.getloadavg()]}
+    OUT.mkdir(exist_ok=True)
+    (OUT / "judge_roofline.json").write_text(json.dumps(r, indent=2))
+    _print_roofline(r)
+    print(f"load average {r['machine']['load_average']}; wrote {OUT / 'judge_roofline.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ Contract (thin: the logic is ``judge_engine.online.inline.InlineStage``):
 - consumes ``settings.kafka.topics.traces`` as raw bytes, in micro-batches of at most ``stream.batch_size``
   messages gathered within ``stream.batch_within_s`` seconds (``stream.take_events``): the batch adapts to the
   backlog, full (the maximum) at once while the worker is behind, and whatever arrived within the window (often
-  one trace) when it is idle, so a large maximum costs no latency at light load;
+  one trace, after at most ``batch_within_s``) when it is idle, so a large maximum adds no wait at light load;
 - each batch is judged by ``InlineStage.prepare`` (validate, judge, route) and then stored and published by
   ``InlineStage.deliver`` on a delivery task of its own (``streams.overlap.InOrderDelivery``), so the judging of
   batch N+1 overlaps the storing and publishing of batch N. At-least-once is kept: each message's extra reference
