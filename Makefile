@@ -39,7 +39,7 @@ status: install
 	$(BIN)/judgeline status
 
 bench: install
-	$(BIN)/python -m benchmarks.judge
+	$(BIN)/python -m benchmarks.judge $(if $(JUDGE_CANDIDATE),--candidate $(JUDGE_CANDIDATE))
 	$(BIN)/python -m benchmarks.pipeline
 
 # the soak: traces at a fixed rate for SOAK_MINUTES through the whole pipeline (its own stack); bench-results/soak.json
