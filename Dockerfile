@@ -9,9 +9,14 @@ COPY stack stack
 COPY operations operations
 COPY doubles doubles
 COPY cli cli
+# The Triton model template: `pip install .` does not package it, so schemas/paths.py is told where it is; exported
+# versions go to JUDGELINE_STACK__MODEL_REPOSITORY (the volume Triton serves) or, by default, beside the template.
 COPY triton_models triton_models
+ENV JUDGELINE_TRITON_MODELS=/app/triton_models \
+    JUDGELINE_STACK__STATE_DIR=/home/judgeline/.judgeline
 RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu . \
-    && useradd --create-home judgeline
+    && useradd --create-home judgeline \
+    && chown -R judgeline /app/triton_models
 USER judgeline
 EXPOSE 6066
 CMD ["judgeline", "--help"]

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit demo up down status bench soak clean
+.PHONY: install browser test test-unit demo up down status bench soak clean
 
 install: $(STAMP)
 
@@ -20,7 +20,14 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-test: install
+# The annotation page's browser test drives Debian's headless Chromium (never a downloaded browser build); installed
+# once when missing (as root, or through sudo), skipped when /usr/bin/chromium exists.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }
+
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -41,6 +48,9 @@ status: install
 bench: install
 	$(BIN)/python -m benchmarks.judge $(if $(JUDGE_CANDIDATE),--candidate $(JUDGE_CANDIDATE))
 	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.throughput
+	$(BIN)/python -m benchmarks.shift
+	$(BIN)/python -m benchmarks.recorders
 
 # the soak: traces at a fixed rate for SOAK_MINUTES through the whole pipeline (its own stack); bench-results/soak.json
 SOAK_MINUTES ?= 5

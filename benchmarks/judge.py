@@ -13,6 +13,10 @@ Contract:
 - ``--candidate DIR`` (issue 16: a cross-encoder or any other trained judge) adds, in the same run and on the same
   batches, the candidate judged in process, its items/s and the ratio of its p50 to the model's
   (``candidate_vs_model_ratio``: above 1 means slower per item).
+- Then the judge against this machine's limit (``benchmarks.judge_roofline``): the fp32 matmul peak measured in
+  the same run, the in-process judge's GFLOP/s for the tokens it processes at batch 64 and batch 1 and their
+  fraction of that peak, the same for the dynamic-int8 variant (speed-up), and both variants' accuracy on the
+  trained judge's held-out test split (the change in points and how often the labels agree).
 """
 
 from __future__ import annotations
@@ -76,12 +80,64 @@ def _time_batches(run, batches) -> list[float]:
     return times
 
 
+def _roofline(local, model: Path, args) -> dict:
+    """The in-process judge (fp32 and int8) against this machine's fp32 matmul peak, and the int8 accuracy change."""
+    from benchmarks import judge_roofline as rl
+
+    peak = rl.matmul_peak_gflops(args.threads)
+    q = rl.quantised(local)
+    items = _items(args.roofline_batches * 64)
+    batches = [items[i * 64 : (i + 1) * 64] for i in range(args.roofline_batches)]
+    singles = [[it] for it in items[: args.items_per_size // 4]]
+    out: dict = {"threads": args.threads, "fp32_matmul_peak_gflops": round(peak, 1)}
+    for name, judge in (("fp32", local), ("int8", q)):
+        out[name] = {"batch_64": rl.roofline(judge, batches, args.threads, peak),
+                     "batch_1": rl.roofline(judge, singles, args.threads, peak)}
+        out[name]["batch_1"]["p50_ms"] = round(1000 / out[name]["batch_1"]["items_per_s"], 1)
+    out["int8_speedup_batch_64"] = round(out["int8"]["batch_64"]["items_per_s"]
+                                         / out["fp32"]["batch_64"]["items_per_s"], 2)
+    out["int8_speedup_batch_1"] = round(out["int8"]["batch_1"]["items_per_s"]
+                                        / out["fp32"]["batch_1"]["items_per_s"], 2)
+    try:
+        labelled = rl.held_out(model)
+    except (FileNotFoundError, KeyError) as e:  # a model without provenance, or its gold files are not here
+        out["held_out"] = f"not measured: {e}"
+        return out
+    if labelled:
+        a, fp32_labels = rl.accuracy(local, labelled)
+        b, int8_labels = rl.accuracy(q, labelled)
+        out["held_out"] = {"items": len(labelled), "fp32_accuracy": round(a, 4), "int8_accuracy": round(b, 4),
+                           "change_points": round(100 * (b - a), 2),
+                           "same_label": round(sum(x == y for x, y in zip(fp32_labels, int8_labels)) / len(labelled), 4)}
+    return out
+
+
+def _print_roofline(r: dict) -> None:
+    print(f"\nfp32 matmul peak with {r['threads']} threads (measured now): {r['fp32_matmul_peak_gflops']} GFLOP/s")
+    print("| judge in process | batch | items/s | GFLOP/s for its tokens | fraction of fp32 peak | padding share |")
+    print("|---|---|---|---|---|---|")
+    for name in ("fp32", "int8"):
+        for size in ("batch_64", "batch_1"):
+            m = r[name][size]
+            print(f"| {name} | {size.split('_')[1]} | {m['items_per_s']} | {m['gflops']} | {m['fraction_of_peak']} | "
+                  f"{m['padding_share']} |")
+    print(f"int8 speed-up: {r['int8_speedup_batch_64']}x at batch 64, {r['int8_speedup_batch_1']}x at batch 1 "
+          f"(batch-1 p50 {r['fp32']['batch_1']['p50_ms']} -> {r['int8']['batch_1']['p50_ms']} ms)")
+    h = r.get("held_out")
+    if isinstance(h, dict):
+        print(f"held-out accuracy ({h['items']} items of the judge's test split): fp32 {h['fp32_accuracy']:.4f}, "
+              f"int8 {h['int8_accuracy']:.4f} ({h['change_points']:+.2f} points; same label on {h['same_label']:.1%})")
+    else:
+        print(f"held-out accuracy: {h}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="trained judge directory (default: train one here)")
     parser.add_argument("--batch-sizes", default="1,4,16,32,64")
     parser.add_argument("--items-per-size", type=int, default=96, help="items judged per batch size and mode")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--roofline-batches", type=int, default=2, help="batches of 64 for the FLOP rate")
     parser.add_argument("--candidate", help="a second trained judge to time in process beside --model")
     args = parser.parse_args()
 
@@ -92,7 +148,6 @@ def main() -> None:
     from judge_engine.training.export import export
     from schemas.settings import Settings
     from stack import services as stack
-    from stack import triton
 
     torch.set_num_threads(args.threads)
     OUT.mkdir(exist_ok=True)
@@ -148,6 +203,7 @@ def main() -> None:
                   f"ratio {row['triton_overhead_ratio']:.3f}", flush=True)
     finally:
         stack.down(settings, log=lambda *_: None)
+    limits = _roofline(local, model, args)
     result = {
         "benchmark": "judge",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": args.threads},
@@ -155,6 +211,7 @@ def main() -> None:
         "candidate": args.candidate,
         "items": "pairwise PandaLM items (question + two answers; each scored in both orders)",
         "rows": rows,
+        "roofline": limits,
     }
     (OUT / "judge.json").write_text(json.dumps(result, indent=2))
     print("\n| batch | in-process p50 ms | in-process items/s | Triton p50 ms | Triton p95 ms | Triton items/s "
@@ -164,6 +221,7 @@ def main() -> None:
         print(f"| {r['batch_size']} | {r['in_process']['p50_ms']} | {r['in_process']['items_per_s']} | "
               f"{r['triton']['p50_ms']} | {r['triton']['p95_ms']} | {r['triton']['items_per_s']} | "
               f"{r['triton_overhead_ratio']} |")
+    _print_roofline(limits)
     print(f"\nwrote {OUT / 'judge.json'}")
 
 

@@ -108,7 +108,6 @@ def main() -> None:
     from operations.lag import committed_offsets
     from operations.produce import produce
     from schemas.settings import Settings
-    from stack import process
     from stack import services as stack
 
     OUT.mkdir(exist_ok=True)

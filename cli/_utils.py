@@ -1,6 +1,8 @@
 """What every command family shares: the settings, the one-line failure, and the error-to-exit decorator.
 
 Contract:
+- ``family()`` gives a command family module its Typer and its ``register(app)`` (``commands, register =
+  family()``), which ``cli/main.py`` calls for each module of ``FAMILIES``.
 - ``settings()`` is the one ``Settings`` (env prefix ``JUDGELINE_``) resolved against the running embedded stack
   (``stack.services.effective_settings``); invalid settings end the command with one line naming the variable.
 - ``fail(message, code=1)`` prints ``error: <message>`` in red on stderr and exits with ``code``.
@@ -20,6 +22,17 @@ from typing import Callable, Iterator, TypeVar
 import typer
 
 F = TypeVar("F", bound=Callable)
+
+
+def family() -> tuple[typer.Typer, Callable[[typer.Typer], None]]:
+    """A command family's own Typer (its commands are declared on it) and the ``register(app)`` that adds them."""
+    commands = typer.Typer()
+
+    def register(app: typer.Typer) -> None:
+        app.registered_commands.extend(commands.registered_commands)
+        app.registered_groups.extend(commands.registered_groups)
+
+    return commands, register
 
 
 def settings():

@@ -1,7 +1,7 @@
 """Commands over what is stored: gold import, calibrate, report.
 
-Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
-reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+Contract: the commands read ClickHouse through ``operations.analytics.connect_store`` (a missing or unmigrated
+store is one clear line); ``gold import`` never stops at a bad line; heavy imports stay inside each command.
 """
 
 from __future__ import annotations
@@ -11,16 +11,11 @@ from typing import Optional
 
 import typer
 
-from cli._utils import exits_on_error
+from cli._utils import exits_on_error, family
 from cli._utils import fail as _fail
 from cli._utils import settings as _settings
 
-commands = typer.Typer()
-
-
-def register(app: typer.Typer) -> None:
-    app.registered_commands.extend(commands.registered_commands)
-    app.registered_groups.extend(commands.registered_groups)
+commands, register = family()
 
 
 gold_app = typer.Typer(no_args_is_help=True, help="The human-labelled gold set in ClickHouse.")

@@ -1,7 +1,7 @@
 """Commands of the environment: settings, the embedded stack, migrations, topics, message schemas.
 
-Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
-reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+Contract: ``up``/``status``/``migrate`` are thin over ``stack.services`` and ``stack.migrate`` (the demo calls the
+same functions); ``config`` prints secrets masked; heavy imports stay inside each command.
 """
 
 from __future__ import annotations
@@ -13,16 +13,11 @@ from typing import Optional
 
 import typer
 
-from cli._utils import exits_on_error, fails_as
+from cli._utils import exits_on_error, fails_as, family
 from cli._utils import fail as _fail
 from cli._utils import settings as _settings
 
-commands = typer.Typer()
-
-
-def register(app: typer.Typer) -> None:
-    app.registered_commands.extend(commands.registered_commands)
-    app.registered_groups.extend(commands.registered_groups)
+commands, register = family()
 
 
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of judgeline.")

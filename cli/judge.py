@@ -1,7 +1,7 @@
 """Commands of the judge's life cycle: train, export, deploy, eval.
 
-Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
-reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+Contract: the commands are thin over ``judge_engine.training`` and ``judge_engine.evaluation`` and find Triton through
+the settings resolved against the running stack; heavy imports stay inside each command.
 """
 
 from __future__ import annotations
@@ -11,16 +11,11 @@ from typing import Optional
 
 import typer
 
-from cli._utils import exits_on_error, fails_as
 from cli._utils import fail as _fail
+from cli._utils import fails_as, family
 from cli._utils import settings as _settings
 
-commands = typer.Typer()
-
-
-def register(app: typer.Typer) -> None:
-    app.registered_commands.extend(commands.registered_commands)
-    app.registered_groups.extend(commands.registered_groups)
+commands, register = family()
 
 
 FINETUNE_LAYERS_DEFAULT = 1  # measured: see docs/judge.md, "Fine-tuning"
@@ -145,25 +140,26 @@ def export(
         _fail(str(e))
     typer.echo(f"exported {model} as {target}")
     if deploy_now:
-        deploy(force=force)
+        _load_newest(settings, force)
 
 
 @commands.command()
-@exits_on_error("loading {settings.triton.model_name} into Triton at {settings.triton.http_url}")
 def deploy(
     force: bool = typer.Option(False, help="Load the version even if the deployment gate refuses it."),
 ) -> None:
     """Load the newest version of the judge into the running Triton (repository API; traffic keeps flowing), once
     it has cleared the deployment gate (an export's decision stands; otherwise it is assessed now)."""
+    _load_newest(_settings(), force)
+
+
+def _load_newest(settings, force: bool) -> None:
     from judge_engine.training.export import versions
     from operations.analytics import StoreNotReady, connect_store
     from operations.gate import recorded_decision
     from stack import triton
     from stack.services import running_service
 
-    settings = _settings()
-    record = running_service(settings, "triton")
-    if record is None and not settings.triton.http_url:
+    if running_service(settings, "triton") is None and not settings.triton.http_url:
         _fail("no Triton is running (judgeline up)")
     name = settings.triton.model_name
     newest = (versions(triton.model_repository(settings) / name) or [None])[-1]
@@ -174,7 +170,8 @@ def deploy(
             decided = None  # _gate says what is missing
         if decided not in ("accepted", "forced"):
             _gate(settings, triton.model_repository(settings) / name / str(newest), str(newest), "deploy", force)
-    version = triton.load_model(settings, name)
+    with fails_as(f"loading {name} into Triton at {settings.triton.http_url}"):
+        version = triton.load_model(settings, name)
     typer.echo(f"Triton at {settings.triton.http_url} serves {name} version {version}")
 
 

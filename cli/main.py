@@ -25,6 +25,7 @@ FAMILIES = (
     "cli.traffic",
     "cli.analysis",
     "cli.routing",
+    "cli.annotate",
 )
 
 app = typer.Typer(

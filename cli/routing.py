@@ -1,7 +1,6 @@
 """`judgeline route-policy update|show|watch`: the routing controller (docs/routing.md).
 
-Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
-reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+Contract: heavy imports stay inside each command (``register`` comes from ``cli._utils.family``).
 - ``update`` fits a policy from the stored evidence, stores and publishes it when it changed (``--force``: always)
   and prints the version and one line per rule; a drift alarm is printed too.
 - ``show`` prints the newest stored policy of ``routing.policy_scope`` (``--json``: its JSON as published).
@@ -13,18 +12,13 @@ from __future__ import annotations
 
 import typer
 
-from cli._utils import exits_on_error
+from cli._utils import exits_on_error, family
 from cli._utils import fail as _fail
 from cli._utils import settings as _settings
 
-commands = typer.Typer()
+commands, register = family()
 route_app = typer.Typer(no_args_is_help=True, help="Routing policies from live evidence (docs/routing.md).")
 commands.add_typer(route_app, name="route-policy")
-
-
-def register(app: typer.Typer) -> None:
-    app.registered_commands.extend(commands.registered_commands)
-    app.registered_groups.extend(commands.registered_groups)
 
 
 def _print_rules(policy) -> None:

@@ -1,7 +1,7 @@
 """Commands that move traces: produce, demo (the whole pipeline end to end), replay into a dataset.
 
-Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
-reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+Contract: the commands are thin over ``operations`` (produce, demo, replay); the demo runs its phases as plain
+functions (``operations.demo``), each failing as one line naming the phase; heavy imports stay inside each command.
 """
 
 from __future__ import annotations
@@ -13,16 +13,11 @@ from typing import Optional
 import typer
 
 from cli._utils import fail as _fail
-from cli._utils import fails_as
+from cli._utils import fails_as, family
 from cli._utils import settings as _settings
 from schemas import paths
 
-commands = typer.Typer()
-
-
-def register(app: typer.Typer) -> None:
-    app.registered_commands.extend(commands.registered_commands)
-    app.registered_groups.extend(commands.registered_groups)
+commands, register = family()
 
 
 @commands.command()

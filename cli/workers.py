@@ -1,7 +1,6 @@
 """Long-running processes: the stream workers and the frontier replay server.
 
-Contract: ``register(app)`` adds this family's commands to the ``judgeline`` app (``cli/main.py``); every command
-reads the one ``Settings`` through ``cli._utils.settings`` and imports its heavy modules inside its body.
+Contract: the commands run in the foreground until SIGTERM; heavy imports stay inside each command.
 ``frontier-replay`` is the one declaration of the replay server's options (its fault options are generated from
 ``doubles.faults.Faults``); ``doubles.frontier_replay.start`` runs this command as a process.
 """
@@ -17,15 +16,11 @@ from typing import Optional
 import typer
 
 from cli._utils import fail as _fail
+from cli._utils import family
 from cli._utils import settings as _settings
 from doubles.faults import Faults
 
-commands = typer.Typer()
-
-
-def register(app: typer.Typer) -> None:
-    app.registered_commands.extend(commands.registered_commands)
-    app.registered_groups.extend(commands.registered_groups)
+commands, register = family()
 
 
 def _with_fault_options(command):

@@ -29,27 +29,28 @@ Contract:
 - ``GET /v1/models`` lists the judges served, ``GET /health`` reports items and judges, ``GET /stats`` the
   counters (requests, in flight, the most in flight at once, injected faults, arrival times) and
   ``POST /stats/reset`` zeroes them.
-- Binds to a loopback address only. Request headers (the API key) and prompts are never logged.
+- Served by ``aiohttp.web`` (``app(replay)``; ``serve`` runs it until SIGTERM or Ctrl-C), all state on the app, so
+  servers in one process share nothing. Binds to a loopback address only. Request headers (the API key) and
+  prompts are never logged; a request body over 8 MiB is refused (413) before it is read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import math
 import random
-import signal
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterable, Sequence
-from urllib.parse import urlsplit
+
+from aiohttp import web
 
 from doubles.faults import Faults
 from judge_engine.clients.frontier_prompt import (
@@ -146,7 +147,7 @@ def _every(fraction: Fraction, n: int) -> bool:
 
 
 class Replay:
-    """The server's state: the index, the judges served, fault injection and counters (thread-safe)."""
+    """The server's state: the index, the judges served, fault injection and counters (one event loop)."""
 
     def __init__(self, index: Index, judges: Sequence[str], faults: Faults = Faults()):
         if not judges:
@@ -157,55 +158,50 @@ class Replay:
         self._f429 = Fraction(faults.rate_limit_fraction).limit_denominator(10**6)
         self._f500 = Fraction(faults.server_error_fraction).limit_denominator(10**6)
         self._rng = random.Random(faults.seed)
-        self._lock = threading.Lock()
         self._t0 = time.monotonic()
         self.reset()
 
     def reset(self) -> None:
         """Zero the counters (requests still in flight stay counted as in flight)."""
-        with self._lock:
-            self.requests = 0
-            self.passed_429 = 0
-            self.in_flight = getattr(self, "in_flight", 0)
-            self.max_in_flight = self.in_flight
-            self.injected_429 = 0
-            self.injected_500 = 0
-            self.answered = 0
-            self.errors = 0
-            self.arrivals: deque[float] = deque(maxlen=10_000)
+        self.requests = 0
+        self.passed_429 = 0
+        self.in_flight = getattr(self, "in_flight", 0)
+        self.max_in_flight = self.in_flight
+        self.injected_429 = 0
+        self.injected_500 = 0
+        self.answered = 0
+        self.errors = 0
+        self.arrivals: deque[float] = deque(maxlen=10_000)
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "requests": self.requests, "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
-                "injected_429": self.injected_429, "injected_500": self.injected_500, "answered": self.answered,
-                "errors": self.errors, "arrivals_s": list(self.arrivals),
-            }
+        return {
+            "requests": self.requests, "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
+            "injected_429": self.injected_429, "injected_500": self.injected_500, "answered": self.answered,
+            "errors": self.errors, "arrivals_s": list(self.arrivals),
+        }
 
     def begin(self) -> tuple[str | None, float]:
         """Count an arriving chat completion; returns (fault to inject or None, seconds to wait first)."""
-        with self._lock:
-            self.requests += 1
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            self.arrivals.append(time.monotonic() - self._t0)
-            delay = (self.faults.latency_ms + self._rng.uniform(0, self.faults.jitter_ms)) / 1000
-            if self._f429 and _every(self._f429, self.requests):
-                self.injected_429 += 1
-                return "429", delay
-            self.passed_429 += 1
-            if self._f500 and _every(self._f500, self.passed_429):
-                self.injected_500 += 1
-                return "500", delay
-            return None, delay
+        self.requests += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.arrivals.append(time.monotonic() - self._t0)
+        delay = (self.faults.latency_ms + self._rng.uniform(0, self.faults.jitter_ms)) / 1000
+        if self._f429 and _every(self._f429, self.requests):
+            self.injected_429 += 1
+            return "429", delay
+        self.passed_429 += 1
+        if self._f500 and _every(self._f500, self.passed_429):
+            self.injected_500 += 1
+            return "500", delay
+        return None, delay
 
     def end(self, ok: bool) -> None:
-        with self._lock:
-            self.in_flight -= 1
-            if ok:
-                self.answered += 1
-            else:
-                self.errors += 1
+        self.in_flight -= 1
+        if ok:
+            self.answered += 1
+        else:
+            self.errors += 1
 
     def complete(self, body: Any, trace_id: str | None) -> dict[str, Any]:
         """The chat completion for a request body, or ApiError."""
@@ -275,110 +271,99 @@ def _content_text(message: dict) -> str:
     return ""
 
 
-class Handler(BaseHTTPRequestHandler):
-    replay: Replay
-    protocol_version = "HTTP/1.1"
-    server_version = "judgeline-frontier-replay"
+REPLAY = web.AppKey("replay", Replay)
 
-    def log_message(self, fmt: str, *args: object) -> None:  # no headers, no bodies: only method and path
-        log.debug("%s %s", self.command, self.path.split("?")[0])
 
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path.rstrip("/")
-        r = self.replay
-        if path == "/health":
-            return self._json(200, {"status": "ok", "items": r.index.items, "judges": list(r.judges)})
-        if path == "/stats":
-            return self._json(200, r.stats())
-        if path == "/v1/models":
-            return self._json(200, {"object": "list", "data": [
-                {"id": j, "object": "model", "created": 0, "owned_by": "judgeline-frontier-replay"} for j in r.judges
-            ]})
-        self._error(ApiError(404, f"unknown path {path}", "not_found"))
+def app(replay: Replay) -> web.Application:
+    application = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+    application[REPLAY] = replay
+    application.add_routes([
+        web.post("/v1/chat/completions", _chat_completion), web.get("/v1/models", _models),
+        web.get("/health", _health), web.get("/stats", _stats), web.post("/stats/reset", _reset),
+    ])
+    return application
 
-    def do_POST(self) -> None:
-        path = urlsplit(self.path).path.rstrip("/")
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=lambda d: json.dumps(d, ensure_ascii=False))
+
+
+@web.middleware
+async def _errors(request: web.Request, handler) -> web.StreamResponse:
+    """Every error in OpenAI's JSON shape; a bug answers 500 rather than dropping the connection. Logs the method
+    and path only, never headers (the API key) or bodies (prompts)."""
+    log.debug("%s %s", request.method, request.path)
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return _json(e.body(), e.status, e.headers)
+    except web.HTTPRequestEntityTooLarge:
+        return _json(ApiError(413, f"request body over {MAX_BODY_BYTES} bytes", "body_too_large").body(), 413)
+    except web.HTTPException as e:  # unknown path, wrong method: aiohttp's status, OpenAI's shape
+        code = "not_found" if e.status == 404 else None
+        return _json(ApiError(e.status, f"{e.reason}: {request.method} {request.path}", code).body(), e.status)
+    except Exception as e:
+        log.exception("chat completion failed")
+        return _json(ApiError(500, f"replay server error: {type(e).__name__}", None, type_="server_error").body(), 500)
+
+
+async def _chat_completion(request: web.Request) -> web.Response:
+    replay = request.app[REPLAY]
+    raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge, answered 413 by _errors
+    fault, delay = replay.begin()
+    ok = False
+    try:
+        if delay:
+            await asyncio.sleep(delay)
+        if fault == "429":
+            wait = replay.faults.retry_after_s
+            raise ApiError(429, f"Rate limit reached (injected by the replay server); retry after {wait:g} s",
+                           "rate_limit_exceeded", type_="requests",
+                           headers={"Retry-After": str(math.ceil(wait)), "retry-after-ms": str(round(wait * 1000))})
+        if fault == "500":
+            raise ApiError(500, "internal error (injected by the replay server)", None, type_="server_error")
         try:
-            raw = self._read_body()
-        except ApiError as e:
-            self.close_connection = True
-            return self._error(e)
-        if path == "/stats/reset":
-            self.replay.reset()
-            return self._json(200, {"reset": True})
-        if path != "/v1/chat/completions":
-            return self._error(ApiError(404, f"unknown path {path}", "not_found"))
-        fault, delay = self.replay.begin()
-        ok = False
-        try:
-            if delay:
-                time.sleep(delay)
-            if fault == "429":
-                wait = self.replay.faults.retry_after_s
-                raise ApiError(429, "Rate limit reached (injected by the replay server); retry after "
-                                    f"{wait:g} s", "rate_limit_exceeded", type_="requests",
-                               headers={"Retry-After": str(math.ceil(wait)), "retry-after-ms": str(round(wait * 1000))})
-            if fault == "500":
-                raise ApiError(500, "internal error (injected by the replay server)", None, type_="server_error")
-            try:
-                body = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ApiError(400, f"the request body is not JSON: {e}", "invalid_json") from None
-            answer = self.replay.complete(body, self.headers.get(TRACE_HEADER))
-            ok = True
-            self._json(200, answer)
-        except ApiError as e:
-            self._error(e)
-        except Exception as e:  # a bug answers 500 rather than dropping the connection
-            log.exception("chat completion failed")
-            self._error(ApiError(500, f"replay server error: {type(e).__name__}", None, type_="server_error"))
-        finally:
-            self.replay.end(ok)
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"the request body is not JSON: {e}", "invalid_json") from None
+        answer = replay.complete(body, request.headers.get(TRACE_HEADER))
+        ok = True
+        return _json(answer)
+    finally:
+        replay.end(ok)
 
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise ApiError(413, f"request body of {length} bytes is over {MAX_BODY_BYTES}", "body_too_large")
-        return self.rfile.read(length) if length else b""
 
-    def _error(self, e: ApiError) -> None:
-        self._json(e.status, e.body(), e.headers)
+async def _health(request: web.Request) -> web.Response:
+    replay = request.app[REPLAY]
+    return _json({"status": "ok", "items": replay.index.items, "judges": list(replay.judges)})
 
-    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(data, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+
+async def _models(request: web.Request) -> web.Response:
+    return _json({"object": "list", "data": [
+        {"id": j, "object": "model", "created": 0, "owned_by": "judgeline-frontier-replay"}
+        for j in request.app[REPLAY].judges]})
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return _json(request.app[REPLAY].stats())
+
+
+async def _reset(request: web.Request) -> web.Response:
+    request.app[REPLAY].reset()
+    return _json({"reset": True})
 
 
 def serve(gold_files: Sequence[str | Path], host: str, port: int, judges: Sequence[str] = ("gpt-4",),
-          faults: Faults = Faults(), ready: "threading.Event | None" = None) -> None:
-    """Serve until SIGTERM / Ctrl-C."""
+          faults: Faults = Faults()) -> None:
+    """Serve until SIGTERM / Ctrl-C (aiohttp's ``run_app`` handles both and closes the connections)."""
     if host not in LOOPBACK:
         raise SystemExit(f"the frontier replay binds to a loopback address only, not {host!r}")
     if not gold_files:
         raise SystemExit("no gold files given; pass --gold FILE (gold format, with recorded teacher verdicts)")
     index = load_index(gold_files)
-    Handler.replay = Replay(index, judges, faults)
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     log.info("frontier replay on http://%s:%d/v1: %d items (%d bad lines) from %s; judges %s; faults %s",
-             host, server.server_address[1], index.items, index.bad_lines, ", ".join(index.files),
-             ", ".join(judges), faults)
-    if ready is not None:
-        ready.set()
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+             host, port, index.items, index.bad_lines, ", ".join(index.files), ", ".join(judges), faults)
+    web.run_app(app(Replay(index, judges, faults)), host=host, port=port, access_log=None, print=None)
 
 
 # --- how tests and the demo run this server as a service (by PID, like stack/services.py's services) ---

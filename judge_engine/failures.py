@@ -4,7 +4,8 @@ Contract:
 - ``classify(exc)`` returns ``"permanent"`` for bad input (validation errors, ``ValueError``/``TypeError``,
   HTTP 4xx other than 408/429, ClickHouse syntax/type errors, gRPC INVALID_ARGUMENT...) and ``"transient"`` for
   everything that may pass by itself: timeouts, connection failures, HTTP 408/429/5xx, Kafka errors librdkafka
-  marks retriable, ClickHouse network/overload codes, gRPC UNAVAILABLE/DEADLINE_EXCEEDED/RESOURCE_EXHAUSTED.
+  marks retriable, ClickHouse network/overload codes, gRPC UNAVAILABLE/DEADLINE_EXCEEDED/RESOURCE_EXHAUSTED. A
+  ClickHouse error code is read from the error (clickhouse-connect keeps it only in the text: ``Code: N``).
 - An error it does not recognise is transient: retrying it stalls the pipeline visibly and loses nothing, while
   treating an unknown outage as bad input would dead-letter good traffic.
 - ``retry_after(exc)`` reads a server's ``Retry-After`` hint (seconds or HTTP date) when the error carries one.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import time
 from typing import Awaitable, Callable, Literal
 
@@ -41,6 +43,9 @@ PERMANENT_NAMES = frozenset({"ValidationError", "InvalidMessage", "JSONDecodeErr
 TRANSIENT_NAMES = frozenset({"APITimeoutError", "APIConnectionError", "RateLimitError", "InternalServerError",
                              "TimeoutException", "ConnectError", "ReadTimeout", "ConnectTimeout", "RemoteProtocolError",
                              "OperationalError", "StreamFailureError"})
+
+
+_CLICKHOUSE_CODE = re.compile(r"(?:\bCode:|error code)\s*(\d+)")
 
 
 class GaveUp(RuntimeError):
@@ -100,6 +105,9 @@ def classify(exc: BaseException) -> Kind:
     if grpc in PERMANENT_GRPC:
         return "permanent"
     ch_code = getattr(exc, "code", None)
+    if "DatabaseError" in names and not isinstance(ch_code, int):  # clickhouse-connect puts the code in the text
+        found = _CLICKHOUSE_CODE.search(str(exc))
+        ch_code = int(found.group(1)) if found else None
     if "DatabaseError" in names and isinstance(ch_code, int):
         return "transient" if ch_code in TRANSIENT_CLICKHOUSE else "permanent"
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError, ConnectionError)):

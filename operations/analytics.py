@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from schemas.analytics_sql import REPORT_QUERIES, render
+from schemas.analytics_sql import DEAD_LETTERS, REPORT_QUERIES, render
 from schemas.settings import Settings
 
 MIN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -66,7 +66,9 @@ class Analytics:
         return [dict(zip(result.column_names, r)) for r in result.result_rows]
 
     def report(self) -> dict[str, list[dict[str, Any]]]:
-        return {name: self.query(sql) for name, sql in REPORT_QUERIES.items()}
+        """Every report query's rows by name, plus ``dead_letters`` (``DEAD_LETTERS``, for the headline)."""
+        return {**{name: self.query(sql) for name, sql in REPORT_QUERIES.items()},
+                "dead_letters": self.query(DEAD_LETTERS)}
 
 
 def connect_store(settings: Settings):

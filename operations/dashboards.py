@@ -65,8 +65,10 @@ PROMETHEUS_PANELS: list[tuple[str, str, str, str]] = [
     ("Consumer lag (brokers that report it)", "sum by (topic) (judgeline_consumer_lag)", "{{topic}}", "none"),
     ("Served judge versions", "sum by (judge_name, judge_version) (judgeline_served_judge_info)",
      "{{judge_name}} {{judge_version}}", "none"),
-    ("Routing policy versions", "sum by (policy_version, threshold) (judgeline_routing_policy_info)",
-     "{{policy_version}} (threshold {{threshold}})", "none"),
+    ("Routing policy version", "max(judgeline_routing_policy_version)", "policy version", "none"),
+    ("Routing settings (fallback without a policy)",
+     "sum by (threshold, calibration_sample_rate, without_policy) (judgeline_routing_settings_info)",
+     "threshold {{threshold}} sample {{calibration_sample_rate}} {{without_policy}}", "none"),
 ]
 
 

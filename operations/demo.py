@@ -27,7 +27,6 @@ Contract:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import uuid
@@ -165,7 +164,8 @@ def start_processes(run: Run, *, frontier_latency_ms: float = 30.0, frontier_jit
     run.processes.extend(workers)
     for w in workers:
         wait_worker_ready(settings, w, timeout_s=120)
-        log(f"   {w.name.rsplit('-', 4)[0]} pid {w.pid} ready (web port {w.ports['web']}, log {w.log})")
+        log(f"   {w.name.rsplit('-', 4)[0]} pid {w.pid} ready (metrics: curl "
+            f"http://{settings.stack.bind_host}:{w.ports['web']}/metrics; log {w.log})")
 
 
 def stop_processes(run: Run) -> None:
@@ -369,7 +369,7 @@ def format_report(r: dict, seconds: float | None = None) -> str:
         + ("(every message: a verdict or a dead letter)" if r["all_accounted"] else "(NOT all: see the worker logs)"),
         f"  routed to frontier  {_pct(r['routed_fraction'])}: "
         + ", ".join(f"{k} {v['traces']} ({_pct(v['fraction'])})" for k, v in r["routed"].items()),
-        f"  frontier verdicts   " + ", ".join(f"{k} {v}" for k, v in r["frontier_status"].items()),
+        "  frontier verdicts   " + ", ".join(f"{k} {v}" for k, v in r["frontier_status"].items()),
         "  inline vs frontier  " + ", ".join(f"{k}: {_pct(v['agreement'])} agree (n={v['n']})"
                                              for k, v in r["inline_vs_frontier"].items()),
         f"  disagreements       {r['disagreements_stored']} rows in ClickHouse (expected {r['disagreements_expected']})",

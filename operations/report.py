@@ -5,10 +5,15 @@ Contract:
   (``schemas/analytics_sql.REPORT_QUERIES``) it shows.
 - ``text_tables(results)``: every query's rows as an aligned plain-text table under its section title (floats to 3
   decimals, percentiles as p50/p95/p99, ``(no rows)`` when empty).
-- ``write_html(results, out_dir, window)``: ``<out>/report.html``, self-contained: every plot is a PNG embedded as a
-  base64 ``data:`` URI (no file beside it is needed), every table is escaped HTML, and each section shows the SQL
-  it ran. Plots: fail / B-win rate over time, routed fraction and frontier spend over time, disagreement by
-  confidence bucket per judge version, latency percentiles. Returns the path.
+- ``headline(results)``: the figures a person on call looks for first, as (name, value, detail): verdicts, routed
+  fraction, inline vs frontier disagreement, frontier spend, latency (inline judge p50/p95 and produce -> stored
+  p95 of the busiest judge version), dead letters (by stage). "n/a" where the window holds no data for it.
+- ``write_html(results, out_dir, window)``: ``<out>/report.html``, self-contained: it opens with the headline, every
+  plot is a PNG embedded as a base64 ``data:`` URI (no file beside it is needed), every table is escaped HTML, and
+  each section shows the SQL it ran. Plots fit the data they have: a series over time is a line over the periods
+  it covers when there are two periods or more, and bars (one per series, the period in the title) when the window
+  holds one period (``over_time``); disagreement by confidence bucket per judge version, latency percentiles.
+  Returns the path.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from schemas.analytics_sql import REPORT_QUERIES
+from schemas.analytics_sql import DEAD_LETTERS, REPORT_QUERIES
 
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Verdicts and fail rates", "verdicts per period, app, model and criterion; fail rate (pointwise: share of "
@@ -33,7 +38,10 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("disagreement_by_bucket", "drift")),
     ("Latency", "percentiles in ms: the inline judge per version (Triton call), produce -> stored per version, the "
      "frontier judge", ("latency", "frontier_latency")),
+    ("Dead letters", "messages that could not be accepted, kept whole with the reason (table dead_letters), by stage "
+     "and source topic", ("dead_letters",)),
 )
+QUERIES = {**REPORT_QUERIES, "dead_letters": DEAD_LETTERS}
 
 
 def _cell(value: Any) -> str:
@@ -53,8 +61,51 @@ def _table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     return header, [[_cell(r[c]) for c in header] for r in rows]
 
 
+def _sum(rows: list[dict[str, Any]], key: str) -> float:
+    return float(sum(r[key] or 0 for r in rows if r.get(key) is not None and r[key] == r[key]))
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "n/a"
+
+
+def headline(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str]]:
+    verdicts = _sum(results.get("verdict_rates", []), "verdicts")
+    routing = results.get("routing", [])
+    routed = sum(float(r["routed_fraction"] or 0) * r["verdicts"] for r in routing)
+    inline = _sum(routing, "verdicts")
+    buckets = results.get("disagreement_by_bucket", [])
+    observed, disagreements = _sum(buckets, "observed"), _sum(buckets, "disagreements")
+    spend_rows = results.get("frontier_spend", [])
+    latency = max(results.get("latency", []), key=lambda r: r["verdicts"], default=None)
+    letters = results.get("dead_letters", [])
+    by_stage: dict[str, int] = {}
+    for r in letters:
+        by_stage[r["stage"]] = by_stage.get(r["stage"], 0) + int(r["dead_letters"])
+
+    def ms(values, i):
+        return f"{values[i]:.0f} ms" if values and values[i] == values[i] else "n/a"
+
+    out = [
+        ("verdicts", f"{verdicts:.0f}", "stored in the window"),
+        ("routed to the frontier", _pct(routed, inline), f"{routed:.0f} of {inline:.0f} inline verdicts"),
+        ("disagreement", _pct(disagreements, observed),
+         f"{disagreements:.0f} of {observed:.0f} traces both judges labelled"),
+        ("frontier spend", f"${_sum(spend_rows, 'cost_usd'):.2f}",
+         f"{_sum(spend_rows, 'calls'):.0f} calls, {_sum(spend_rows, 'tokens'):.0f} tokens"),
+        ("inline judge latency", "n/a" if latency is None else
+         f"{ms(latency['judge_ms'], 0)} p50 / {ms(latency['judge_ms'], 1)} p95",
+         "" if latency is None else f"produce -> stored p95 {ms(latency['produce_to_stored_ms'], 1)} "
+                                    f"(judge version {latency['judge_version']})"),
+        ("dead letters", str(sum(by_stage.values())),
+         ", ".join(f"{stage} {n}" for stage, n in sorted(by_stage.items())) or "none"),
+    ]
+    return out
+
+
 def text_tables(results: dict[str, list[dict[str, Any]]]) -> str:
-    out = []
+    out = ["== At a glance"] + [f"{name}: {value}" + (f" ({detail})" if detail else "")
+                                for name, value, detail in headline(results)] + [""]
     for title, about, names in SECTIONS:
         out.append(f"== {title}: {about}")
         for name in names:
@@ -68,6 +119,19 @@ def text_tables(results: dict[str, list[dict[str, Any]]]) -> str:
             out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in body]
         out.append("")
     return "\n".join(out)
+
+
+def over_time(series: dict[str, list], path: Path, title: str, ylabel: str,
+              ylim: tuple[float, float] | None = (0, 1)) -> tuple[Path, str]:
+    """A series over time as lines when it covers two periods or more, else as bars; returns (path, kind)."""
+    from judge_engine.evaluation import plots
+
+    periods = sorted({x for points in series.values() for x, _ in points})
+    if len(periods) >= 2:
+        return plots.curves(series, path, title, "period", ylabel, ylim=ylim), "lines"
+    when = _cell(periods[0]) if periods else "no data in the window"
+    values = {name: points[-1][1] for name, points in series.items() if points}
+    return plots.bars(values, path, f"{title} ({when})", ylabel, ylim=ylim), "bars"
 
 
 def _plots(results: dict[str, list[dict[str, Any]]], tmp: Path) -> dict[str, Path]:
@@ -84,14 +148,13 @@ def _plots(results: dict[str, list[dict[str, Any]]], tmp: Path) -> dict[str, Pat
     rates = results.get("verdict_rates", [])
     rate_series = series(rates, lambda r: f"{r['app']}/{r['criterion']} fail", "period", "fail_rate")
     rate_series |= series(rates, lambda r: f"{r['app']}/{r['criterion']} B wins", "period", "b_rate")
-    made["verdict_rates"] = plots.curves(rate_series, tmp / "rates.png", "fail rate (pointwise), B-win rate "
-                                         "(pairwise)", "period", "rate")
+    made["verdict_rates"], _ = over_time(rate_series, tmp / "rates.png", "fail rate (pointwise), B-win rate "
+                                         "(pairwise)", "rate")
     routing = series(results.get("routing", []), lambda r: f"{r['criterion']} routed", "period", "routed_fraction")
-    made["routing"] = plots.curves(routing, tmp / "routing.png", "share routed to the frontier", "period",
-                                   "routed fraction")
+    made["routing"], _ = over_time(routing, tmp / "routing.png", "share routed to the frontier", "routed fraction")
     spend = series(results.get("frontier_spend", []), lambda r: f"{r['criterion']} ({r['judge_name']})", "period",
                    "cost_usd")
-    made["frontier_spend"] = plots.curves(spend, tmp / "spend.png", "frontier spend", "period", "USD", ylim=None)
+    made["frontier_spend"], _ = over_time(spend, tmp / "spend.png", "frontier spend", "USD", ylim=None)
     buckets = series(results.get("disagreement_by_bucket", []), lambda r: f"{r['criterion']} v{r['judge_version']}",
                      "bucket", "disagreement_rate")
     made["disagreement_by_bucket"] = plots.curves(buckets, tmp / "buckets.png", "inline vs frontier disagreement",
@@ -119,10 +182,17 @@ def write_html(results: dict[str, list[dict[str, Any]]], out_dir: Path, window: 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>judgeline report</title><style>"
              "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#eee}"
-             "pre{background:#f6f6f6;padding:8px;font-size:11px}img{max-width:720px;display:block}</style></head>"
+             "pre{background:#f6f6f6;padding:8px;font-size:11px}img{max-width:720px;display:block}"
+             "#headline{display:flex;flex-wrap:wrap;gap:12px;margin:1em 0}.figure{border:1px solid #ccc;"
+             "border-radius:6px;padding:8px 14px;min-width:150px}.figure .name{font-size:12px;color:#555}"
+             ".figure .value{font-size:24px;font-weight:bold}.figure .detail{font-size:11px;color:#777}</style></head>"
              f"<body><h1>judgeline report</h1><p>{html.escape(window)}; generated "
              f"{datetime.now().astimezone().isoformat(timespec='seconds')}"
              + (f"; database {html.escape(database)}" if database else "") + "</p>"]
+    parts.append("<section id='headline'>" + "".join(
+        f"<div class='figure'><div class='name'>{html.escape(name)}</div><div class='value'>{html.escape(value)}"
+        f"</div><div class='detail'>{html.escape(detail)}</div></div>" for name, value, detail in headline(results))
+        + "</section>")
     with tempfile.TemporaryDirectory() as tmp:
         pngs = _plots(results, Path(tmp))
         for title, about, names in SECTIONS:
@@ -139,7 +209,7 @@ def write_html(results: dict[str, list[dict[str, Any]]], out_dir: Path, window: 
                                            for r in body) + "</table>")
                 else:
                     parts.append("<p>(no rows)</p>")
-                parts.append(f"<details><summary>SQL</summary><pre>{html.escape(REPORT_QUERIES[name].strip())}"
+                parts.append(f"<details><summary>SQL</summary><pre>{html.escape(QUERIES[name].strip())}"
                              "</pre></details>")
     parts.append("</body></html>")
     path = out_dir / "report.html"

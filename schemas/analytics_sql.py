@@ -4,6 +4,8 @@ and what ``docs/analytics.md`` documents for users to run themselves.
 Contract:
 - Text only, no I/O. ``{db}`` is the configured database (a validated identifier, substituted by ``render``); every
   value is a ClickHouse query parameter (``{name:Type}``) bound by the client, never text pasted into the SQL.
+- ``DEAD_LETTERS`` (the report's headline) reads ``dead_letters_latest`` in the window on the message's time; dead
+  letters have no tenant, so it ignores the tenant.
 - Every query reads the ``*_latest`` views (``FINAL``: a redelivered row counts once) and the window
   ``{since:DateTime64(3)} <= trace_time < {until:DateTime64(3)}`` on the trace's own time (the tables' partition
   key), optionally one tenant (``{tenant:String}``, '' for all).
@@ -76,7 +78,8 @@ SELECT toStartOfInterval(trace_time, toIntervalSecond({{step_s:UInt32}})) AS per
        countIf(route_reason != '') / count() AS routed_fraction,
        countIf(route_reason = 'low_confidence') AS low_confidence,
        countIf(route_reason = 'calibration_sample') AS calibration_sample,
-       countIf(route_reason NOT IN ('', 'low_confidence', 'calibration_sample')) AS other_reasons
+       countIf(route_reason = 'route_all') AS route_all, countIf(route_reason = 'novel') AS novel,
+       countIf(route_reason NOT IN ('', 'low_confidence', 'calibration_sample', 'route_all', 'novel')) AS other_reasons
 FROM {{db}}.verdicts_latest
 WHERE source = 'inline' AND {_window()}
 GROUP BY period, criterion
@@ -134,6 +137,14 @@ FROM {{db}}.frontier_verdicts_latest
 WHERE {_window()}
 GROUP BY judge_name
 ORDER BY judge_name"""
+
+DEAD_LETTERS = """
+-- dead letters by stage and source topic, on the message's own time (a dead letter has no tenant: all are counted)
+SELECT stage, topic, count() AS dead_letters, max(received_at) AS last_received
+FROM {db}.dead_letters_latest
+WHERE message_time >= {since:DateTime64(3)} AND message_time < {until:DateTime64(3)}
+GROUP BY stage, topic
+ORDER BY dead_letters DESC, stage, topic"""
 
 REPORT_QUERIES: dict[str, str] = {
     "verdict_rates": VERDICT_RATES,

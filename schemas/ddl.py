@@ -248,14 +248,46 @@ _V5 = (
     "CREATE VIEW IF NOT EXISTS {db}.judge_versions_latest AS SELECT * FROM {db}.judge_versions FINAL",
 )
 
+# The traces routed to the frontier (low confidence, calibration sample, judge unavailable), with their text: what
+# the annotation queue (``judgeline annotate``) shows a person. Stored by the inline stage with the trace's verdict;
+# a redelivered trace replaces its twin. Human labels from the queue go to gold_labels (source ``annotation:<name>``,
+# so two people's labels of one trace are two rows; the annotator, note and time in ``meta``). ``dead_letters_latest``
+# is what the report's headline counts.
+_V6 = (
+    """CREATE TABLE IF NOT EXISTS {db}.traces (
+        trace_id String,
+        span_id String,
+        timestamp DateTime64(3, 'UTC'),
+        tenant LowCardinality(String),
+        app LowCardinality(String),
+        model LowCardinality(String),
+        kind LowCardinality(String),
+        criterion LowCardinality(String),
+        question String,
+        answer Nullable(String),
+        answer_a Nullable(String),
+        answer_b Nullable(String),
+        reference Nullable(String),
+        context Nullable(String),
+        metadata String,
+        stored_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    ) ENGINE = ReplacingMergeTree(stored_at)
+    PARTITION BY toDate(timestamp)
+    ORDER BY (tenant, app, criterion, trace_id)""",
+    "CREATE VIEW IF NOT EXISTS {db}.traces_latest AS SELECT * FROM {db}.traces FINAL",
+    "CREATE VIEW IF NOT EXISTS {db}.dead_letters_latest AS SELECT * FROM {db}.dead_letters FINAL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
     Migration(2, "analytics views", _V2),
     Migration(4, "routing policies, drift alarms, routing columns of verdicts", _V4),
     Migration(5, "judge versions and their gate decisions", _V5),
+    Migration(6, "routed traces for the annotation queue", _V6),
 )
 
 TABLES = ("verdicts", "frontier_verdicts", "disagreements", "gold_labels", "dead_letters", "routing_policies",
-          "drift_alarms", "judge_versions")
+          "drift_alarms", "judge_versions", "traces")
 VIEWS = ("verdicts_latest", "frontier_verdicts_latest", "disagreements_latest", "gold_labels_latest", "gold_by_id",
-         "routing_policies_latest", "drift_alarms_latest", "judge_versions_latest")
+         "routing_policies_latest", "drift_alarms_latest", "judge_versions_latest", "traces_latest",
+         "dead_letters_latest")

@@ -121,7 +121,8 @@ class ClickHouseSettings(_Group):
     database: str = "judgeline"
     username: str = "default"
     password: SecretStr | None = None
-    insert_batch_rows: int = Field(500, ge=1, le=1_000_000)
+    # rows per insert statement: above the inline worker's largest batch, so a batch is one insert per table
+    insert_batch_rows: int = Field(10_000, ge=1, le=1_000_000)
 
     @field_validator("dsn")
     @classmethod
@@ -215,8 +216,10 @@ class RoutingSettings(_Group):
     # agreement odds falling by drift_odds_ratio; an alarm at drift_h
     drift_odds_ratio: float = Field(3.0, gt=1.0)
     drift_h: float = Field(8.0, gt=0.0)
-    # a trace whose novelty score (where the judge gives one) is above this routes with reason ``novel``; None: never
-    novelty_threshold: float | None = None
+    # a trace whose novelty score (where the judge gives one) is above this routes with reason ``novel``; None: never.
+    # The served score is the distance to the version's training items over the version's own threshold (a high
+    # percentile of its validation split, judge_engine/model/novelty.py), so 1.0 routes what the version calls novel
+    novelty_threshold: float | None = Field(1.0, ge=0.0)
     # the controller (`judgeline route-policy`, docs/routing.md): which policies it publishes, on what evidence
     policy_scope: str = Field("default", min_length=1, max_length=256)
     evidence_window_h: float = Field(168.0, gt=0.0, le=24 * 366)  # how far back the controller reads evidence
@@ -240,8 +243,14 @@ class StreamSettings(_Group):
     An unavailable store always holds: rows are never dropped and offsets never committed before they are stored.
     """
 
-    batch_size: int = Field(32, ge=1, le=4096)
+    # the inline worker's largest micro-batch: reached at once while it is behind (a backlog), while at light load a
+    # batch is what arrived within batch_within_s. Each batch costs a fixed ~70 ms on the embedded store (one insert
+    # per table), so a large maximum is what lets a worker catch up (benchmarks/throughput.py: issue 13)
+    batch_size: int = Field(512, ge=1, le=4096)
     batch_within_s: float = Field(0.05, gt=0, le=60)
+    # judged batches that may wait while the one before is stored and published (the judging of batch N+1 overlaps
+    # the storing of batch N; offsets are still committed in order and only after their rows are stored)
+    batches_in_flight: int = Field(1, ge=1, le=16)
     frontier_batch_size: int = Field(16, ge=1, le=4096)
     frontier_batch_within_s: float = Field(0.2, gt=0, le=60)
     judge_unavailable: Literal["hold", "frontier"] = "hold"

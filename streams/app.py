@@ -24,11 +24,13 @@ Contract:
   message of the batch on entry (``Message.incref``) and releases it (``event.ack()``) only when the body completed
   normally. Faust marks an offset committable only when a message's last reference is released, so an offset is
   committed only after the body (judge, store, publish) has finished; a batch interrupted by an error or a
-  shutdown keeps its reference, is never committed, and is redelivered.
-- ``process_batches(stream, stage, size, within_s)`` is every agent's loop: micro-batches of the stream through
-  ``stage.process`` inside ``acknowledged_after``.
-- ``publisher(app)`` returns the stages' ``publish``: it sends every message of an ``Outbox`` with the app's
-  producer and returns when the broker has acknowledged each (``send_and_wait``).
+  shutdown keeps its reference, is never committed, and is redelivered. ``hold_references`` and ``acknowledge``
+  are its two halves, for a caller that stores a batch on another task (``streams.overlap``).
+- ``process_batches(stream, stage, size, within_s)`` is an agent's plain loop: micro-batches of the stream
+  through ``stage.process`` inside ``acknowledged_after`` (the inline agent overlaps instead: ``streams.overlap``).
+- ``publisher(app)`` returns the stages' ``publish``: it hands every message of an ``Outbox`` to the app's
+  producer (``send``: batched by the producer, in order) and returns when the broker has acknowledged each; the
+  first failed acknowledgement raises (the stage holds and publishes the batch again).
 """
 
 from __future__ import annotations
@@ -165,13 +167,23 @@ def incoming(event) -> Incoming:
                     partition=int(m.partition), offset=int(m.offset), timestamp=kafka_time(m.timestamp))
 
 
-@contextlib.contextmanager
-def acknowledged_after(events: Sequence) -> Iterator[None]:
+def hold_references(events: Sequence) -> None:
+    """Take one extra reference on every message of the batch: none can be committed until ``acknowledge``."""
     for event in events:
         event.message.incref()
-    yield  # an exception here leaves every extra reference in place: nothing of the batch is committed
+
+
+def acknowledge(events: Sequence) -> None:
+    """Release the references ``hold_references`` took (after the batch's rows are stored)."""
     for event in events:
         event.ack()
+
+
+@contextlib.contextmanager
+def acknowledged_after(events: Sequence) -> Iterator[None]:
+    hold_references(events)
+    yield  # an exception here leaves every extra reference in place: nothing of the batch is committed
+    acknowledge(events)
 
 
 async def process_batches(stream, stage, size: int, within_s: float) -> None:
@@ -184,10 +196,11 @@ async def process_batches(stream, stage, size: int, within_s: float) -> None:
 def publisher(app):
     async def publish(outbox: Outbox) -> None:
         producer = await app.maybe_start_producer()
-        await asyncio.gather(*(
-            producer.send_and_wait(topic, key, value, partition=None, timestamp=None, headers=None)
-            for topic, key, value in outbox.messages
-        ))
+        # pipelined: every message is handed to the producer's batches first (in order, no task per message), then
+        # the broker's acknowledgements are awaited together
+        acks = [await producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
+                for topic, key, value in outbox.messages]
+        await asyncio.gather(*acks)
 
     return publish
 

@@ -10,13 +10,14 @@ Contract:
   ``gen_ai.evaluation.score.label`` (pass/fail/A/B/tie), ``gen_ai.evaluation.explanation`` where a critique exists,
   ``gen_ai.response.id`` where the judged span recorded one; and judgeline's own: ``judgeline.confidence``,
   ``judgeline.judge.tier`` (inline/frontier), ``judgeline.judge.name``, ``judgeline.judge.version``,
-  ``judgeline.policy.version`` (``streams.metrics.policy_version``), ``judgeline.route_reason`` where routed,
+  ``judgeline.policy.version`` (the routing policy version an inline verdict was routed under),
+  ``judgeline.route_reason`` where routed,
   ``judgeline.trace_id``, ``judgeline.tenant``, ``judgeline.app``.
 - Parenting: when the trace came from an OTel span (its trace id is 32 hex digits, its span id 16), the event's
   context is that span's, so back-ends show it on the span they hold; otherwise the event has no parent.
 - Best effort by design: the verdict is stored before the event leaves; a back-end that is down drops events (the
   SDK's queue), never verdicts, and never holds the stream. ``close()`` flushes and shuts the provider down.
-- ``event_attributes(trace, verdict, policy)`` is the attribute mapping alone (no I/O).
+- ``event_attributes(trace, verdict)`` is the attribute mapping alone (no I/O).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def parse_headers(raw: str | None) -> dict[str, str]:
     return out
 
 
-def event_attributes(trace: Trace, verdict: Verdict | FrontierVerdict, policy: str) -> dict[str, Any]:
+def event_attributes(trace: Trace, verdict: Verdict | FrontierVerdict) -> dict[str, Any]:
     if isinstance(verdict, FrontierVerdict):
         tier, score, version, reason = "frontier", POSITIVE_SCORE[verdict.label], verdict.judge_name, \
             verdict.request_reason
@@ -63,11 +64,12 @@ def event_attributes(trace: Trace, verdict: Verdict | FrontierVerdict, policy: s
         "judgeline.judge.tier": tier,
         "judgeline.judge.name": verdict.judge_name,
         "judgeline.judge.version": version,
-        "judgeline.policy.version": policy,
         "judgeline.trace_id": trace.trace_id,
         "judgeline.tenant": trace.tenant,
         "judgeline.app": trace.app,
     }
+    if isinstance(verdict, Verdict):
+        attributes["judgeline.policy.version"] = verdict.policy_version
     if verdict.critique:
         attributes["gen_ai.evaluation.explanation"] = verdict.critique
     response_id = trace.metadata.get("gen_ai.response.id")
@@ -97,8 +99,6 @@ class EvaluationEvents(Recorder):
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
         from opentelemetry.sdk.resources import Resource
 
-        from streams.metrics import policy_version
-
         otel = settings.otel
         headers = parse_headers(otel.headers.get_secret_value() if otel.headers is not None else None)
         exporter = OTLPLogExporter(endpoint=otel.endpoint.rstrip("/") + "/v1/logs", headers=headers,
@@ -108,7 +108,6 @@ class EvaluationEvents(Recorder):
         self.provider.add_log_record_processor(BatchLogRecordProcessor(exporter,
                                                                        schedule_delay_millis=otel.export_delay_ms))
         self.logger = self.provider.get_logger("judgeline")
-        self.policy = policy_version(settings)
 
     def judged(self, stage: str, pairs: Sequence[tuple[Trace, Verdict | FrontierVerdict]]) -> None:
         for trace, verdict in pairs:
@@ -116,7 +115,7 @@ class EvaluationEvents(Recorder):
 
     def emit(self, trace: Trace, verdict: Verdict | FrontierVerdict) -> None:
         self.logger.emit(event_name=EVENT_NAME, context=span_context(trace),
-                         attributes=event_attributes(trace, verdict, self.policy))
+                         attributes=event_attributes(trace, verdict))
 
     def flush(self, timeout_ms: int = 10_000) -> bool:
         return self.provider.force_flush(timeout_ms)

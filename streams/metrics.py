@@ -9,8 +9,9 @@ Contract:
   traces by reason from the stage's ``routed_<reason>`` counts; ``call`` observes judge/store/broker latency;
   ``held`` adds the seconds a stage waited on a failing dependency; ``frontier`` counts frontier calls by status,
   tokens, attempts and spend of the verdicts the frontier was actually asked for.
-- The routing policy is ``judgeline_routing_policy_info`` with ``policy_version`` (the first 12 hex digits of the
-  SHA-256 of the routing settings' JSON: two workers with the same version route alike), set at start.
+- The routing policy a worker applies: ``judgeline_routing_policy_version`` is the policy version of the latest
+  inline verdict (0: no policy published yet), ``judgeline_routing_settings_info`` the routing settings it
+  falls back on (threshold, calibration sample rate, what it does without a policy and with an unavailable judge).
 - ``judgeline_consumer_lag`` (per topic and partition: high watermark minus committed offset, read from the Faust
   consumer at scrape time) is exported only when ``kafka.broker_reports_lag`` is true: the embedded Tansu broker's
   high watermark is wrong (platform.md), so a lag computed from it would be a lie; for it there is no lag metric.
@@ -21,7 +22,6 @@ Contract:
 
 from __future__ import annotations
 
-import hashlib
 from typing import Mapping, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -33,11 +33,6 @@ from schemas.verdict import FrontierVerdict
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-
-
-def policy_version(settings: Settings) -> str:
-    payload = settings.routing.model_dump_json() + settings.stream.judge_unavailable
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 class _LagCollector:
@@ -100,13 +95,15 @@ class WorkerMetrics(Recorder):
                                      registry=r)
         self.judge_info = Gauge("judgeline_served_judge_info", "The judge that answered (1 for the latest seen)",
                                 ["judge_name", "judge_version"], registry=r)
-        self.policy_info = Gauge("judgeline_routing_policy_info", "The routing policy this worker applies",
-                                 ["policy_version", "threshold", "calibration_sample_rate", "judge_unavailable"],
-                                 registry=r)
+        self.policy_version = Gauge("judgeline_routing_policy_version", "The routing policy version of the latest "
+                                    "inline verdict (0: no policy published)", registry=r)
+        self.settings_info = Gauge("judgeline_routing_settings_info", "The routing settings this worker falls back on",
+                                   ["threshold", "calibration_sample_rate", "without_policy", "judge_unavailable"],
+                                   registry=r)
         self.frontier_budget.set(settings.frontier.budget_usd)
         routing = settings.routing
-        self.policy_info.labels(policy_version(settings), str(routing.threshold),
-                                str(routing.calibration_sample_rate), settings.stream.judge_unavailable).set(1)
+        self.settings_info.labels(str(routing.threshold), str(routing.calibration_sample_rate),
+                                  routing.without_policy, settings.stream.judge_unavailable).set(1)
         self._judge: tuple[str, str] | None = None
         self.lag_enabled = settings.kafka.broker_reports_lag
 
@@ -125,6 +122,7 @@ class WorkerMetrics(Recorder):
         inline = [v for v in rows.verdicts if v.source == "inline"]
         if inline:
             self._served(inline[-1].judge_name, inline[-1].judge_version)
+            self.policy_version.set(inline[-1].policy_version)
 
     def tally(self, stage: str, counts: Mapping[str, int]) -> None:
         for event, n in counts.items():

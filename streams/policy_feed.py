@@ -121,10 +121,10 @@ class PolicyFeed:
                 if message is not None and message.error() is None:
                     where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
                     self.offer(message.key(), message.value(), where)
-                    if message.partition() in ends and message.offset() + 1 >= ends[message.partition()]:
-                        del ends[message.partition()]
                 elif message is not None:
                     log.warning("routing policy consumer: %s", message.error())
+                if ends:
+                    ends = self._unread(consumer, ends)
                 if not ends:
                     self._caught_up.set()
         except Exception:  # noqa: BLE001 - a broken feed must not kill the inline worker; it keeps its policy
@@ -132,6 +132,14 @@ class PolicyFeed:
             self._caught_up.set()
         finally:
             consumer.close()
+
+    def _unread(self, consumer, ends: dict[int, int]) -> dict[int, int]:
+        """The partitions whose fetch position is still below the end they had at start (the position, not the last
+        offset seen: a compacted log or a control record leaves gaps in offsets)."""
+        from confluent_kafka import TopicPartition
+
+        positions = consumer.position([TopicPartition(self.topic, p) for p in ends])
+        return {tp.partition: ends[tp.partition] for tp in positions if tp.offset < ends[tp.partition]}
 
     def _assign(self, consumer) -> dict[int, int]:
         """Assign every partition of the topic from the beginning; returns {partition: end offset} still to read."""

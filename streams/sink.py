@@ -4,8 +4,11 @@ alarms, for ``judgeline route-policy``).
 
 Contract:
 - ``ClickHouseStore(settings).write(rows)`` (async) inserts every non-empty table of a ``judge_engine.online.pipeline.Rows``
-  with clickhouse-connect's ``insert`` (typed columns, never SQL text built from values), in chunks of at most
-  ``settings.clickhouse.insert_batch_rows`` rows, and returns only when ClickHouse has accepted all of them. It
+  with clickhouse-connect's ``insert`` (typed columns, never SQL text built from values), column-oriented
+  (``columns``), one insert per table per batch unless a table has more than
+  ``settings.clickhouse.insert_batch_rows`` rows (then chunks of that many), and returns only when ClickHouse has
+  accepted all of them. Each table's insert context (its column types) is fetched once per client and reused,
+  so an insert is one round trip (clickhouse-connect otherwise asks the server for the types before every insert). It
   raises on failure; the stages wrap it in ``pipeline.hold`` (the failure policy's backoff), so a store that is down
   stops consumption instead of losing rows.
 - The sync client runs in a worker thread (``asyncio.to_thread``), one statement at a time (a lock); after a failed
@@ -19,7 +22,8 @@ Contract:
 - A table's columns are its model's fields (``TABLE_MODELS``; ``COLUMNS`` is derived, less the fields named in
   ``NOT_STORED``); columns the sink does not write have a DDL default or are materialized (``stored_at``,
   ``routed``), and ``tests/streams/test_table_columns.py`` checks the DDL after all migrations against the models.
-  Nullable columns (``NULLABLE``) and JSON-text columns (``JSON_COLUMNS``) are the named exceptions to the type mapping.
+  Nullable columns (``NULLABLE``) and JSON-text columns (``JSON_COLUMNS``) are the named exceptions to the type
+  mapping.
 - ``columns``/``row`` map a message model to the table's columns: optional text becomes '' (the columns are not
   Nullable), ``produced_at``, a dead letter's ``key`` and a gold item's answers/reference stay NULL when absent;
   ``stored_at`` is the server's. Map columns (a gold item's teacher labels) keep a missing label as ''; JSON columns
@@ -46,12 +50,13 @@ from schemas.gold import GoldLabel
 from schemas.judge_version import JudgeVersionRecord
 from schemas.routing import DriftAlarm, PolicyRecord
 from schemas.settings import Settings
+from schemas.trace import Trace
 from schemas.verdict import Disagreement, FrontierVerdict, Verdict
 
 TABLE_MODELS: dict[str, type[BaseModel]] = {
     "verdicts": Verdict, "frontier_verdicts": FrontierVerdict, "disagreements": Disagreement,
     "dead_letters": DeadLetter, "gold_labels": GoldLabel, "routing_policies": PolicyRecord, "drift_alarms": DriftAlarm,
-    "judge_versions": JudgeVersionRecord,
+    "traces": Trace, "judge_versions": JudgeVersionRecord,
 }
 # model fields that have no column: the named exceptions to "a table's columns are its model's fields" (none yet)
 NOT_STORED: dict[str, frozenset[str]] = {}
@@ -61,11 +66,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 NULLABLE = {("verdicts", "produced_at"), ("verdicts", "route_threshold"), ("verdicts", "sample_rate"),
             ("verdicts", "novelty"), ("dead_letters", "key"), ("gold_labels", "answer"),
-            ("gold_labels", "answer_a"), ("gold_labels", "answer_b"), ("gold_labels", "reference")}
-NULLABLE |= {("judge_versions", c) for c in ("gold_accuracy", "gold_kappa", "candidate_kappa_compared",
+            ("gold_labels", "answer_a"), ("gold_labels", "answer_b"), ("gold_labels", "reference"),
+            *(("traces", c) for c in ("answer", "answer_a", "answer_b", "reference", "context")),
+            *(("judge_versions", c) for c in ("gold_accuracy", "gold_kappa", "candidate_kappa_compared",
                                               "serving_kappa_compared", "longer_wins", "first_wins",
-                                              "shorter_won_accuracy", "teacher_longer_wins", "human_longer_wins")}
-JSON_COLUMNS = {("gold_labels", "meta")}
+                                              "shorter_won_accuracy", "teacher_longer_wins", "human_longer_wins"))}
+JSON_COLUMNS = {("gold_labels", "meta"), ("traces", "metadata")}
 _FRONTIER_VERDICT_COLUMNS = ", ".join(COLUMNS["frontier_verdicts"])  # constant column names, for reading back
 
 
@@ -94,6 +100,11 @@ def row(table: str, message: Any) -> list[Any]:
     return out
 
 
+def columns(table: str, messages: Sequence[Any]) -> list[list[Any]]:
+    """``row`` of each message, as one list per column of ``COLUMNS[table]`` (a column-oriented insert)."""
+    return [list(c) for c in zip(*(row(table, m) for m in messages))] if messages else [[] for _ in COLUMNS[table]]
+
+
 class ClickHouseStore:
     def __init__(self, settings: Settings, client=None):
         self.settings = settings
@@ -102,6 +113,7 @@ class ClickHouseStore:
         self._client = client
         self._owns_client = client is None
         self._lock = threading.Lock()
+        self._contexts: dict[str, Any] = {}  # table -> insert context of the current client
 
     def _connect(self):
         if self._client is None:
@@ -132,15 +144,27 @@ class ClickHouseStore:
                     self._drop()
                 raise
 
+    def _insert_context(self, client, table: str):
+        """The insert context for ``table`` (column types fetched once per client, not before every insert)."""
+        context = self._contexts.get(table)
+        if context is None:
+            context = client.create_insert_context(f"{self.database}.{table}", column_names=list(COLUMNS[table]),
+                                                   column_oriented=True)
+            self._contexts[table] = context
+        return context
+
     def _insert_tables(self, tables: dict[str, list[Any]]) -> dict[str, int]:
         def insert(client) -> dict[str, int]:
             written: dict[str, int] = {}
             for table, messages in tables.items():
-                data = [row(table, m) for m in messages]
-                for i in range(0, len(data), self.chunk):
-                    client.insert(f"{self.database}.{table}", data[i : i + self.chunk],
-                                  column_names=list(COLUMNS[table]))
-                written[table] = len(data)
+                context = self._insert_context(client, table)
+                for i in range(0, len(messages), self.chunk):
+                    context.data = columns(table, messages[i : i + self.chunk])
+                    try:
+                        client.insert(context=context)
+                    finally:
+                        context.data = None  # the context is reused: hold no rows between batches
+                written[table] = len(messages)
             return written
 
         return self._using_client(insert)
@@ -161,6 +185,7 @@ class ClickHouseStore:
 
     def _drop(self) -> None:
         client, self._client = self._client, None
+        self._contexts.clear()
         if client is not None:
             try:
                 client.close()

@@ -5,9 +5,9 @@ Contract:
   ``streams.frontier_agent``); ``stub_judge_ms`` (inline only) replaces the Triton judge with
   ``judge_engine.online.inline.ConstantJudge`` answering each call after that many milliseconds (the benchmark's
   pipeline ceiling); with ``otel.ingest_spans`` the inline worker also consumes the OpenTelemetry Collector's
-  topic (``streams.span_agent``). The worker's metrics (``streams.metrics.WorkerMetrics``) are the stage's recorder and are
-  served at ``/metrics`` on the worker's web port; with ``otel.evaluation_events`` every stored verdict also
-  leaves as an OTel event (``streams.evaluation_events``), flushed when the worker shuts down.
+  topic (``streams.span_agent``). The worker's metrics (``streams.metrics.WorkerMetrics``) are the stages'
+  recorder and are served at ``/metrics`` on the worker's web port; with ``otel.evaluation_events`` every stored
+  verdict also leaves as an OTel event (``streams.evaluation_events``), flushed when the worker shuts down.
 - ``main`` runs it in the foreground until SIGTERM/SIGINT; on shutdown a batch in progress is not acknowledged
   (``streams.app.acknowledged_after``) and is redelivered to the next worker of the group.
 """

@@ -15,10 +15,10 @@ Contract:
   original order fails the verdict takes its status (a swapped-order label is still kept in ``label_swapped``).
   A single-order verdict (pointwise, or both orders off) has confidence 1.0. Every non-ok verdict has confidence 0.
 - Limits: at most ``concurrency`` HTTP requests in flight (a semaphore, held per attempt, not during backoff);
-  attempts start no faster than ``rate_limit_rps`` (``rate_limiter``: aiolimiter's ``AsyncLimiter``, burst 1, every attempt and retry takes a
-  slot); retries only through ``judge_engine.failures.retrying`` (tenacity; ``max_retries`` retries after the first
-  attempt, jittered exponential backoff, never sooner than the server's Retry-After); the openai client's own
-  retries are off; each attempt times out after ``timeout_s``.
+  attempts start no faster than ``rate_limit_rps`` (``rate_limiter``: aiolimiter's ``AsyncLimiter``, burst 1, every
+  attempt and retry takes a slot); retries only through ``judge_engine.failures.retrying`` (tenacity; ``max_retries``
+  retries after the first attempt, jittered exponential backoff, never sooner than the server's Retry-After); the
+  openai client's own retries are off; each attempt times out after ``timeout_s``.
 - Spend: tokens come from the response's ``usage`` (an estimate when a server sends none) and cost from the price
   settings. Before an item is sent its worst case is reserved: the input estimated at ceil(prompt characters / 4)
   tokens plus ``MESSAGE_OVERHEAD_TOKENS`` per message, the output at ``MAX_REPLY_TOKENS`` (the ``max_tokens`` the

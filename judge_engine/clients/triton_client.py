@@ -10,8 +10,13 @@ Contract:
   with backoff up to ``max_retries`` times, then ``GaveUp`` is raised; permanent ones (INVALID_ARGUMENT: bad
   input the model refused, unknown model) are raised at once. The caller decides what a failure means (the
   inline agent dead-letters bad input and applies its routing policy to an unavailable judge).
+- The answer is checked before it is used: every output must have exactly one row per item (and PROBS three
+  columns); otherwise ``JudgeAnswerMismatch`` (a ``ValueError``: permanent under the failure policy) names the
+  output, the shape received and the shape expected. Nothing is zipped past a short answer.
 - Each result carries the model name and the version that answered (Triton's response), so every verdict names
-  the judge version that produced it, and the round-trip time of its request.
+  the judge version that produced it, and the round-trip time of its request; and the item's ``novelty`` where
+  the model declares a ``NOVELTY`` output (read once from the model's metadata) and the version has an index
+  (NaN from the server, None here otherwise).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from schemas.settings import TritonSettings
 
 INPUTS = ("KIND", "CRITERION", "QUESTION", "ANSWER_A", "ANSWER_B", "REFERENCE")
 OUTPUTS = ("LABEL", "SCORE", "CONFIDENCE", "PROBS", "SWAP_CONSISTENT")
+NOVELTY = "NOVELTY"  # requested only where the model's configuration declares it (repositories from issue 15 on)
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,27 @@ def _columns(items: list[dict]) -> dict[str, list[str]]:
     return cols
 
 
+class JudgeAnswerMismatch(ValueError):
+    """The model answered with the wrong number of rows or the wrong shape (permanent: the same input would get the
+    same answer)."""
+
+
+def _checked_outputs(result, n: int, model: str):
+    """LABEL, SCORE, CONFIDENCE (one value per item), PROBS (n x 3), SWAP_CONSISTENT, or ``JudgeAnswerMismatch``."""
+    out = []
+    for name in OUTPUTS:
+        array = result.as_numpy(name)
+        if array is None:
+            raise JudgeAnswerMismatch(f"model {model!r} returned no {name} output; expected one row per item ({n})")
+        want = (n, 3) if name == "PROBS" else (n,)
+        got = array.reshape(array.shape[0], -1) if array.ndim else array.reshape(1, -1)
+        if got.shape[0] != n or (name == "PROBS" and got.shape[1] != 3) or (name != "PROBS" and got.shape[1] != 1):
+            raise JudgeAnswerMismatch(f"model {model!r} returned {name} of shape {tuple(array.shape)} for {n} items; "
+                                      f"expected {want if name == 'PROBS' else (n, 1)}")
+        out.append(got if name == "PROBS" else got.reshape(-1))
+    return out
+
+
 class TritonJudge:
     def __init__(self, settings: TritonSettings, max_batch_size: int = 64, backoff: JitteredWait = JitteredWait()):
         import tritonclient.grpc.aio as grpcclient
@@ -66,6 +93,7 @@ class TritonJudge:
         self.max_batch_size = max_batch_size
         self.backoff = backoff
         self.client = grpcclient.InferenceServerClient(settings.url)
+        self._outputs: tuple[str, ...] | None = None
 
     async def __aenter__(self) -> "TritonJudge":
         return self
@@ -79,8 +107,16 @@ class TritonJudge:
     async def ready(self) -> bool:
         return await self.client.is_model_ready(self.settings.model_name, self.settings.model_version)
 
+    async def _requested_outputs(self) -> tuple[str, ...]:
+        if self._outputs is None:
+            meta = await self.client.get_model_metadata(self.settings.model_name, self.settings.model_version)
+            declared = {o.name for o in meta.outputs}
+            self._outputs = OUTPUTS + ((NOVELTY,) if NOVELTY in declared else ())
+        return self._outputs
+
     async def _infer(self, items: list[dict]) -> list[JudgeResult]:
         g = self._grpc
+        requested = await self._requested_outputs()
         inputs = []
         for name, values in _columns(items).items():
             tensor = g.InferInput(name, [len(items), 1], "BYTES")
@@ -91,16 +127,16 @@ class TritonJudge:
             self.settings.model_name,
             inputs,
             model_version=self.settings.model_version,
-            outputs=[g.InferRequestedOutput(n) for n in OUTPUTS],
+            outputs=[g.InferRequestedOutput(n) for n in requested],
             client_timeout=self.settings.timeout_s,
         )
         latency = (time.perf_counter() - started) * 1000.0
         response = result.get_response()
-        labels = result.as_numpy("LABEL").reshape(-1)
-        score = result.as_numpy("SCORE").reshape(-1)
-        conf = result.as_numpy("CONFIDENCE").reshape(-1)
-        probs = result.as_numpy("PROBS").reshape(len(items), -1)
-        consistent = result.as_numpy("SWAP_CONSISTENT").reshape(-1)
+        labels, score, conf, probs, consistent = _checked_outputs(result, len(items), response.model_name)
+        novelty = result.as_numpy(NOVELTY).reshape(-1) if NOVELTY in requested else None
+        if novelty is not None and len(novelty) != len(items):
+            raise JudgeAnswerMismatch(f"model {response.model_name!r} returned {NOVELTY} of shape "
+                                      f"{tuple(novelty.shape)} for {len(items)} items; expected ({len(items)}, 1)")
         return [
             JudgeResult(
                 label=labels[i].decode() if isinstance(labels[i], bytes) else str(labels[i]),
@@ -111,6 +147,7 @@ class TritonJudge:
                 model_name=response.model_name,
                 model_version=response.model_version,
                 latency_ms=latency,
+                novelty=None if novelty is None or np.isnan(novelty[i]) else float(novelty[i]),
             )
             for i in range(len(items))
         ]

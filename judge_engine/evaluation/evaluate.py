@@ -24,7 +24,8 @@ Contract:
   (``policy_sim.simulate``: ``accuracy_vs_human``, ``frontier_fraction``, ``accepted_accuracy_vs_teacher``,
   ``accepted_accuracy_vs_human``, per segment and over time), starting from the served version's own validation
   evidence (its ``student.json``; none when that is not readable here: every segment then starts routed); the
-  segment of an item is (default, its source, kind, criterion), as ``Trace.from_gold`` streams it.
+  segment of an item is (default, its source, kind, criterion), as ``Trace.from_gold`` streams it; an item whose
+  served novelty is above the version's threshold routes as ``novel`` (``novel_fraction``).
 - Writes the JSON, ``<out stem>.cascade.png`` and ``<out stem>.reliability.png`` (and ``<out stem>.policy.png``
   with ``policy``); ``format_table`` renders the printed summary.
 """
@@ -201,7 +202,7 @@ def evaluate(
     t = settings.routing.threshold if threshold is None else threshold
     report["at_threshold"] = dict(metrics.cascade_curve(pred, conf, teacher, human, [t])[0])
     if policy:
-        report["policy"] = _policy_block(settings, items, pred, conf, teacher, human, student_meta, update_every)
+        report["policy"] = _policy_block(settings, items, results, teacher, human, student_meta, update_every)
     report = _clean(report)
     if out is not None:
         out = Path(out)
@@ -222,15 +223,22 @@ def evaluate(
     return report
 
 
-def _policy_block(settings: Settings, items: list, pred, conf, teacher, human, student_meta: dict,
+def _policy_block(settings: Settings, items: list, results: list, teacher, human, student_meta: dict,
                   update_every: int) -> dict:
     """The streaming controller simulated over the items in file order (``policy_sim``), starting from the
-    version's validation evidence only."""
+    version's validation evidence only; an item is novel above the version's own novelty threshold (the served
+    score is the distance over that threshold: above 1)."""
+    threshold = (student_meta.get("novelty") or {}).get("threshold")
     stream = [policy_sim.StreamItem(it.id, Segment("default", it.source[:128] or "gold", it.kind, it.criterion),
-                                    p, c, t, h) for it, p, c, t, h in zip(items, pred, conf, teacher, human)]
+                                    r.label, r.confidence, t, h,
+                                    novel=r.novelty is not None and r.novelty > 1.0)
+              for it, r, t, h in zip(items, results, teacher, human)]
     prior = policy_sim.validation_evidence(student_meta)
     cfg = policy_sim.SimConfig.from_settings(settings.routing, update_every=update_every)
-    return policy_sim.simulate(stream, prior, cfg)
+    report = policy_sim.simulate(stream, prior, cfg)
+    report["novelty_threshold"] = threshold
+    report["novel_fraction"] = sum(s.novel for s in stream) / len(stream)
+    return report
 
 
 def _pct(v) -> str:

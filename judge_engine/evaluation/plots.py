@@ -1,5 +1,6 @@
 """PNG plots of a judge's quality: the reliability diagram, the cascade (cost/accuracy) curve, and plain line
-curves (the calibration report's cost/accuracy curve, the analytics report's series over time).
+curves (the calibration report's cost/accuracy curve, the analytics report's series over time), and bars (the
+analytics report's quantities when the window holds a single period).
 
 Contract: pure rendering with matplotlib's Agg backend (no display needed), one function per plot, each taking
 the data ``judge_engine.evaluation.metrics`` computes and a path; the parent directory is created; returns the path.
@@ -73,3 +74,21 @@ def curves(series: dict[str, Sequence[tuple[float, float]]], path: Path, title: 
     if series:
         ax.legend(loc="best", fontsize=7)
     return _save(fig, path)
+
+
+def bars(values: dict[str, float], path: Path, title: str, ylabel: str,
+         ylim: tuple[float, float] | None = (0, 1)) -> Path:
+    """One bar per name (NaN left out): for a quantity known at a single point, where a line would be one dot."""
+    kept = {name: v for name, v in values.items() if v == v}
+    fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.45 * max(1, len(kept))))
+    names = list(kept)
+    ax.barh(names, [kept[n] for n in names], color="#4c78a8")
+    for i, n in enumerate(names):
+        ax.annotate(f"{kept[n]:.3g}", (kept[n], i), xytext=(3, 0), textcoords="offset points", va="center",
+                    fontsize=8)
+    ax.set(xlabel=ylabel, title=title)
+    if ylim:
+        ax.set_xlim(*ylim)
+    ax.invert_yaxis()
+    return _save(fig, path)
+

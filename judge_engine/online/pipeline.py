@@ -11,16 +11,22 @@ Contract:
   a dead letter must always fit the producer's 1 MB request (base64 in JSON), or publishing it would fail for ever
   and stall the worker on one hostile message.
 - ``Rows`` is what one batch writes to the store, per table; ``Outbox`` what it publishes, per topic.
+- ``write_isolating(store, rows, origin)`` bounds a permanent store error: when the store refuses a batch for good
+  (the failure policy's ``permanent``, e.g. ClickHouse VIOLATED_CONSTRAINT), each row is written alone and a row it
+  still refuses becomes a dead letter (stage ``store``) of its source message (``origin(row)``); the rest of the
+  batch is stored and goes on. ``BatchStage._store_then_publish`` uses it (and publishes the new dead letters);
+  without an origin, or for a refused dead letter, the error holds like a transient one.
 - ``hold(fn, what=...)`` runs an awaitable call until it succeeds (a tenacity retryer that never stops), waiting
-  between attempts with ``judge_engine.failures.JitteredWait`` (capped at ``max_backoff_s``, honouring Retry-After): this is
-  how a stage "stops consuming rather than dropping" while a dependency is down. Each failure is logged with the
-  failure policy's classification; only cancellation (worker shutdown) ends the wait, and then nothing of the
+  between attempts with ``judge_engine.failures.JitteredWait`` (capped at ``max_backoff_s``, honouring Retry-After):
+  this is how a stage "stops consuming rather than dropping" while a dependency is down. Each failure is logged with
+  the failure policy's classification; only cancellation (worker shutdown) ends the wait, and then nothing of the
   batch has been acknowledged, so the broker redelivers it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -105,10 +111,11 @@ class Rows:
     frontier_verdicts: list[FrontierVerdict] = field(default_factory=list)
     disagreements: list[Disagreement] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    traces: list[Trace] = field(default_factory=list)  # routed traces, with their text (the annotation queue's)
 
     def tables(self) -> dict[str, list]:
         return {"verdicts": self.verdicts, "frontier_verdicts": self.frontier_verdicts,
-                "disagreements": self.disagreements, "dead_letters": self.dead_letters}
+                "disagreements": self.disagreements, "dead_letters": self.dead_letters, "traces": self.traces}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.tables().values())
@@ -125,6 +132,40 @@ class Outbox:
 
     def __len__(self) -> int:
         return len(self.messages)
+
+
+Origin = Callable[[object], "Incoming | None"]
+
+
+async def write_isolating(store: "Store", rows: Rows, origin: Origin | None) -> list[DeadLetter]:
+    """Write ``rows``; when the store refuses them for good (a permanent error), write each row alone and replace
+    every row it still refuses for good by a dead letter (stage ``store``) of the message it came from
+    (``origin(row)``), then write the dead letters. Returns those new dead letters. A transient error, a refused row
+    without an origin, or a refused dead letter raises (the caller holds: nothing is lost, the stall is visible)."""
+    try:
+        await store.write(rows)
+        return []
+    except Exception as e:  # noqa: BLE001 - classified just below; cancellation is not an Exception
+        if classify(e) != "permanent" or origin is None:
+            raise
+        log.warning("the store refused a batch of %d rows for good (%s); writing its rows one by one",
+                    len(rows), describe(e))
+    letters: list[DeadLetter] = []
+    for table, items in rows.tables().items():
+        if table == "dead_letters":
+            continue
+        for item in items:
+            try:
+                await store.write(Rows(**{table: [item]}))
+            except Exception as e:  # noqa: BLE001 - classified just below
+                message = origin(item) if classify(e) == "permanent" else None
+                if message is None:
+                    raise
+                letters.append(dead_letter(message, f"the store refused its {table} row for good: {describe(e)}",
+                                           "store"))
+    if rows.dead_letters or letters:
+        await store.write(Rows(dead_letters=rows.dead_letters + letters))
+    return letters
 
 
 class Store(Protocol):
@@ -155,6 +196,7 @@ async def hold(
     retry = tenacity.AsyncRetrying(retry=tenacity.retry_if_exception_type(Exception), stop=tenacity.stop_never,
                                    wait=JitteredWait(initial_s=0.2, max_s=max_backoff_s), before_sleep=holding,
                                    sleep=sleep, reraise=True)
+
     async def attempt() -> T:  # fn may return any awaitable; tenacity awaits coroutine functions only
         return await fn()
 
@@ -220,7 +262,8 @@ NO_RECORDER: Recorder = Recorder()
 
 class BatchStage:
     """What every worker stage does after judging a batch: store its rows, then publish its messages, each held
-    (backoff, no consuming) while it fails; plus running counts, logged every 10 s. Subclasses judge."""
+    (backoff, no consuming) while it fails; plus running counts, logged every 10 s (with the seconds spent judging, storing and publishing: ``*_s``).
+    Subclasses judge."""
 
     name = "stage"
 
@@ -246,16 +289,39 @@ class BatchStage:
         self.recorder.call(self.name, dependency, self._clock() - started)
         return result
 
-    async def _store_then_publish(self, rows: Rows, outbox: Outbox, consumed: int = 0) -> None:
+    async def _store_then_publish(self, rows: Rows, outbox: Outbox, consumed: int = 0,
+                                  origin: Origin | None = None) -> list[DeadLetter]:
+        """Returns the dead letters of rows the store refused for good (``write_isolating``; published too)."""
+        letters: list[DeadLetter] = []
         if len(rows):
-            await self._hold(lambda: self.store.write(rows), f"storing {len(rows)} rows", "store")
+            with self._timed("store_s"):
+                letters = await self._hold(lambda: write_isolating(self.store, rows, origin), f"storing {len(rows)} rows",
+                                           "store")
+            for letter in letters:
+                outbox.add(self.settings.kafka.topics.dead_letters, letter.key, letter.to_bytes())
         self.recorder.batch(self.name, consumed, rows)
         if len(outbox):
-            await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages", "broker")
+            with self._timed("publish_s"):
+                await self._hold(lambda: self.publish(outbox), f"publishing {len(outbox)} messages", "broker")
+        return letters
 
-    def _tally(self, counts: dict[str, int]) -> None:
+    @contextlib.contextmanager
+    def _timed(self, name: str):
+        """Adds the seconds the block took to the running count ``name`` (the per-batch breakdown in the log)."""
+        start = self._clock()
+        try:
+            yield
+        finally:
+            self.stats[name] += self._clock() - start
+
+    def _tally(self, counts: dict[str, float]) -> None:
         self.stats.update(counts)
         self.recorder.tally(self.name, counts)
         if self._clock() - self._last_log >= 10:
-            self._last_log = self._clock()
-            log.info("%s stage so far: %s", self.name, dict(sorted(self.stats.items())))
+            self.log_stats()
+
+    def log_stats(self) -> None:
+        """Log the running counts now (every 10 s while batches come, and once when the agent stops)."""
+        self._last_log = self._clock()
+        log.info("%s stage so far: %s", self.name,
+                 {k: round(v, 4) if isinstance(v, float) else v for k, v in sorted(self.stats.items())})

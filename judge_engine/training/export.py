@@ -3,12 +3,14 @@
 Contract:
 - Writes ``<repository>/<model_name>/<version>/`` with the trained files (``heads.pt``, ``student.json``,
   ``encoder_top.pt`` when the encoder's top layers were fine-tuned, ``novelty.npz`` when training built one), the
-  serving code (``model.py`` from ``triton_models/judge/``, ``student.py`` and ``verdict_math.py`` from
+  serving code (``model.py`` from ``triton_models/judge/``, ``student.py``, ``verdict_math.py`` and ``novelty.py`` from
   ``judge_engine/``) and nothing else; the version is one more than the highest present (Triton versions are
   integers) unless one is given, and an existing version is never overwritten.
 - The directory is assembled under a hidden name and renamed into place, so a running Triton never sees half a
   version. The model's ``config.pbtxt`` (CPU) and ``configs/gpu.pbtxt`` are copied from the repository's
-  ``triton_models/judge/`` when the target repository has none, with the model name set.
+  ``triton_models/judge/`` when the target repository has none, with the model name set. The template is found
+  through ``schemas.paths`` (``JUDGELINE_TRITON_MODELS`` where the packages are installed without it, as in the
+  image); when it is missing the error says so and names that variable, before anything is written.
 - ``student.json`` in the version records the version number; serving the new version needs a (re)load through
   Triton's repository API (``judgeline up`` loads it at start; ``judgeline deploy`` loads it into a running server).
 """
@@ -27,6 +29,7 @@ SERVING_FILES = {
     "model.py": TEMPLATE_DIR / "model.py",
     "student.py": paths.MODEL_CODE / "student.py",
     "verdict_math.py": paths.MODEL_CODE / "verdict_math.py",
+    "novelty.py": paths.MODEL_CODE / "novelty.py",
 }
 TRAINED_FILES = ("heads.pt", "student.json")
 # encoder_top.pt: written when training fine-tuned the encoder's last layers; novelty.npz: the version's novelty
@@ -52,6 +55,10 @@ def _ensure_config(model_dir: Path, model_name: str) -> None:
 
 def export(trained: Path, repository: Path, model_name: str = "judge", version: int | None = None) -> Path:
     trained = Path(trained)
+    if not (TEMPLATE_DIR / "config.pbtxt").is_file():
+        raise FileNotFoundError(
+            f"the Triton model template is not at {TEMPLATE_DIR}; set JUDGELINE_TRITON_MODELS to the directory that "
+            "holds the repository's triton_models/ (the image sets it)")
     missing = [f for f in TRAINED_FILES if not (trained / f).is_file()]
     if missing:
         raise FileNotFoundError(

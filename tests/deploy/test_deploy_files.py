@@ -42,15 +42,17 @@ K8S_FILES = ("namespace.yaml", "config.yaml", "secret.yaml", "workers.yaml", "jo
 JUDGELINE_IMAGE = "judgeline:latest"
 # The judgeline CLI subcommands a deploy file may run (after the `judgeline` executable).
 CLI_SUBCOMMANDS: frozenset[tuple[str, ...]] = frozenset(
-    {("worker", "inline"), ("worker", "frontier"), ("migrate",), ("topics", "create")}
+    {("worker", "inline"), ("worker", "frontier"), ("migrate",), ("topics", "create"), ("route-policy", "watch")}
 )
 WORKER_SUBCOMMANDS = frozenset({("worker", "inline"), ("worker", "frontier")})
-ONE_SHOT_SUBCOMMANDS = CLI_SUBCOMMANDS - WORKER_SUBCOMMANDS
+CONTROLLER_SUBCOMMANDS = frozenset({("route-policy", "watch")})  # long-running, no Faust web server
+ONE_SHOT_SUBCOMMANDS = CLI_SUBCOMMANDS - WORKER_SUBCOMMANDS - CONTROLLER_SUBCOMMANDS
 COMPOSE_SERVICES = {
     "judgeline-inline": ("worker", "inline"),
     "judgeline-frontier": ("worker", "frontier"),
     "judgeline-migrate": ("migrate",),
     "judgeline-topics": ("topics", "create"),
+    "judgeline-route-policy": ("route-policy", "watch"),
 }
 REQUIRED_SECRET_NAMES = frozenset(
     {"JUDGELINE_FRONTIER__API_KEY", "JUDGELINE_CLICKHOUSE__PASSWORD", "JUDGELINE_KAFKA__SASL_PASSWORD"}
@@ -200,7 +202,9 @@ def cli_subcommand(command: str | list[str] | None, args: list[str] | None = Non
     argv = shlex.split(command) if isinstance(command, str) else list(command or [])
     argv += list(args or [])
     assert argv and argv[0] == "judgeline", f"command {argv!r} does not run the judgeline CLI"
-    sub = tuple(argv[1:])
+    words = argv[1:]
+    options = next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
+    sub = tuple(words[:options])  # the subcommand; its options (route-policy watch --every 300) follow
     assert sub in CLI_SUBCOMMANDS, f"`judgeline {' '.join(sub)}` is not one of {sorted(CLI_SUBCOMMANDS)}"
     return sub
 
@@ -452,7 +456,8 @@ def test_k8s_commands_are_cli_subcommands() -> None:
             if c["image"].split("/")[-1] != JUDGELINE_IMAGE:
                 continue
             sub = cli_subcommand(c.get("command"), c.get("args"))
-            expected = WORKER_SUBCOMMANDS if doc["kind"] == "Deployment" else ONE_SHOT_SUBCOMMANDS
+            expected = WORKER_SUBCOMMANDS | CONTROLLER_SUBCOMMANDS if doc["kind"] == "Deployment" \
+                else ONE_SHOT_SUBCOMMANDS
             assert sub in expected, f"{doc['kind']} {doc['metadata']['name']} runs `judgeline {' '.join(sub)}`"
             seen.add(sub)
     assert seen == CLI_SUBCOMMANDS
@@ -518,8 +523,11 @@ def test_compose_structure() -> None:
     for name, service in judgeline_services().items():
         assert (COMPOSE_FILE.parent / service["build"]["context"]).resolve() == REPO_ROOT, name
         deps = service.get("depends_on") or {}
-        if COMPOSE_SERVICES[name] in WORKER_SUBCOMMANDS:
-            assert "healthcheck" in service and "6066" in " ".join(service["healthcheck"]["test"])
+        if COMPOSE_SERVICES[name] in WORKER_SUBCOMMANDS | CONTROLLER_SUBCOMMANDS:
+            if COMPOSE_SERVICES[name] in WORKER_SUBCOMMANDS:
+                assert "healthcheck" in service and "6066" in " ".join(service["healthcheck"]["test"])
+            else:
+                assert service.get("restart") == "unless-stopped", f"{name} is long-running"
             for one_shot in ("judgeline-migrate", "judgeline-topics"):
                 assert deps[one_shot]["condition"] == "service_completed_successfully", name
         else:
@@ -573,3 +581,11 @@ def test_k8s_worker_probes_use_the_faust_web_port() -> None:
         if ca_path:
             mounts = [m["mountPath"] for m in container.get("volumeMounts") or []]
             assert any(ca_path.startswith(m.rstrip("/") + "/") for m in mounts), f"{name}: {ca_path} not mounted"
+
+
+def test_one_routing_controller_runs_at_a_time() -> None:
+    """Two controllers would race on policy versions: one replica, replaced by Recreate (never two at once)."""
+    deployment = k8s_object("Deployment", "judgeline-route-policy")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    service = compose()["services"]["judgeline-route-policy"]
+    assert "deploy" not in service or service["deploy"].get("replicas", 1) == 1

@@ -76,8 +76,9 @@ def test_compose_scrapes_every_worker_on_its_web_port():
 
 def test_k8s_workers_carry_the_prometheus_annotations():
     docs = [d for d in yaml.safe_load_all((REPO_ROOT / "deploy" / "k8s" / "workers.yaml").read_text()) if d]
-    deployments = [d for d in docs if d["kind"] == "Deployment"]
-    assert {d["metadata"]["name"] for d in deployments} >= {"judgeline-inline", "judgeline-frontier"}
+    deployments = [d for d in docs if d["kind"] == "Deployment"
+                   and d["spec"]["template"]["spec"]["containers"][0]["command"][1:2] == ["worker"]]
+    assert {d["metadata"]["name"] for d in deployments} == {"judgeline-inline", "judgeline-frontier"}
     for d in deployments:
         annotations = d["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"

@@ -1,6 +1,7 @@
 """The replay server as a real process, called by the real openai client: recorded verdicts in both orders,
 usage estimates, honest errors, deterministic 429/500 injection with Retry-After, latency, the CLI command."""
 
+import asyncio
 import json
 import math
 import sys
@@ -71,6 +72,39 @@ def test_serve_refuses_a_non_loopback_address(tmp_path):
     write_synthetic_gold(tmp_path / "g.jsonl")
     with pytest.raises(SystemExit, match="loopback"):
         frontier_replay.serve([tmp_path / "g.jsonl"], "0.0.0.0", 0)
+
+
+def _in_process(tmp_path, requests):
+    """Run ``requests(client)`` against two replay apps in this process (aiohttp's test server, no network)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    write_synthetic_gold(tmp_path / "g.jsonl")
+    index = frontier_replay.load_index([tmp_path / "g.jsonl"])
+
+    async def run():
+        first = TestClient(TestServer(frontier_replay.app(frontier_replay.Replay(index, ["gpt-4"]))))
+        second = TestClient(TestServer(frontier_replay.app(frontier_replay.Replay(index, ["gpt-4"]))))
+        async with first, second:
+            return await requests(first, second)
+
+    return asyncio.run(run())
+
+
+def test_errors_are_openai_json_and_servers_share_no_state(tmp_path):
+    async def requests(first, second):
+        too_big = await first.post("/v1/chat/completions", data=b"x" * (frontier_replay.MAX_BODY_BYTES + 1))
+        not_json = await first.post("/v1/chat/completions", data=b"{not json")
+        unknown = await first.get("/v1/nothing-here")
+        return ((too_big.status, await too_big.json()), (not_json.status, await not_json.json()),
+                (unknown.status, await unknown.json()), await (await first.get("/stats")).json(),
+                await (await second.get("/stats")).json())
+
+    too_big, not_json, unknown, first, second = _in_process(tmp_path, requests)
+    assert too_big[0] == 413 and too_big[1]["error"]["code"] == "body_too_large"
+    assert not_json[0] == 400 and not_json[1]["error"]["code"] == "invalid_json"
+    assert unknown[0] == 404 and unknown[1]["error"]["code"] == "not_found"
+    assert (first["requests"], first["errors"]) == (1, 1)  # the oversized body never became a request
+    assert (second["requests"], second["errors"]) == (0, 0)
 
 
 def test_faults_are_validated():

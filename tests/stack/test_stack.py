@@ -36,6 +36,18 @@ def test_topics_are_precreated_with_configured_partitions(stack):
         assert topics.get(name) == stack.kafka.topics.partitions
 
 
+def test_the_routing_policies_topic_is_compacted_with_one_partition(stack):
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from stack.topics import list_topics
+
+    (name,) = stack.kafka.topics.compacted()
+    assert list_topics(stack).get(name) == 1
+    admin = AdminClient(stack.kafka.client_config())
+    (future,) = admin.describe_configs([ConfigResource("topic", name)]).values()
+    assert future.result(timeout=10)["cleanup.policy"].value == "compact"
+
+
 def test_status_command(stack, monkeypatch):
     monkeypatch.setenv("JUDGELINE_STACK__STATE_DIR", str(stack.state_dir))
     result = CliRunner().invoke(app, ["status", "--json"])

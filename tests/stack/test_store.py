@@ -77,6 +77,56 @@ def test_store_errors_reach_the_client_with_the_engine_message(store):
         client.query(f"SELECT * FROM {settings.clickhouse.database}.no_such_table")
 
 
+def test_an_insert_of_many_blocks_keeps_every_row(store):
+    """clickhouse-connect compresses an insert block by block (one lz4 frame each): the store must decode them all.
+    Before the fix 12 dead letters of 300 KB stored 8, without an error (issue 12's hostile-records run)."""
+    from judge_engine.online.pipeline import Incoming, Rows, dead_letter
+    from streams.sink import ClickHouseStore
+
+    client, settings = store
+    sink = ClickHouseStore(settings)
+    try:
+        letters = [dead_letter(Incoming(value=bytes([65 + o]) * 300_000, key=None, topic="blocks", partition=0,
+                                        offset=o), "e", "parse") for o in range(12)]
+        sink.write_sync(Rows(dead_letters=letters))
+    finally:
+        sink.close()
+    rows = client.query(f"SELECT offset, length(raw), substring(raw, 1, 1) FROM {settings.clickhouse.database}"
+                        ".dead_letters WHERE topic = 'blocks' ORDER BY offset").result_rows
+    assert rows == [(o, 300_000, chr(65 + o)) for o in range(12)]
+
+
+def test_a_body_of_several_lz4_frames_is_decoded_whole_over_plain_http(store):
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    import lz4.frame
+
+    client, settings = store
+    db = settings.clickhouse.database
+    from streams.clickhouse import resolve_dsn
+
+    base = resolve_dsn(settings).rstrip("/")
+    assert base.startswith("http://"), base
+    sql = f"INSERT INTO {db}.dead_letters (topic, partition, offset, stage, error, raw, message_time, " \
+          "received_at) FORMAT TSV"
+    lines = [f"frames\t0\t{o}\tparse\te\t{'r' * 10}\t2026-11-01 00:00:00\t2026-11-01 00:00:00\n".encode()
+             for o in range(3)]
+    body = b"".join(lz4.frame.compress(line) for line in lines)
+    request = urllib.request.Request(f"{base}/?query={urllib.parse.quote(sql)}", data=body, method="POST",
+                                     headers={"Content-Encoding": "lz4"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.status == 200
+    got = client.query(f"SELECT count() FROM {db}.dead_letters WHERE topic = 'frames'").result_rows
+    assert got == [(3,)]
+    truncated = urllib.request.Request(f"{base}/?query={urllib.parse.quote(sql)}", data=body[:-3], method="POST",
+                                       headers={"Content-Encoding": "lz4"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(truncated, timeout=30)
+    assert e.value.code == 400 and b"truncated" in e.value.read()
+
+
 def test_migrate_command_on_chdb_in_process(tmp_path):
     """`judgeline migrate` with a chdb:///path DSN and no store server opens the path itself (own process)."""
     env = {**os.environ, "JUDGELINE_CLICKHOUSE__DSN": f"chdb://{tmp_path / 'ch'}",

@@ -6,40 +6,10 @@ import faust
 import pytest
 from conftest import make_settings
 from faust.types.tuples import ConsumerMessage
+from stream_events import Consumer, Event, delivered, take_events_finally
 
 from streams.app import acknowledged_after, create_app, credentials, incoming
 from streams.worker import build
-
-
-class Consumer:
-    def __init__(self):
-        self.acked = []
-
-    def ack(self, message):
-        self.acked.append(message.offset)
-        return True
-
-
-class Event:
-    """What Faust's take_events yields: an event whose ack releases one reference of its message."""
-
-    def __init__(self, message, consumer):
-        self.message, self.consumer = message, consumer
-
-    def ack(self):
-        return self.message.ack(self.consumer)
-
-
-def delivered(offset: int, consumer: Consumer) -> Event:
-    m = ConsumerMessage("judgeline.traces", 2, offset, 1_790_000_000.25, 0, [], b"key", b"value", None)
-    m.incref()  # the one stream it was delivered to
-    return Event(m, consumer)
-
-
-def take_events_finally(events):
-    """take_events acknowledges a batch's events when the consumer moves on, after success or failure alike."""
-    for e in events:
-        e.ack()
 
 
 def test_offsets_become_committable_only_after_the_batch_body_completes():

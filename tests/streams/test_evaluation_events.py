@@ -20,7 +20,6 @@ from judge_engine.online.pipeline import Incoming
 from schemas import FrontierRequest, FrontierVerdict, Trace
 from schemas.settings import Settings
 from streams.evaluation_events import EVENT_NAME, EvaluationEvents, parse_headers
-from streams.metrics import policy_version
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 
@@ -109,7 +108,7 @@ async def _publish(outbox):
 
 
 def _settings(receiver, **otel):
-    return Settings(routing={"threshold": 0.7, "calibration_sample_rate": 0.0},
+    return Settings(routing={"threshold": 0.7, "calibration_sample_rate": 0.0, "without_policy": "threshold"},
                     otel={"evaluation_events": True, "endpoint": receiver.endpoint, "export_delay_ms": 50, **otel})
 
 
@@ -137,7 +136,7 @@ def test_inline_verdicts_leave_as_events_parented_to_the_judged_span(receiver):
     assert attrs["judgeline.confidence"] == pytest.approx(0.55)
     assert attrs["judgeline.judge.tier"] == "inline"
     assert (attrs["judgeline.judge.name"], attrs["judgeline.judge.version"]) == ("constant-stub", "stub")
-    assert attrs["judgeline.policy.version"] == policy_version(settings)
+    assert attrs["judgeline.policy.version"] == 0  # no routing policy published yet
     assert attrs["judgeline.route_reason"] == "low_confidence"  # 0.55 < 0.7
     assert "gen_ai.evaluation.explanation" not in attrs  # the inline judge writes no critique
     _, plain_record, plain_attrs = by_trace["not-an-otel-id"]
@@ -169,6 +168,7 @@ def test_frontier_verdicts_leave_with_their_critique_and_failed_calls_do_not(rec
     assert attrs["gen_ai.evaluation.score.label"] == "fail" and attrs["gen_ai.evaluation.score.value"] == 0.0
     assert attrs["gen_ai.evaluation.explanation"] == "Lyon is not it."
     assert attrs["judgeline.route_reason"] == "calibration_sample"
+    assert "judgeline.policy.version" not in attrs  # the frontier's verdict is not routed under a policy
 
 
 def test_headers_that_are_not_name_value_pairs_are_refused_naming_the_setting():

@@ -17,7 +17,7 @@ from judge_engine.online.inline import InlineStage
 from judge_engine.online.pipeline import Incoming
 from schemas import FrontierRequest, FrontierVerdict, Trace
 from schemas.settings import Settings
-from streams.metrics import WorkerMetrics, metric_names, policy_version
+from streams.metrics import WorkerMetrics, metric_names
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 
@@ -71,7 +71,7 @@ def _incoming(values) -> list[Incoming]:
 
 
 def test_the_inline_stage_records_consumed_verdicts_routes_dead_letters_latency_and_held_time():
-    settings = Settings(routing={"threshold": 0.7, "calibration_sample_rate": 0.0})
+    settings = Settings(routing={"threshold": 0.7, "calibration_sample_rate": 0.0, "without_policy": "threshold"})
     metrics = WorkerMetrics(settings, "inline")
     stage = InlineStage(settings, Judge({"t1": 0.3}), FlakyStore(failures=2), _publish, sleep=_no_sleep,
                         recorder=metrics)
@@ -89,8 +89,9 @@ def test_the_inline_stage_records_consumed_verdicts_routes_dead_letters_latency_
     assert value(text, "judgeline_held_seconds_total", stage="inline", dependency="store") > 0
     assert value(text, "judgeline_held_seconds_total", stage="inline", dependency="judge") == 0
     assert value(text, "judgeline_served_judge_info", judge_name="judge", judge_version="7") == 1
-    assert value(text, "judgeline_routing_policy_info", policy_version=policy_version(settings), threshold="0.7",
-                 calibration_sample_rate="0.0", judge_unavailable="hold") == 1
+    assert value(text, "judgeline_routing_policy_version") == 0  # no routing policy published: the settings' rule
+    assert value(text, "judgeline_routing_settings_info", threshold="0.7", calibration_sample_rate="0.0",
+                 without_policy="threshold", judge_unavailable="hold") == 1
     assert value(text, "judgeline_stage_events_total", stage="inline", event="batches") == 1
     # every sample's name is one the dashboards may use
     assert {name for name, _ in samples(text)} <= set(metric_names())
@@ -186,7 +187,8 @@ def test_a_real_workers_metrics_move_while_traces_flow(stack, store):
     from stack.workers import wait_until
 
     _, base = store
-    run = FaultRun.create(base)
+    # without a routing policy, the settings' rule: about half the traces routed (the calibration sample)
+    run = FaultRun.create(base, routing={"calibration_sample_rate": 0.5, "without_policy": "threshold"})
     try:
         worker = run.worker("inline", stub_ms=1.0)
         before = _scrape(run.settings, worker)
@@ -203,5 +205,10 @@ def test_a_real_workers_metrics_move_while_traces_flow(stack, store):
         assert value(after, "judgeline_served_judge_info", judge_name="constant-stub", judge_version="stub") == 1
         assert value(after, "judgeline_call_seconds_count", stage="inline", dependency="store") >= 1
         assert value(after, "judgeline_batch_size_sum", stage="inline") == 28
+        # the routed traces are stored with their text (the annotation queue's), the others are not
+        routed = run.rows("SELECT trace_id FROM {db}.verdicts FINAL WHERE route_reason != ''")
+        assert 0 < len(routed) < 25
+        assert sorted(run.rows("SELECT trace_id FROM {db}.traces FINAL")) == sorted(routed)
+        assert sum(v for (name, _), v in samples(after).items() if name == "judgeline_routed_total") == len(routed)
     finally:
         run.stop()

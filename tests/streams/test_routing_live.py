@@ -132,5 +132,21 @@ def test_a_running_worker_applies_each_new_policy_and_the_controller_publishes_f
         assert watch.returncode == 0, output
         assert "controller stopped after" in output
         assert run.count("SELECT max(version) FROM {db}.routing_policies FINAL") == 3
+
+        # update and show as a user runs them
+        def cli(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "cli.main", "route-policy", *args], env=env,
+                                  cwd=settings.state_dir, capture_output=True, text=True, timeout=120)
+
+        shown = cli("show")
+        assert shown.returncode == 0, shown.stderr
+        assert "routing policy version 3 of scope default" in shown.stdout
+        assert any(line.startswith("default/live/pointwise/overall ") and " fitted" in line
+                   for line in shown.stdout.splitlines()), shown.stdout
+        as_json = cli("show", "--json")
+        assert RoutingPolicy.from_json(as_json.stdout) == result.policy
+        forced = cli("update", "--force")
+        assert forced.returncode == 0 and "routing policy version 4 (published" in forced.stdout, forced.stderr
+        assert topic_policies(settings)[-1] == (scope, 4)
     finally:
         run.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import uuid
 from datetime import datetime, timezone
 
 import pytest

@@ -103,6 +103,9 @@ class TritonPythonModel:
                         pb_utils.Tensor("CONFIDENCE", np.array([[v["confidence"]] for v in mine], dtype=np.float32)),
                         pb_utils.Tensor("PROBS", np.array([v["probs"] for v in mine], dtype=np.float32)),
                         pb_utils.Tensor("SWAP_CONSISTENT", np.array([[v["swap_consistent"]] for v in mine], dtype=bool)),
+                        # NaN: this version has no novelty index
+                        pb_utils.Tensor("NOVELTY", np.array([[np.nan if v.get("novelty") is None else v["novelty"]]
+                                                             for v in mine], dtype=np.float32)),
                     ]
                 )
             )

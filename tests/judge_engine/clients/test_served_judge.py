@@ -50,6 +50,7 @@ def test_served_verdicts_equal_the_in_process_judge_and_carry_the_version(served
         assert r.confidence == pytest.approx(ref["confidence"], abs=1e-5)
         assert r.score == pytest.approx(ref["score"], abs=1e-5)
         assert sum(r.probs) == pytest.approx(1.0, abs=1e-5)
+        assert r.novelty is not None and r.novelty == pytest.approx(ref["novelty"], abs=1e-4)  # the version's index
 
 
 def test_pairwise_confidence_is_order_invariant_through_the_server(served, sample_gold):
@@ -132,3 +133,23 @@ def test_eval_cli_names_bad_lines(served, sample_gold, tmp_path):
     bad.write_text(sample_gold.read_text().splitlines()[0] + "\n{\"kind\": \"pairwise\"}\n")
     done = _cli(settings, "eval", "--gold", str(bad), "--out", str(tmp_path / "m.json"))
     assert done.returncode == 1 and "bad.jsonl:2" in done.stderr and "--skip-invalid" in done.stderr
+
+
+def test_eval_policy_simulates_the_routing_controller_over_the_file(served, sample_gold, tmp_path):
+    settings, version = served
+    out = tmp_path / "policy.json"
+    done = _cli(settings, "eval", "--gold", str(sample_gold), "--out", str(out), "--policy", "--update-every", "20")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    policy = report["policy"]
+    for key in ("accuracy_vs_human", "frontier_fraction", "accepted_accuracy_vs_teacher", "accepted_accuracy_vs_human",
+                "segments", "over_time", "alarms"):
+        assert key in policy
+    assert "cascade" in report and "accuracy_vs_human" in report  # the existing keys stay
+    assert policy["n"] == report["n"] and sum(policy["route_reasons"].values()) == report["n"]
+    assert policy["prior_evidence"] > 0  # started from the served version's own validation evidence
+    assert policy["novelty_threshold"] > 0 and 0.0 <= policy["novel_fraction"] <= 1.0  # the version's own index
+    assert policy["frontier_fraction"] == pytest.approx(1 - policy["accepted"] / policy["n"])
+    assert policy["teacher_accuracy_vs_human"] == pytest.approx(report["teacher_accuracy_vs_human"])
+    assert (tmp_path / "policy.policy.png").stat().st_size > 1000
+    assert "routing policy" in done.stdout and "policy.png" in done.stdout

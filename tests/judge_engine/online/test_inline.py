@@ -156,7 +156,8 @@ def stage_with(judge, store, s=None):
 def test_process_holds_while_judge_and_store_are_down_then_stores_before_publishing():
     store = FakeStore(failures=2)
     s = Settings(routing={"threshold": 0.7, "calibration_sample_rate": 0.0, "without_policy": "threshold"})
-    stage, published, sleeps = stage_with(FakeJudge(unavailable=2, confidence={"t1": 0.3}), store, s)
+    # down for two rounds: each round is the batch's call and one call per trace (all failing: the judge is down)
+    stage, published, sleeps = stage_with(FakeJudge(unavailable=6, confidence={"t1": 0.3}), store, s)
     out = run(stage.process(msgs(trace("t1"), trace("t2"), b"junk")))
     assert len(sleeps) == 4 and all(0 <= p <= s.stream.hold_max_backoff_s for p in sleeps)
     assert store.log == ["store failed", "store failed", "stored", "published"]

@@ -134,3 +134,19 @@ def test_cross_encoder_reads_each_answer_with_its_question_fine_tunes_and_serves
         assert a["probs"][0] == pytest.approx(b["probs"][1], abs=1e-5)
     with pytest.raises(ValueError, match="--arch must be one of"):
         train(TrainConfig(gold=(gold,), out=tmp_path / "x", arch="triple", progress=False), log=lambda *_: None)
+
+
+def test_in_process_novelty_is_relative_to_the_versions_own_threshold(tiny_judge, sample_gold):
+    import random
+
+    examples, _ = label_examples(load_gold([sample_gold]).items, "gpt-4")
+    held_out = [e.item for e in split(examples, val=0.2, test=0.25, seed=13)["test"]]
+    judge = Judge(tiny_judge.model_dir)
+    same = [v["novelty"] for v in judge.judge(held_out)]
+    rng = random.Random(0)
+    noise = lambda n: " ".join("".join(rng.choice("qxzjkvw") for _ in range(7)) for _ in range(n))  # noqa: E731
+    far = [{"kind": "pairwise", "criterion": "overall", "question": noise(12), "answer_a": noise(20),
+            "answer_b": noise(25), "reference": None} for _ in range(20)]
+    other = [v["novelty"] for v in judge.judge(far)]
+    assert all(s > 0 for s in same) and sum(s > 1.0 for s in same) <= 0.1 * len(same)  # ~1 % by construction
+    assert sum(s > 1.0 for s in other) >= 0.9 * len(other) and min(other) > max(sorted(same)[: len(same) // 2])

@@ -1,0 +1,122 @@
+"""The in-process judge against this machine's physical limit, and its int8 variant (part of ``benchmarks.judge``).
+
+Contract:
+- ``matmul_peak_gflops(threads)``: the fp32 matmul rate this machine reaches with ``threads`` torch threads
+  (the best of several 1024x1024x1024 products, measured now, in the same run as the judge): the roofline.
+- ``FlopCounter(encoder)`` records the shape of every batch the encoder's transformer runs and counts its FLOPs
+  (2 per multiply-add): the six layers' linear maps (Q, K, V, output, the two feed-forward maps) and the
+  attention products, for the tokens actually processed (padding included: the model computes it), besides
+  the ``useful`` share without padding. The embeddings' lookups, layer norms, softmax and the small heads are
+  left out (under 1% of the work), so the rate is a slight underestimate.
+- ``roofline(judge, batches, threads)`` times the in-process judge on those batches (the best of three passes)
+  and returns items/s, GFLOP/s for its tokens and that as a fraction of the peak.
+- ``quantised(judge)`` is a copy of the judge whose encoder's ``nn.Linear`` layers are dynamically quantised to
+  int8 (``torch.ao.quantization.quantize_dynamic``: weights int8, activations quantised per batch); the heads
+  stay fp32.
+- ``held_out(model_dir)`` rebuilds the trained judge's test split (the same files, teacher, fractions and seed
+  as ``student.json`` records), the items no training decision ever saw: accuracy against their labels is
+  what the int8 variant is compared on.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def matmul_peak_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best / 1e9
+
+
+class FlopCounter:
+    def __init__(self, encoder):
+        cfg = encoder.model.config
+        self.layers, self.hidden, self.inner = cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size
+        self.flops = 0.0
+        self.useful = 0.0
+        self.tokens = 0
+        self._hook = encoder.model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def per_sequence(self, length: int) -> float:
+        h, i = self.hidden, self.inner
+        linear = 2 * length * (4 * h * h + 2 * h * i)
+        attention = 2 * 2 * length * length * h  # Q K^T and the weighted sum of V
+        return self.layers * (linear + attention)
+
+    def _count(self, module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask")
+        batch, width = ids.shape
+        self.flops += batch * self.per_sequence(width)
+        lengths = mask.sum(dim=1).tolist() if mask is not None else [width] * batch
+        self.useful += sum(self.per_sequence(int(n)) for n in lengths)
+        self.tokens += int(sum(lengths))
+
+    def reset(self) -> None:
+        self.flops = self.useful = 0.0
+        self.tokens = 0
+
+    def close(self) -> None:
+        self._hook.remove()
+
+
+def roofline(judge, batches: list[list[dict]], threads: int, peak_gflops: float) -> dict:
+    torch.set_num_threads(threads)
+    counter = FlopCounter(judge.encoder)
+    try:
+        judge.judge(batches[0])  # warm-up
+        best = float("inf")
+        for _ in range(3):
+            counter.reset()
+            started = time.perf_counter()
+            for batch in batches:
+                judge.judge(batch)
+            best = min(best, time.perf_counter() - started)
+        items = sum(len(b) for b in batches)
+        gflops = counter.flops / best / 1e9
+        return {"items": items, "seconds": round(best, 3), "items_per_s": round(items / best, 1),
+                "tokens": counter.tokens, "gflop": round(counter.flops / 1e9, 1),
+                "padding_share": round(1 - counter.useful / counter.flops, 3),
+                "gflops": round(gflops, 1), "fraction_of_peak": round(gflops / peak_gflops, 3)}
+    finally:
+        counter.close()
+
+
+def quantised(judge):
+    q = copy.copy(judge)
+    q.encoder = copy.copy(judge.encoder)
+    q.encoder.model = torch.ao.quantization.quantize_dynamic(judge.encoder.model, {nn.Linear}, dtype=torch.qint8)
+    return q
+
+
+def held_out(model_dir: Path) -> list[tuple[dict, str]]:
+    """(item, label) of the judge's test split, as training made it."""
+    from judge_engine.dataset import label_examples, load_gold, split
+
+    meta = json.loads((Path(model_dir) / "student.json").read_text())
+    files = [d["path"] for d in meta["data"]]
+    s = meta["split"]
+    examples, _ = label_examples(load_gold(files).items, meta["teacher"], bool(meta.get("fallback_human")))
+    parts = split(examples, s["val"], s["test"], s["seed"])
+    return [(ex.item, ex.label) for ex in parts["test"]]
+
+
+def accuracy(judge, labelled: list[tuple[dict, str]], batch: int = 64) -> tuple[float, list[str]]:
+    labels: list[str] = []
+    for i in range(0, len(labelled), batch):
+        labels += [r["label"] for r in judge.judge([it for it, _ in labelled[i : i + batch]])]
+    hits = sum(got == want for got, (_, want) in zip(labels, labelled))
+    return hits / len(labelled), labels
