@@ -46,7 +46,7 @@ status: install
 	$(BIN)/judgeline status
 
 bench: install
-	$(BIN)/python -m benchmarks.judge
+	$(BIN)/python -m benchmarks.judge $(if $(JUDGE_CANDIDATE),--candidate $(JUDGE_CANDIDATE))
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.throughput
 	$(BIN)/python -m benchmarks.shift
