@@ -113,11 +113,12 @@ def test_frontier_replay_refuses_bad_faults(tmp_path):
     assert result.exit_code == 1 and "server_error_fraction must lie in [0, 1]" in result.output
 
 
-def test_deploy_without_a_triton_is_one_line(monkeypatch):
+def test_deploy_without_a_triton_is_one_line(monkeypatch, tmp_path):
     from stack.process import free_port
 
     url = f"127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("JUDGELINE_TRITON__HTTP_URL", url)
+    monkeypatch.setenv("JUDGELINE_STACK__MODEL_REPOSITORY", str(tmp_path / "models"))  # not a developer's export
     result = runner.invoke(app, ["deploy"])
     assert result.exit_code == 1
     assert result.output.strip().startswith(f"error: loading judge into Triton at {url} failed: ")
