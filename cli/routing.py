@@ -84,6 +84,7 @@ def watch(every: float = typer.Option(300.0, "--every", min=1.0, help="Seconds b
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    typer.echo(f"routing controller: updating every {every:g} s (SIGTERM stops it)")
+    typer.echo(f"routing controller: updating every {every:g} s, testing for drift every "
+               f"{min(every, settings.routing.drift_check_s):g} s (SIGTERM stops it)")
     runs = run_watch(settings, every, stop, on_result=_print_result)
     typer.echo(f"routing controller stopped after {runs} updates")

@@ -33,8 +33,13 @@ Contract:
   sample spend).
 - ``store_and_publish(settings, client, policy)`` is step 4 for any policy (a hand-made one, the tests' own).
 - ``latest_policy(client, settings)`` is the newest stored policy of the scope, or None.
-- ``watch(settings, every_s, stop)`` calls ``update`` every ``every_s`` seconds until ``stop`` is set (the CLI sets
-  it on SIGTERM/SIGINT), logging a failed update and trying again at the next tick.
+- ``watch(settings, every_s, stop, drift_every_s=...)`` calls ``update`` every ``every_s`` seconds until ``stop`` is
+  set (the CLI sets it on SIGTERM/SIGINT), logging a failed update and trying again at the next tick. Between two
+  scheduled updates it runs ``drift_check`` every ``drift_every_s`` seconds (default ``routing.drift_check_s``): the
+  drift test alone over the evidence that arrived since the newest policy, and an ``update`` at once when it
+  alarms, so a broken segment is tightened within seconds of the evidence, not at the next scheduled re-fit.
+- ``drift_check(settings, client)`` is that test: the alarms the next ``update`` would act on (none without a
+  policy).
 """
 
 from __future__ import annotations
@@ -254,11 +259,30 @@ def store_and_publish(settings: Settings, client, policy: RoutingPolicy, *, reas
     return record
 
 
+def drift_check(settings: Settings, client=None, now: datetime | None = None) -> list[Alarm]:
+    """The drift alarms the newest policy's evidence raises now (see the module contract)."""
+    if client is None:
+        from operations.analytics import connect_store
+
+        client = connect_store(settings)
+    policy = latest_policy(client, settings)
+    if policy is None:
+        return []
+    now = _utc(now or datetime.now(timezone.utc))
+    since = now - timedelta(hours=settings.routing.evidence_window_h)
+    version = judge_version(client, settings, since)
+    return detect_drift(policy, read_evidence(client, settings, since, version), settings) if version else []
+
+
 def watch(settings: Settings, every_s: float, stop: threading.Event,
-          on_result: Callable[[UpdateResult], None] = lambda _r: None) -> int:
-    """``update`` every ``every_s`` seconds until ``stop`` is set; returns how many updates ran."""
+          on_result: Callable[[UpdateResult], None] = lambda _r: None, drift_every_s: float | None = None) -> int:
+    """``update`` every ``every_s`` seconds, and at once when ``drift_check`` (every ``drift_every_s``) alarms, until
+    ``stop`` is set; returns how many updates ran."""
+    import time
+
     from judge_engine.failures import describe
 
+    drift_every_s = min(every_s, drift_every_s or settings.routing.drift_check_s)
     runs = 0
     while not stop.is_set():
         try:
@@ -266,7 +290,16 @@ def watch(settings: Settings, every_s: float, stop: threading.Event,
         except Exception as e:  # noqa: BLE001 - a failed update is retried at the next tick
             log.error("routing policy update failed: %s; trying again in %.0f s", describe(e), every_s)
         runs += 1
-        stop.wait(every_s)
+        next_update = time.monotonic() + every_s
+        while not stop.wait(max(0.0, min(drift_every_s, next_update - time.monotonic()))):
+            if time.monotonic() >= next_update:
+                break
+            try:
+                if drift_check(settings):
+                    log.warning("drift detected between scheduled updates: updating the routing policy now")
+                    break
+            except Exception as e:  # noqa: BLE001 - the scheduled update still runs
+                log.error("drift check failed: %s", describe(e))
     return runs
 
 

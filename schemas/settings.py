@@ -208,6 +208,8 @@ class RoutingSettings(_Group):
     # every trace to the frontier too (safe: a judge nobody has measured on this traffic is not trusted), ``threshold``
     # routes by ``threshold`` and ``calibration_sample_rate`` above (the behaviour before routing policies)
     without_policy: Literal["route_all", "threshold"] = "route_all"
+    # how often `route-policy watch` runs the drift test alone between scheduled re-fits (an alarm re-fits at once)
+    drift_check_s: float = Field(10.0, gt=0, le=3600)
     # how long a starting inline worker waits to read the routing-policies topic up to its end before judging
     policy_wait_s: float = Field(10.0, ge=0.0, le=600.0)
     # the routing policy's fit (judge_engine/online/policy.py, docs/routing.md): a segment needs min_evidence

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from judge_engine.online.policy import RoutingPolicy, Segment
-from operations.route_policy import latest_policy, update
+from operations.route_policy import drift_check, latest_policy, update
 from schemas.verdict import FrontierVerdict, Verdict
 from streams.sink import ClickHouseStore
 
@@ -73,6 +73,8 @@ def test_update_fits_stores_publishes_and_tightens_a_drifting_segment_at_once(st
     sink.insert_sync("verdicts", broken)
     sink.insert_sync("frontier_verdicts", [frontier(v, "fail", now1 + timedelta(minutes=2)) for v in broken])
     now2 = now1 + timedelta(minutes=3)
+    # between scheduled re-fits, the watcher's drift test alone already sees it (and `watch` then updates at once)
+    assert [str(a.segment) for a in drift_check(settings, client, now=now2)] == [str(SEGMENT)]
     third = update(settings, client=client, publish=lambda _s, p: published.append(p), now=now2)
     assert third.published and [str(a.segment) for a in third.alarms] == [str(SEGMENT)]
     assert third.alarms[0].observations < 40  # caught within tens of checked traces
@@ -111,3 +113,30 @@ def test_update_starts_from_the_served_versions_validation_evidence_for_its_own_
     rule = started.policy.rule_for(SEGMENT)
     assert started.published and not rule.route_all and 0.3 < rule.threshold <= 0.95
     assert started.policy.rule_for(Segment("default", "other-app", "pointwise", "overall")).routes_everything
+
+
+def test_watch_updates_at_once_when_the_drift_check_alarms_between_scheduled_updates(monkeypatch):
+    import threading
+    import time
+
+    import operations.route_policy as rp
+    from conftest import make_settings
+
+    updates: list[float] = []
+    checks: list[float] = []
+    stop = threading.Event()
+    started = time.monotonic()
+    monkeypatch.setattr(rp, "update", lambda _s: updates.append(time.monotonic() - started))
+    # the third drift test alarms; the scheduled re-fit would come only after an hour
+    monkeypatch.setattr(rp, "drift_check", lambda _s: checks.append(1) or (["alarm"] if len(checks) == 3 else []))
+    worker = threading.Thread(target=rp.watch, args=(make_settings(), 3600.0, stop), kwargs={"drift_every_s": 0.05})
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(updates) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        worker.join(5)
+    assert len(updates) == 2 and updates[1] < 5 and len(checks) >= 3  # the alarm's update, not the hourly one
+    assert not worker.is_alive()
