@@ -31,7 +31,7 @@ def _print_rules(policy) -> None:
                    f"{'yes' if r['route_all'] else 'no':>9} {r['evidence_n']:>6} {bound:>7}  {r['reason']}")
 
 
-def _print_result(result) -> None:
+def print_result(result) -> None:
     for a in result.alarms:
         typer.echo(f"DRIFT ALARM {a.segment}: agreement {a.observed_agreement:.3f} vs {a.expected_agreement:.3f} "
                    f"assumed over {a.observations} checked verdicts (CUSUM {a.statistic:.2f}); segment now routed")
@@ -48,7 +48,7 @@ def update(force: bool = typer.Option(False, help="Store and publish a new versi
     """Fit the routing policy from stored evidence; store and publish it when it changed."""
     from operations.route_policy import update as run_update
 
-    _print_result(run_update(_settings(), force=force))
+    print_result(run_update(_settings(), force=force))
 
 
 @route_app.command("show")
@@ -86,5 +86,5 @@ def watch(every: float = typer.Option(300.0, "--every", min=1.0, help="Seconds b
         signal.signal(sig, lambda *_: stop.set())
     typer.echo(f"routing controller: updating every {every:g} s, testing for drift every "
                f"{min(every, settings.routing.drift_check_s):g} s (SIGTERM stops it)")
-    runs = run_watch(settings, every, stop, on_result=_print_result)
+    runs = run_watch(settings, every, stop, on_result=print_result)
     typer.echo(f"routing controller stopped after {runs} updates")

@@ -123,7 +123,8 @@ def demo(
     malformed: int = typer.Option(5, help="Malformed messages sent along (they become dead letters)."),
     timeout_s: float = typer.Option(900.0, help="Give up waiting for the pipeline after this long."),
 ) -> None:
-    """The whole system: stack, judge, workers, traces streamed through the pipeline, and the report."""
+    """The whole system: stack, judge, workers, traces streamed through the pipeline, the report, and the routing
+    policy the controller fits from the run's evidence."""
     import time
 
     from operations import demo as flow
@@ -173,6 +174,15 @@ def demo(
                  "calibrated on (the judge may have been trained on part of this file); 'cascade' is the verdict a "
                  "user gets: the frontier's where it was asked, else the inline judge's.")
     typer.echo(gold_note)
+    typer.secho("6. the routing policy fitted from this run's evidence (what `judgeline route-policy update` does)",
+                bold=True)
+    with fails_as("fitting the routing policy"):
+        from cli.routing import print_result
+        from operations.route_policy import update
+
+        print_result(update(settings))
+    typer.echo("   before any policy every trace was routed (the safe cold start); workers apply this policy from "
+               "their next batch (routing-policies topic); a segment keeps routing until its own evidence passes")
     if not done or not result["all_accounted"]:
         _fail(f"not every trace was accounted for within {timeout_s:.0f} s")
 

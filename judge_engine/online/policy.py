@@ -93,14 +93,16 @@ class Segment:
 
     @classmethod
     def parse(cls, text: str) -> "Segment":
-        """``tenant/app/kind/criterion`` (the form ``str()`` writes)."""
+        """``tenant/app/kind/criterion`` (the form ``str()`` writes: a '/' or '%' inside a part is %-escaped)."""
         parts = text.split("/")
         if len(parts) != 4:
-            raise ValueError(f"segment must be 'tenant/app/kind/criterion' ('*' for any), got {text!r}")
-        return cls(*parts)
+            raise ValueError(f"segment must be 'tenant/app/kind/criterion' ('*' for any; '/' inside a part written "
+                             f"%2F), got {text!r}")
+        return cls(*(p.replace("%2F", "/").replace("%25", "%") for p in parts))
 
     def __str__(self) -> str:
-        return f"{self.tenant}/{self.app}/{self.kind}/{self.criterion}"
+        return "/".join(p.replace("%", "%25").replace("/", "%2F")
+                        for p in (self.tenant, self.app, self.kind, self.criterion))
 
     def fallbacks(self) -> tuple["Segment", ...]:
         chain = [

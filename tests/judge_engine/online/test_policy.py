@@ -200,3 +200,16 @@ def test_json_round_trip_and_strict_errors():
             RoutingPolicy.from_json(json.dumps(bad).encode())
     with pytest.raises(ValueError, match="not valid JSON"):
         RoutingPolicy.from_json(b"{nope")
+
+
+def test_a_segment_whose_app_holds_a_slash_or_percent_survives_the_policy_json():
+    seg = Segment("team/a", "LLMBar Processed/FairEval", "pairwise", "50%/overall")
+    assert str(seg) == "team%2Fa/LLMBar Processed%2FFairEval/pairwise/50%25%2Foverall"
+    assert Segment.parse(str(seg)) == seg
+    policy = RoutingPolicy.cold_start(version=3, created_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    rule = policy.rule_for(Segment.everything())
+    fitted = RoutingPolicy(version=4, created_at=policy.created_at,
+                           rules=policy.rules + (rule.__class__(seg, 0.9, 0.05, False, "fitted", {}),),
+                           accepted_error_rate=0.05, confidence_level=0.95)
+    back = RoutingPolicy.from_json(fitted.to_json())
+    assert back.rule_for(seg).segment == seg and back.rule_for(seg).threshold == 0.9
