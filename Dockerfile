@@ -1,4 +1,4 @@
-# The judgeline worker image (deploy/compose, deploy/k8s). CPU torch for training commands; inference runs in Triton.
+# The judgeline worker image (infra/compose, infra/k8s). CPU torch for training commands; inference runs in Triton.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -1,4 +1,4 @@
-"""The Grafana dashboards in ``deploy/grafana/``, generated: one over the workers' Prometheus metrics, one over
+"""The Grafana dashboards in ``infra/grafana/``, generated: one over the workers' Prometheus metrics, one over
 ClickHouse (the report's analytics queries).
 
 Contract:
@@ -135,5 +135,5 @@ def write(directory: Path) -> list[Path]:
 if __name__ == "__main__":
     from schemas.paths import SOURCE_ROOT
 
-    for written in write(SOURCE_ROOT / "deploy" / "grafana"):
+    for written in write(SOURCE_ROOT / "infra" / "grafana"):
         print(written)

@@ -7,7 +7,7 @@ Contract:
 - Secrets (frontier API key, SASL password, ClickHouse password) are ``SecretStr``; ``masked()`` is the only
   representation that leaves the process (``judgeline config``, logs).
 - Defaults are the embedded stack on 127.0.0.1 (Tansu broker, chDB store, CPU Triton); production points the
-  same names at Apache Kafka, a ClickHouse server and a GPU Triton (see ``deploy/compose`` and ``deploy/k8s``).
+  same names at Apache Kafka, a ClickHouse server and a GPU Triton (see ``infra/compose`` and ``infra/k8s``).
 - No I/O happens here beyond reading the environment.
 """
 

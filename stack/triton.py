@@ -9,7 +9,7 @@ Contract:
   control, loading every model that has a version directory, bound to the loopback address, with the
   environment platform.md prescribes (serving venv first on PATH, its libpython on LD_LIBRARY_PATH).
 - ``healthy`` is ``GET /v2/health/ready``. Production runs the NVIDIA Triton image on a GPU node with the same
-  model repository (``deploy/compose``, ``deploy/k8s``).
+  model repository (``infra/compose``, ``infra/k8s``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Contract (numpy only; no Triton, no torch; a Hugging Face tokenizer object is passed in where one is needed). This
 file is copied flat beside the TensorRT-LLM Triton python models (``triton_models/trtllm``, see
-``deploy/trtllm/README.md``) together with ``verdict_math.py``, so it imports nothing else from the project:
+``infra/trtllm/README.md``) together with ``verdict_math.py``, so it imports nothing else from the project:
 
 - ``JudgeInput`` is one item to judge, the same six fields as the Triton ``judge`` model's inputs: ``kind``
   (``pairwise``/``pointwise``), ``criterion`` (empty -> ``overall``), ``question``, ``answer_a`` (the answer, for
@@ -28,7 +28,7 @@ file is copied flat beside the TensorRT-LLM Triton python models (``triton_model
   ``swap_consistent`` (True for pointwise). Exchanging an item's answers exchanges A and B in the result exactly.
 - ``sft_record(example)``: one supervised fine-tuning record (chat messages whose assistant turn is the single
   verdict word) from a dict with keys ``kind, criterion, question, answer_a, answer_b, answer, reference, label``.
-  Swap augmentation and reference dropping are the caller's (``deploy/trtllm/finetune.py``).
+  Swap augmentation and reference dropping are the caller's (``infra/trtllm/finetune.py``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 What is real here: every config.pbtxt is parsed by protobuf into tritonclient's ``ModelConfig`` (the schema Triton
 itself loads); the ensemble's tensor names and types are checked against the configs of the models they map to;
-``deploy/trtllm/assemble.py`` builds the repository the GPU server would load; the preprocessing, postprocessing
+``infra/trtllm/assemble.py`` builds the repository the GPU server would load; the preprocessing, postprocessing
 and BLS ``judge`` model.py files run their real ``initialize``/``execute`` with a real tokenizer (all-MiniLM-L6-v2,
 offline) and the real ``generative.py``/``verdict_math.py`` copied beside them.
 
@@ -13,7 +13,7 @@ against a small in-process stand-in for ``triton_python_backend_utils`` (tensors
 (checking each tensor's name, type and shape against the configs on the way), and the ``tensorrt_llm`` step is a
 deterministic fake LLM that reads the prompt and returns one greedy token with its generation logits, with a
 deliberate bias towards whichever answer is shown first. The GPU run itself is documented in
-``deploy/trtllm/README.md``.
+``infra/trtllm/README.md``.
 """
 
 import asyncio
@@ -54,7 +54,7 @@ def load_module(path: Path, name: str):
     return module
 
 
-assemble_mod = load_module(REPO_ROOT / "deploy" / "trtllm" / "assemble.py", "trtllm_assemble")
+assemble_mod = load_module(REPO_ROOT / "infra" / "trtllm" / "assemble.py", "trtllm_assemble")
 
 
 def parse(path: Path) -> model_config_pb2.ModelConfig:

@@ -11,7 +11,7 @@ temperature), so swapping a row's answers swaps A and B in its result exactly. A
 KIND, empty QUESTION, text that is not UTF-8) gets an INVALID_ARG error naming the row and field, as from the CPU
 judge; one whose ensemble call failed gets an error naming the cause; the other requests of the batch are answered.
 Imports only the standard library, numpy and the python backend utils, plus ``generative.py``/``verdict_math.py``
-copied beside this file by ``deploy/trtllm/assemble.py``.
+copied beside this file by ``infra/trtllm/assemble.py``.
 """
 
 import asyncio

@@ -7,7 +7,7 @@ at the kind's temperature: ``LABEL``, ``SCORE``, ``CONFIDENCE``, ``PROBS`` (widt
 ``VERDICT_LOGITS`` (width 3, pointwise padded with float32 min) for the BLS model ``judge``, which combines both
 orders. With ``check_greedy_token`` on, a row whose generated token (``TOKENS_BATCH`` at ``SEQUENCE_LENGTH - 1``)
 is not the maximum of those logits fails its request: the logits are not the generated position's (a TensorRT-LLM
-version that returns the first token's logits elsewhere; see deploy/trtllm/README.md). Imports only what the
+version that returns the first token's logits elsewhere; see infra/trtllm/README.md). Imports only what the
 Triton TensorRT-LLM container has plus ``generative.py``/``verdict_math.py`` copied beside this file.
 """
 
@@ -27,7 +27,7 @@ def _parameter(config, key, default=None):
     value = config.get("parameters", {}).get(key, {}).get("string_value", default)
     if value is None or value.startswith("${"):
         if default is None:
-            raise ValueError(f"model parameter {key!r} is not set (fill it with deploy/trtllm/assemble.py)")
+            raise ValueError(f"model parameter {key!r} is not set (fill it with infra/trtllm/assemble.py)")
         return default
     return value
 
@@ -63,7 +63,7 @@ class TritonPythonModel:
                 raise ValueError(
                     f"generation logits do not belong to the generated token {generated} (its logit is not the "
                     "row's maximum): this TensorRT-LLM version returns the first token's logits elsewhere; see "
-                    "deploy/trtllm/README.md"
+                    "infra/trtllm/README.md"
                 )
         z = generative.verdict_logits(row, self.token_ids[kind])
         verdict = verdict_math.verdicts(kind, z[None, :], self.temperatures[kind])[0]

@@ -6,7 +6,7 @@ right-padded with the pad id; ``REQUEST_INPUT_LEN`` is each row's true length), 
 single-token verdict: ``REQUEST_OUTPUT_LEN`` 1, greedy ``RUNTIME_TOP_K`` 1, ``RETURN_GENERATION_LOGITS`` true, the
 tokenizer's end and pad ids. A row whose KIND is not pairwise/pointwise fails its request with an error naming
 it. Imports only what the Triton TensorRT-LLM container has (numpy, transformers, the python backend utils) plus
-``generative.py`` and ``verdict_math.py``, which ``deploy/trtllm/assemble.py`` copies beside this file.
+``generative.py`` and ``verdict_math.py``, which ``infra/trtllm/assemble.py`` copies beside this file.
 """
 
 import json
@@ -26,7 +26,7 @@ def _parameter(config, key, default=None):
     value = config.get("parameters", {}).get(key, {}).get("string_value", default)
     if value is None or value.startswith("${"):
         if default is None:
-            raise ValueError(f"model parameter {key!r} is not set (fill it with deploy/trtllm/assemble.py)")
+            raise ValueError(f"model parameter {key!r} is not set (fill it with infra/trtllm/assemble.py)")
         return default
     return value
 

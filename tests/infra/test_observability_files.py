@@ -1,4 +1,4 @@
-"""The observability files of deploy/: the Grafana dashboards (valid JSON, up to date with their generator, every
+"""The observability files of infra/: the Grafana dashboards (valid JSON, up to date with their generator, every
 metric they use exists, every SQL runs on the real store), Prometheus's scrape config in the compose file and the
 prometheus.io annotations of the k8s workers."""
 
@@ -15,7 +15,7 @@ from tests_support import REPO_ROOT
 from operations import dashboards
 from streams.metrics import metric_names
 
-GRAFANA = REPO_ROOT / "deploy" / "grafana"
+GRAFANA = REPO_ROOT / "infra" / "grafana"
 WORKER_WEB_PORT = 6066
 
 
@@ -24,7 +24,7 @@ def test_the_committed_dashboards_are_valid_json_and_up_to_date(name):
     text = (GRAFANA / name).read_text()
     board = json.loads(text)
     assert board["panels"] and len({p["id"] for p in board["panels"]}) == len(board["panels"])
-    assert text == dashboards.render_file(name), f"deploy/grafana/{name} is stale: python -m operations.dashboards"
+    assert text == dashboards.render_file(name), f"infra/grafana/{name} is stale: python -m operations.dashboards"
 
 
 def test_every_metric_the_prometheus_dashboard_uses_exists():
@@ -61,7 +61,7 @@ def test_every_sql_of_the_clickhouse_dashboard_runs_on_the_real_store(store):
 
 
 def test_compose_scrapes_every_worker_on_its_web_port():
-    doc = yaml.safe_load((REPO_ROOT / "deploy" / "compose" / "docker-compose.yml").read_text())
+    doc = yaml.safe_load((REPO_ROOT / "infra" / "compose" / "docker-compose.yml").read_text())
     workers = [name for name, s in doc["services"].items() if (s.get("command") or [])[1:2] == ["worker"]]
     assert workers
     config = yaml.safe_load(doc["configs"]["prometheus-config"]["content"])
@@ -71,11 +71,11 @@ def test_compose_scrapes_every_worker_on_its_web_port():
     assert targets == {f"{w}:{WORKER_WEB_PORT}" for w in workers}
     grafana = doc["services"]["grafana"]
     mounted = [v.split(":")[0] for v in grafana["volumes"]]
-    assert "../grafana" in mounted and (REPO_ROOT / "deploy" / "grafana").is_dir()
+    assert "../grafana" in mounted and (REPO_ROOT / "infra" / "grafana").is_dir()
 
 
 def test_k8s_workers_carry_the_prometheus_annotations():
-    docs = [d for d in yaml.safe_load_all((REPO_ROOT / "deploy" / "k8s" / "workers.yaml").read_text()) if d]
+    docs = [d for d in yaml.safe_load_all((REPO_ROOT / "infra" / "k8s" / "workers.yaml").read_text()) if d]
     deployments = [d for d in docs if d["kind"] == "Deployment"
                    and d["spec"]["template"]["spec"]["containers"][0]["command"][1:2] == ["worker"]]
     assert {d["metadata"]["name"] for d in deployments} == {"judgeline-inline", "judgeline-frontier"}

@@ -4,7 +4,7 @@
 # Run inside NVIDIA's Triton TensorRT-LLM container (nvcr.io/nvidia/tritonserver:<yy.mm>-trtllm-python-py3,
 # TensorRT-LLM >= 0.12) on a machine with an NVIDIA GPU, from a checkout of this repository. See README.md here.
 #
-#   deploy/trtllm/build.sh [STAGE ...]      stages, in order: finetune convert engine repository serve check
+#   infra/trtllm/build.sh [STAGE ...]      stages, in order: finetune convert engine repository serve check
 #                                          (no stage: finetune convert engine repository)
 #
 # Settings (environment):
@@ -26,7 +26,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-HERE="$ROOT/deploy/trtllm"
+HERE="$ROOT/infra/trtllm"
 WORK=${WORK:-$ROOT/.trtllm}
 BASE_MODEL=${BASE_MODEL:-Qwen/Qwen2.5-1.5B-Instruct}
 MODEL_FAMILY=${MODEL_FAMILY:-qwen}

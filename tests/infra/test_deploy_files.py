@@ -1,4 +1,4 @@
-"""Static checks of the production deployment files (deploy/compose, deploy/k8s).
+"""Static checks of the production deployment files (infra/compose, infra/k8s).
 
 Neither Docker nor Kubernetes runs on the development machines, so these tests parse the YAML and hold it
 against the code it deploys:
@@ -35,8 +35,8 @@ from schemas.settings import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = REPO_ROOT / "deploy" / "compose" / "docker-compose.yml"
-K8S_DIR = REPO_ROOT / "deploy" / "k8s"
+COMPOSE_FILE = REPO_ROOT / "infra" / "compose" / "docker-compose.yml"
+K8S_DIR = REPO_ROOT / "infra" / "k8s"
 K8S_FILES = ("namespace.yaml", "config.yaml", "secret.yaml", "workers.yaml", "jobs.yaml", "triton.yaml")
 
 JUDGELINE_IMAGE = "judgeline:latest"
@@ -108,7 +108,7 @@ def k8s_objects(kind: str) -> list[dict[str, Any]]:
 
 def k8s_object(kind: str, name: str) -> dict[str, Any]:
     matches = [doc for doc in k8s_objects(kind) if doc["metadata"]["name"] == name]
-    assert len(matches) == 1, f"expected one {kind} {name!r} in deploy/k8s, found {len(matches)}"
+    assert len(matches) == 1, f"expected one {kind} {name!r} in infra/k8s, found {len(matches)}"
     return matches[0]
 
 
@@ -268,7 +268,7 @@ def test_compose_judgeline_names_are_settings() -> None:
 
 def test_k8s_judgeline_names_are_settings() -> None:
     found = judgeline_names_in_k8s(k8s_docs())
-    assert found, "deploy/k8s sets no JUDGELINE_* variable at all"
+    assert found, "infra/k8s sets no JUDGELINE_* variable at all"
     assert unknown_names(found) == []
 
 

@@ -1,6 +1,6 @@
-"""deploy/trtllm/finetune.py on CPU: data preparation, the single-token loss and evaluation through the serving path.
+"""infra/trtllm/finetune.py on CPU: data preparation, the single-token loss and evaluation through the serving path.
 
-The real run fine-tunes a Qwen2.5-Instruct model on a GPU (deploy/trtllm/README.md). Here a tiny randomly
+The real run fine-tunes a Qwen2.5-Instruct model on a GPU (infra/trtllm/README.md). Here a tiny randomly
 initialised Qwen2 causal LM (transformers' own Qwen2 architecture, a few thousand parameters per layer) with the
 offline all-MiniLM-L6-v2 tokenizer stands in, so the training code itself runs: it must learn the verdicts of a
 handful of examples.
@@ -15,7 +15,7 @@ from tests_support import REPO_ROOT
 
 from judge_engine.model import generative, verdict_math
 
-spec = importlib.util.spec_from_file_location("trtllm_finetune", REPO_ROOT / "deploy" / "trtllm" / "finetune.py")
+spec = importlib.util.spec_from_file_location("trtllm_finetune", REPO_ROOT / "infra" / "trtllm" / "finetune.py")
 finetune = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(finetune)
 

@@ -10,7 +10,7 @@ installed):
   template name left without a value and ``ValueError`` for a value that would break the config (a quote,
   backslash or newline). It returns the copied model names.
 - ``template_names(source)`` lists the ``${name}`` placeholders of the source configs.
-- Command line: ``python3 deploy/trtllm/assemble.py --dest DIR --set name=value ...`` (used by ``build.sh``).
+- Command line: ``python3 infra/trtllm/assemble.py --dest DIR --set name=value ...`` (used by ``build.sh``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fine-tune an instruct causal LM (Qwen2.5-0.5B/1.5B-Instruct class) into the generative judge: one verdict token.
 
-Contract (torch + transformers; run from the repository root on a GPU machine, see deploy/trtllm/README.md):
+Contract (torch + transformers; run from the repository root on a GPU machine, see infra/trtllm/README.md):
 - Data: gold-format JSON Lines (``../shared/docs/gold-format.md``); the label is ``human_label`` or, with
   ``--teacher NAME``, ``teacher[NAME]``; items without that label are skipped. ``examples_from_gold`` turns lines
   into the example dicts of ``judge_engine.model.generative.sft_record``; ``augment`` is the caller's part that record

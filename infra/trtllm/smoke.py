@@ -1,6 +1,6 @@
 """Smoke check of a running GPU judge: the `judge` model answers the CPU judge's interface, order-invariantly.
 
-Contract (standard library only; ``python3 deploy/trtllm/smoke.py --url http://127.0.0.1:8000``): sends one batch
+Contract (standard library only; ``python3 infra/trtllm/smoke.py --url http://127.0.0.1:8000``): sends one batch
 over Triton's HTTP/JSON protocol with a pairwise item, the same item with its answers swapped, and a pointwise
 item; exits 0 only if every output of the interface is present with the right shape, labels are in the label
 vocabulary, each probability vector sums to 1, and the swapped twin's PROBS are the original's with A and B
