@@ -159,8 +159,7 @@ class FrontierStage(BatchStage):
         outbox = Outbox()
         for fv in outcome.frontier_verdicts:
             outbox.add(topics.frontier_verdicts, fv.trace_id, fv.to_bytes())
-        for letter in outcome.dead_letters:
-            outbox.add(topics.dead_letters, letter.key, letter.to_bytes())
+        outbox.add_dead_letters(topics.dead_letters, outcome.dead_letters)
         await self._store_then_publish(rows, outbox, consumed=len(messages))
         self.recorder.frontier(outcome.judged)
         self.recorder.judged(self.name, [(r.trace, fv) for r, fv in zip(outcome.requests, outcome.frontier_verdicts)

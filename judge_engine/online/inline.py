@@ -234,8 +234,7 @@ class InlineStage(BatchStage):
         outbox = Outbox()
         for request in outcome.requests:
             outbox.add(topics.frontier_requests, request.trace.trace_id, request.to_bytes())
-        for letter in outcome.dead_letters:
-            outbox.add(topics.dead_letters, letter.key, letter.to_bytes())
+        outbox.add_dead_letters(topics.dead_letters, outcome.dead_letters)
         if self.publish_verdicts:
             for verdict in outcome.verdicts:
                 outbox.add(topics.verdicts, verdict.trace_id, verdict.to_bytes())

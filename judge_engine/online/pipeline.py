@@ -130,6 +130,11 @@ class Outbox:
     def add(self, topic: str, key: str | bytes | None, value: bytes) -> None:
         self.messages.append((topic, key.encode() if isinstance(key, str) else key, value))
 
+    def add_dead_letters(self, topic: str, letters: Sequence[DeadLetter]) -> None:
+        """Each dead letter under its source message's key (every stage publishes them the same way)."""
+        for letter in letters:
+            self.add(topic, letter.key, letter.to_bytes())
+
     def __len__(self) -> int:
         return len(self.messages)
 
@@ -299,8 +304,7 @@ class BatchStage:
             with self._timed("store_s"):
                 letters = await self._hold(lambda: write_isolating(self.store, rows, origin),
                                            f"storing {len(rows)} rows", "store")
-            for letter in letters:
-                outbox.add(self.settings.kafka.topics.dead_letters, letter.key, letter.to_bytes())
+            outbox.add_dead_letters(self.settings.kafka.topics.dead_letters, letters)
         self.recorder.batch(self.name, consumed, rows)
         if letters:  # rows the store refused for good: counted as the dead letters they became
             self.recorder.batch(self.name, 0, Rows(dead_letters=letters))

@@ -162,8 +162,7 @@ class SpanIngestStage(BatchStage):
         outbox = Outbox()
         for trace in outcome.traces:
             outbox.add(topics.traces, trace.trace_id, trace.to_bytes())
-        for letter in outcome.dead_letters:
-            outbox.add(topics.dead_letters, letter.key, letter.to_bytes())
+        outbox.add_dead_letters(topics.dead_letters, outcome.dead_letters)
         await self._store_then_publish(Rows(dead_letters=outcome.dead_letters), outbox, consumed=len(messages))
         self._tally(Counter(messages=len(messages), traces=len(outcome.traces), skipped_spans=outcome.skipped_spans,
                             dead_letters=len(outcome.dead_letters), batches=1))
