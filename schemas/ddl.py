@@ -278,16 +278,48 @@ _V6 = (
     "CREATE VIEW IF NOT EXISTS {db}.dead_letters_latest AS SELECT * FROM {db}.dead_letters FINAL",
 )
 
+# Shadow mode (issue 16, docs/judge.md "Shadow mode"): a candidate judge version's verdicts on live traces, apart from
+# the traces' verdicts (never routed, never counted as verdicts), each with the live inline verdict of the trace at
+# that time (its version, label, confidence and latency; '' / NULL when the trace got none). One row per trace and
+# candidate version: a redelivered trace judged again replaces its twin.
+_V8 = (
+    """CREATE TABLE IF NOT EXISTS {db}.shadow_verdicts (
+        trace_id String,
+        tenant LowCardinality(String),
+        app LowCardinality(String),
+        kind LowCardinality(String),
+        criterion LowCardinality(String),
+        label LowCardinality(String),
+        score Float32,
+        confidence Float32,
+        judge_name LowCardinality(String),
+        judge_version LowCardinality(String),
+        latency_ms Float32,
+        live_judge_version LowCardinality(String),
+        live_label LowCardinality(String),
+        live_confidence Nullable(Float32),
+        live_latency_ms Nullable(Float32),
+        trace_time DateTime64(3, 'UTC'),
+        judged_at DateTime64(3, 'UTC'),
+        stored_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    ) ENGINE = ReplacingMergeTree(judged_at)
+    PARTITION BY toDate(trace_time)
+    ORDER BY (tenant, app, criterion, trace_id, judge_version)""",
+    "CREATE VIEW IF NOT EXISTS {db}.shadow_verdicts_latest AS SELECT * FROM {db}.shadow_verdicts FINAL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
     Migration(2, "analytics views", _V2),
     Migration(4, "routing policies, drift alarms, routing columns of verdicts", _V4),
     Migration(5, "judge versions and their gate decisions", _V5),
     Migration(6, "routed traces for the annotation queue", _V6),
+    Migration(8, "shadow verdicts of candidate judge versions", _V8),
 )
 
 TABLES = ("verdicts", "frontier_verdicts", "disagreements", "gold_labels", "dead_letters", "routing_policies",
-          "drift_alarms", "judge_versions", "traces")
+          "drift_alarms", "judge_versions", "traces",
+          "shadow_verdicts")
 VIEWS = ("verdicts_latest", "frontier_verdicts_latest", "disagreements_latest", "gold_labels_latest", "gold_by_id",
          "routing_policies_latest", "drift_alarms_latest", "judge_versions_latest", "traces_latest",
-         "dead_letters_latest")
+         "dead_letters_latest", "shadow_verdicts_latest")

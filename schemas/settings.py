@@ -242,6 +242,36 @@ class GateSettings(_Group):
     max_items: int = Field(1000, ge=1, le=1_000_000)  # gold items judged per decision (a seeded sample beyond)
 
 
+class ShadowSettings(_Group):
+    """Shadow mode (docs/judge.md, "Shadow mode"): a candidate judge version, served by Triton as a model of its own
+    beside the live one (``judgeline shadow start``), scores every inline batch too; its verdicts go to
+    ``shadow_verdicts`` only (never routed, never the trace's verdict, never published).
+
+    ``version``: ``""`` (off), ``latest`` (whatever version the shadow model serves: follows ``judgeline shadow
+    start`` without restarting the workers) or a version number (that version exactly). ``model_name``: the Triton
+    model the candidate is served as (empty: ``<triton.model_name>_shadow``). ``timeout_s``: the most a batch's
+    shadow call may take; a shadow call is never retried and its failure never holds the batch (it is logged and
+    counted: ``judgeline_shadow_failures_total``).
+    """
+
+    version: str = ""
+    model_name: str = Field("", pattern=r"^[A-Za-z0-9_.-]*$", max_length=128)
+    timeout_s: float = Field(10.0, gt=0, le=600)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        v = v.strip()
+        if v not in ("", "latest") and not v.isdigit():
+            raise ValueError(f"shadow.version must be empty (off), 'latest' or a version number, got {v!r}; set "
+                             "JUDGELINE_SHADOW__VERSION")
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        return self.version != ""
+
+
 class StreamSettings(_Group):
     """The stream workers: micro-batching, what an unavailable judge or store means, the Faust web server.
 
@@ -339,6 +369,12 @@ class Settings(BaseSettings):
     otel: OtelSettings = OtelSettings()
     stack: StackSettings = StackSettings()
     gate: GateSettings = GateSettings()
+    shadow: ShadowSettings = ShadowSettings()
+
+    @property
+    def shadow_model_name(self) -> str:
+        """The Triton model a shadow candidate is served as (``shadow.model_name``, default ``<model>_shadow``)."""
+        return self.shadow.model_name or f"{self.triton.model_name}_shadow"
 
     @property
     def state_dir(self) -> Path:

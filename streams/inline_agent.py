@@ -15,6 +15,9 @@ Contract (thin: the logic is ``judge_engine.online.inline.InlineStage``):
 - routes under the newest routing policy of the compacted routing-policies topic (``streams.policy_feed.PolicyFeed``,
   started with the agent; before the first batch it waits up to ``routing.policy_wait_s`` to have read the topic to
   its end); a policy published while the worker runs applies from its next batch, without a restart;
+- shadow mode (``settings.shadow.version`` set): a second Triton client on the candidate's model
+  (``judge_engine.online.shadow.shadow_judge``) scores each batch beside the live judge; its rows are stored with the
+  batch (``InlineStage``), its failures only counted;
 - ``judge_factory`` replaces the Triton judge (the benchmark's constant-time stub); it is called inside the
   agent, on the worker's event loop; ``recorder`` is told what each batch did (``streams.metrics``).
 """
@@ -27,6 +30,7 @@ from typing import Callable
 
 from judge_engine.online.inline import InlineStage
 from judge_engine.online.pipeline import NO_RECORDER, Recorder
+from judge_engine.online.shadow import ShadowScorer, shadow_judge
 from schemas.settings import Settings
 from streams.app import hold_references, incoming, publisher, source_topic
 from streams.overlap import InOrderDelivery
@@ -47,8 +51,14 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
             judge = TritonJudge(settings.triton)
         else:
             judge = judge_factory()
+        candidate = shadow_judge(settings)  # shadow mode: None when settings.shadow.version is empty
+        shadow = ShadowScorer(candidate, settings.shadow.timeout_s) if candidate is not None else None
+        if shadow is not None:
+            log.info("shadow mode: every batch is also scored by %s version %s (stored apart in shadow_verdicts)",
+                     settings.shadow_model_name, settings.shadow.version)
         feed = PolicyFeed(settings).start()
-        stage = InlineStage(settings, judge, store, publisher(app), policy=feed.current, recorder=recorder)
+        stage = InlineStage(settings, judge, store, publisher(app), policy=feed.current, recorder=recorder,
+                            shadow=shadow)
         delivery = InOrderDelivery(stage.deliver, depth=settings.stream.batches_in_flight)
         try:
             if not await asyncio.to_thread(feed.wait_caught_up, settings.routing.policy_wait_s):
@@ -65,6 +75,8 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
             stage.log_stats()
             feed.stop()
             await judge.close()
+            if shadow is not None:
+                await shadow.close()
             store.close()
 
     return app.agent(source_topic(app, settings.kafka.topics.traces), name="judgeline-inline")(inline)

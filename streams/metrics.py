@@ -6,7 +6,9 @@ Contract:
   ``batch`` counts consumed messages, the batch size, verdicts by label and source (and the judge name/version
   that answered: ``judgeline_served_judge_info``), dead letters by stage and disagreements, after the batch's rows
   are stored; ``tally`` mirrors the stage's logged counters (``judgeline_stage_events_total``) and counts routed
-  traces by reason from the stage's ``routed_<reason>`` counts; ``call`` observes judge/store/broker latency;
+  traces by reason from the stage's ``routed_<reason>`` counts and traces the shadow candidate could not score by
+  reason from its ``shadow_failed_<reason>`` counts (``judgeline_shadow_failures_total``); ``batch`` also counts the
+  stored shadow verdicts by candidate version (``judgeline_shadow_verdicts_total``); ``call`` observes judge/store/broker latency;
   ``held`` adds the seconds a stage waited on a failing dependency; ``frontier`` counts frontier calls by status,
   tokens, attempts and spend of the verdicts the frontier was actually asked for.
 - The routing policy a worker applies: ``judgeline_routing_policy_version`` is the policy version of the latest
@@ -78,6 +80,11 @@ class WorkerMetrics(Recorder):
         self.routed = Counter("judgeline_routed", "Traces routed to the frontier, by reason", ["reason"], registry=r)
         self.dead_letters = Counter("judgeline_dead_letters", "Dead letters stored, by stage", ["stage"], registry=r)
         self.disagreements = Counter("judgeline_disagreements", "Inline/frontier disagreements stored", registry=r)
+        self.shadow_verdicts = Counter("judgeline_shadow_verdicts", "Shadow verdicts of a candidate judge stored, by "
+                                       "candidate version (shadow mode)", ["judge_version"], registry=r)
+        self.shadow_failures = Counter("judgeline_shadow_failures", "Traces the shadow candidate could not score, by "
+                                       "reason (not_loaded, timeout, refused, unavailable, unusable); the live "
+                                       "verdicts are unaffected", ["reason"], registry=r)
         self.events = Counter("judgeline_stage_events", "The stage's running counts (as logged every 10 s)",
                               ["stage", "event"], registry=r)
         self.call_seconds = Histogram("judgeline_call_seconds", "Successful calls to a dependency (judge, store, "
@@ -119,6 +126,8 @@ class WorkerMetrics(Recorder):
             self.dead_letters.labels(d.stage).inc()
         if rows.disagreements:
             self.disagreements.inc(len(rows.disagreements))
+        for sv in rows.shadow_verdicts:
+            self.shadow_verdicts.labels(sv.judge_version).inc()
         inline = [v for v in rows.verdicts if v.source == "inline"]
         if inline:
             self._served(inline[-1].judge_name, inline[-1].judge_version)
@@ -130,6 +139,8 @@ class WorkerMetrics(Recorder):
                 self.events.labels(stage, event).inc(n)
                 if event.startswith("routed_"):
                     self.routed.labels(event.removeprefix("routed_")).inc(n)
+                elif event.startswith("shadow_failed_"):
+                    self.shadow_failures.labels(event.removeprefix("shadow_failed_")).inc(n)
 
     def call(self, stage: str, dependency: str, seconds: float) -> None:
         self.call_seconds.labels(stage, dependency).observe(max(0.0, seconds))

@@ -1,5 +1,5 @@
-"""The ClickHouse sink of the stream workers: batched, parameterised inserts of verdicts, frontier verdicts,
-disagreements and dead letters (and of gold labels, for ``judgeline gold import``; of routing policies and drift
+"""The ClickHouse sink of the stream workers: batched, parameterised inserts of verdicts, shadow verdicts, frontier
+verdicts, disagreements and dead letters (and of gold labels, for ``judgeline gold import``; of routing policies and drift
 alarms, for ``judgeline route-policy``).
 
 Contract:
@@ -50,13 +50,14 @@ from schemas.gold import GoldLabel
 from schemas.judge_version import JudgeVersionRecord
 from schemas.routing import DriftAlarm, PolicyRecord
 from schemas.settings import Settings
+from schemas.shadow import ShadowVerdict
 from schemas.trace import Trace
 from schemas.verdict import Disagreement, FrontierVerdict, Verdict
 
 TABLE_MODELS: dict[str, type[BaseModel]] = {
     "verdicts": Verdict, "frontier_verdicts": FrontierVerdict, "disagreements": Disagreement,
     "dead_letters": DeadLetter, "gold_labels": GoldLabel, "routing_policies": PolicyRecord, "drift_alarms": DriftAlarm,
-    "traces": Trace, "judge_versions": JudgeVersionRecord,
+    "traces": Trace, "judge_versions": JudgeVersionRecord, "shadow_verdicts": ShadowVerdict,
 }
 # model fields that have no column: the named exceptions to "a table's columns are its model's fields" (none yet)
 NOT_STORED: dict[str, frozenset[str]] = {}
@@ -65,7 +66,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     for table, model in TABLE_MODELS.items()
 }
 NULLABLE = {("verdicts", "produced_at"), ("verdicts", "route_threshold"), ("verdicts", "sample_rate"),
-            ("verdicts", "novelty"), ("dead_letters", "key"), ("gold_labels", "answer"),
+            ("verdicts", "novelty"), ("shadow_verdicts", "live_confidence"), ("shadow_verdicts", "live_latency_ms"),
+            ("dead_letters", "key"), ("gold_labels", "answer"),
             ("gold_labels", "answer_a"), ("gold_labels", "answer_b"), ("gold_labels", "reference"),
             *(("traces", c) for c in ("answer", "answer_a", "answer_b", "reference", "context")),
             *(("judge_versions", c) for c in ("gold_accuracy", "gold_kappa", "candidate_kappa_compared",

@@ -20,6 +20,14 @@ Contract:
     ``route_reason`` (None when not routed), ``policy_version``, the segment's ``route_threshold`` and
     ``sample_rate``, and the judge's ``novelty`` score where it gives one. A routed verdict also yields a
     ``FrontierRequest`` carrying the verdict and the reason.
+- Shadow mode (``InlineStage(..., shadow=ShadowScorer)``, docs/judge.md): the batch's valid traces are also sent to
+  the candidate judge (``judge_engine.online.shadow``), concurrently with the live call; after the live outcome the
+  stage waits for the candidate (bounded by ``shadow.timeout_s``) and adds its ``ShadowVerdict`` rows (each with the
+  trace's live verdict, when it got one) to the batch's rows: stored with the batch, before its offsets are
+  committed, never published, never routed. A shadow failure (not loaded, timeout, error) only leaves the batch
+  without shadow rows: it is counted (``shadow_failed_<reason>`` per trace, ``shadow_verdicts``: the running counts
+  and ``judgeline_shadow_*`` metrics) and the batch goes on; the live verdicts, routing and dead letters are exactly
+  those without shadow mode.
 - ``InlineStage(..., policy=fn)`` asks ``fn()`` for the routing policy once per batch (the worker's
   ``streams.policy_feed.PolicyFeed.current``: a new policy applies from the next batch, without a restart).
 - ``InlineStage.process(messages)`` is ``deliver(await prepare(messages))``. ``prepare`` runs ``judge_batch``
@@ -58,8 +66,10 @@ from judge_engine.online.pipeline import (
     parse_one,
 )
 from judge_engine.online.routing import decide
+from judge_engine.online.shadow import ShadowScorer, shadow_rows
 from schemas.dead_letter import DeadLetter
 from schemas.settings import Settings
+from schemas.shadow import ShadowVerdict
 from schemas.trace import Trace
 from schemas.verdict import FrontierRequest, Verdict
 
@@ -142,20 +152,26 @@ async def _judge_isolating(judge: Judge, traces: list[Trace]) -> list[JudgeResul
     return out
 
 
-def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings: Settings,
-                 policy: "RoutingPolicy | None" = None) -> Verdict:
+def checked_scores(result: JudgeResult) -> tuple[float, float]:
+    """(score, confidence) of a judge's result, clipped into [0, 1] from float noise; ``ValueError`` naming the
+    value when one is not finite or clearly outside [0, 1]."""
     for name in ("score", "confidence"):
         value = getattr(result, name)
         if not math.isfinite(value) or not -1e-6 <= value <= 1 + 1e-6:
             raise ValueError(f"the judge returned {name}={value!r}, outside [0, 1]")
-    confidence = min(1.0, max(0.0, result.confidence))
+    return min(1.0, max(0.0, result.score)), min(1.0, max(0.0, result.confidence))
+
+
+def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings: Settings,
+                 policy: "RoutingPolicy | None" = None) -> Verdict:
+    score, confidence = checked_scores(result)
     novelty = result.novelty if result.novelty is not None and math.isfinite(result.novelty) else None
     decision = decide(confidence, trace, settings.routing, policy, novelty)
     return Verdict(
         **trace.row_keys(),
         model=trace.model,
         label=result.label,
-        score=min(1.0, max(0.0, result.score)),
+        score=score,
         confidence=confidence,
         judge_name=result.model_name,
         judge_version=str(result.model_version),
@@ -171,9 +187,10 @@ def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings:
 
 
 async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Settings,
-                      policy: "RoutingPolicy | None" = None) -> InlineOutcome:
+                      policy: "RoutingPolicy | None" = None,
+                      parsed: "tuple[list[tuple[Incoming, Trace]], list[DeadLetter]] | None" = None) -> InlineOutcome:
     outcome = InlineOutcome()
-    valid, dead = parse_all(messages, parse_trace)
+    valid, dead = parsed if parsed is not None else parse_all(messages, parse_trace)
     outcome.dead_letters.extend(dead)
     if not valid:
         return outcome
@@ -212,10 +229,12 @@ class InlineStage(BatchStage):
 
     def __init__(self, settings: Settings, judge: Judge, store: Store, publish: Publish, *,
                  sleep=asyncio.sleep, publish_verdicts: bool = True,
-                 policy: Callable[[], "RoutingPolicy | None"] = lambda: None, **kwargs):
+                 policy: Callable[[], "RoutingPolicy | None"] = lambda: None,
+                 shadow: ShadowScorer | None = None, **kwargs):
         super().__init__(settings, judge, store, publish, sleep=sleep, **kwargs)
         self.publish_verdicts = publish_verdicts
         self.policy = policy
+        self.shadow = shadow
 
     async def process(self, messages: Sequence[Incoming]) -> InlineOutcome:
         return await self.deliver(await self.prepare(messages))
@@ -225,11 +244,20 @@ class InlineStage(BatchStage):
         if not messages:
             return JudgedBatch(0, InlineOutcome(), Rows(), Outbox())
         policy = self.policy()  # one policy for the whole batch
-        with self._timed("judge_s"):
-            outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings, policy),
-                                       f"judging a batch of {len(messages)} traces")
+        parsed = parse_all(messages, parse_trace)
+        traces = [t for _, t in parsed[0]]
+        # the candidate judges beside the live call (shadow mode); it never raises and is never held
+        shadowing = asyncio.ensure_future(self.shadow.score(traces)) if self.shadow and traces else None
+        try:
+            with self._timed("judge_s"):
+                outcome = await self._hold(lambda: judge_batch(messages, self.judge, self.settings, policy, parsed),
+                                           f"judging a batch of {len(messages)} traces")
+            shadow_rows_, shadow_counts = await self._shadow_rows(shadowing, traces, outcome)
+        finally:
+            if shadowing is not None and not shadowing.done():
+                shadowing.cancel()  # cancelled while holding (shutdown): nothing of the batch is acknowledged
         rows = Rows(verdicts=outcome.verdicts, dead_letters=outcome.dead_letters,
-                    traces=[r.trace for r in outcome.requests])
+                    traces=[r.trace for r in outcome.requests], shadow_verdicts=shadow_rows_)
         topics = self.settings.kafka.topics
         outbox = Outbox()
         for request in outcome.requests:
@@ -238,7 +266,24 @@ class InlineStage(BatchStage):
         if self.publish_verdicts:
             for verdict in outcome.verdicts:
                 outbox.add(topics.verdicts, verdict.trace_id, verdict.to_bytes())
-        return JudgedBatch(len(messages), outcome, rows, outbox)
+        return JudgedBatch(len(messages), outcome, rows, outbox, shadow_counts)
+
+    async def _shadow_rows(self, shadowing: "asyncio.Future | None", traces: list[Trace],
+                           outcome: InlineOutcome) -> tuple[list[ShadowVerdict], Counter]:
+        """The candidate's rows for this batch and the counts they add (``shadow_verdicts``,
+        ``shadow_failed_<reason>`` per trace not shadowed)."""
+        counts: Counter = Counter()
+        if shadowing is None:
+            return [], counts
+        with self._timed("shadow_wait_s"):  # the time the batch waited on the candidate after the live call
+            result = await shadowing
+        if result.reason is not None:
+            counts[f"shadow_failed_{result.reason}"] = len(traces)
+            return [], counts
+        live = {v.trace_id: v for v in outcome.verdicts}
+        rows, unusable = shadow_rows(traces, result.results, live)
+        counts.update(shadow_verdicts=len(rows), shadow_failed_unusable=unusable)
+        return rows, counts
 
     async def deliver(self, batch: "JudgedBatch") -> InlineOutcome:
         """Store a prepared batch's rows, then publish its messages (each held while it fails); returns when all
@@ -261,6 +306,7 @@ class InlineStage(BatchStage):
         counts = Counter(messages=batch.messages, verdicts=len(outcome.verdicts),
                          dead_letters=len(outcome.dead_letters), batches=1)
         counts.update(f"routed_{r.reason}" for r in outcome.requests)
+        counts.update(batch.shadow_counts)
         self._tally(counts)
         return outcome
 
@@ -273,6 +319,7 @@ class JudgedBatch:
     outcome: InlineOutcome
     rows: Rows
     outbox: Outbox
+    shadow_counts: Counter = field(default_factory=Counter)
 
 
 class ConstantJudge:

@@ -15,7 +15,9 @@ Contract:
   (the failure policy's ``permanent``, e.g. ClickHouse VIOLATED_CONSTRAINT), each row is written alone and a row it
   still refuses becomes a dead letter (stage ``store``) of its source message (``origin(row)``); the rest of the
   batch is stored and goes on. ``BatchStage._store_then_publish`` uses it (and publishes the new dead letters);
-  without an origin, or for a refused dead letter, the error holds like a transient one.
+  without an origin, or for a refused dead letter, the error holds like a transient one. A row of a table of
+  ``Rows.OPTIONAL`` (shadow verdicts: never a trace's account) that the store refuses for good is left out with a
+  warning instead: it neither holds the batch nor dead-letters its trace.
 - ``hold(fn, what=...)`` runs an awaitable call until it succeeds (a tenacity retryer that never stops), waiting
   between attempts with ``judge_engine.failures.JitteredWait`` (capped at ``max_backoff_s``, honouring Retry-After):
   this is how a stage "stops consuming rather than dropping" while a dependency is down. Each failure is logged with
@@ -38,6 +40,7 @@ import tenacity
 from judge_engine.failures import JitteredWait, classify, describe
 from schemas.base import InvalidMessage, parse_json_bytes, utc_now
 from schemas.dead_letter import DeadLetter, Stage
+from schemas.shadow import ShadowVerdict
 from schemas.trace import Trace
 from schemas.verdict import Disagreement, FrontierVerdict, Verdict
 
@@ -107,15 +110,19 @@ def parse_all(messages: Sequence[Incoming], parse: Callable[[Incoming], T | Dead
 class Rows:
     """Rows one batch stores, per table (``schemas/ddl.py``)."""
 
+    OPTIONAL = frozenset({"shadow_verdicts"})  # a row refused for good is left out, never a dead letter
+
     verdicts: list[Verdict] = field(default_factory=list)
     frontier_verdicts: list[FrontierVerdict] = field(default_factory=list)
     disagreements: list[Disagreement] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     traces: list[Trace] = field(default_factory=list)  # routed traces, with their text (the annotation queue's)
+    shadow_verdicts: list[ShadowVerdict] = field(default_factory=list)  # a candidate judge's, apart (shadow mode)
 
     def tables(self) -> dict[str, list]:
         return {"verdicts": self.verdicts, "frontier_verdicts": self.frontier_verdicts,
-                "disagreements": self.disagreements, "dead_letters": self.dead_letters, "traces": self.traces}
+                "disagreements": self.disagreements, "dead_letters": self.dead_letters, "traces": self.traces,
+                "shadow_verdicts": self.shadow_verdicts}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.tables().values())
@@ -163,6 +170,10 @@ async def write_isolating(store: "Store", rows: Rows, origin: Origin | None) -> 
             try:
                 await store.write(Rows(**{table: [item]}))
             except Exception as e:  # noqa: BLE001 - classified just below
+                if table in Rows.OPTIONAL and classify(e) == "permanent":
+                    log.warning("the store refused a %s row of trace %s for good (%s); left out (it is no trace's "
+                                "account)", table, getattr(item, "trace_id", "?"), describe(e))
+                    continue
                 message = origin(item) if classify(e) == "permanent" else None
                 if message is None:
                     raise

@@ -1,0 +1,138 @@
+"""Shadow mode in the inline stage: a candidate judge version scores each batch too, and its verdicts are kept apart.
+
+Contract:
+- ``ShadowScorer(judge, timeout_s)``: ``await score(traces)`` asks the candidate (a second ``TritonJudge``, on the
+  shadow model: ``settings.shadow``) for one result per trace, in one call bounded by ``timeout_s`` and never
+  retried. It never raises (cancellation aside): it returns a ``ShadowResult`` with the results, or with the
+  failure's ``reason`` (``not_loaded``: Triton serves no such model or version; ``timeout``; ``refused``: a
+  permanent error, e.g. bad input for that version or a short answer; ``unavailable``: any other error) and its
+  description. A failure is logged (a warning at most every ``warn_every_s`` per reason, with the count since).
+- ``shadow_rows(traces, results, live)``: the ``ShadowVerdict`` of each trace (``live``: the trace's inline
+  ``Verdict`` by trace id, whose version, label, confidence and latency the row records; absent: the trace got no
+  inline verdict), plus how many results were unusable (a label outside the kind's vocabulary, a score or
+  confidence outside [0, 1]: left out, never a dead letter).
+- ``shadow_judge(settings)``: the candidate's ``TritonJudge`` (the shadow model, the version ``shadow.version``
+  names or its latest, no retries, ``shadow.timeout_s`` per request), or None when shadow mode is off.
+- Nothing here changes a live verdict, a routing decision or what the batch publishes: the inline stage
+  (``judge_engine.online.inline``) starts ``score`` beside the live call and stores the rows with the batch, before
+  its offsets are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+from judge_engine.failures import GaveUp, classify, describe
+from schemas.shadow import ShadowVerdict
+from schemas.trace import Trace
+from schemas.verdict import Verdict
+
+if TYPE_CHECKING:
+    from judge_engine.clients.triton_client import JudgeResult
+    from judge_engine.online.inline import Judge
+    from schemas.settings import Settings
+
+log = logging.getLogger("judgeline.shadow")
+
+# Triton's words for a model or version it does not serve (gRPC UNAVAILABLE or NOT_FOUND, depending on the case)
+_NOT_LOADED = ("unknown model", "not found", "is not at ready state", "has no available versions", "not ready")
+REASONS = ("not_loaded", "timeout", "refused", "unavailable")
+
+
+@dataclass
+class ShadowResult:
+    results: list["JudgeResult"] = field(default_factory=list)
+    reason: str | None = None  # None: judged
+    error: str = ""
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One of ``REASONS`` for an error of the shadow call."""
+    if isinstance(exc, GaveUp):
+        exc = exc.last
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "DEADLINE_EXCEEDED" in str(exc):
+        return "timeout"
+    if any(words in str(exc).lower() for words in _NOT_LOADED):
+        return "not_loaded"
+    return "refused" if classify(exc) == "permanent" else "unavailable"
+
+
+class ShadowScorer:
+    def __init__(self, judge: "Judge", timeout_s: float, *, warn_every_s: float = 30.0, clock=time.monotonic):
+        self.judge = judge
+        self.timeout_s = timeout_s
+        self.warn_every_s = warn_every_s
+        self._clock = clock
+        self._warned: dict[str, float] = {}
+        self._since_warned: Counter = Counter()
+
+    async def score(self, traces: Sequence[Trace]) -> ShadowResult:
+        if not traces:
+            return ShadowResult()
+        try:
+            results = list(await asyncio.wait_for(self.judge.judge(list(traces)), self.timeout_s))
+            if len(results) != len(traces):
+                return self._failed(len(traces), "refused", f"the candidate returned {len(results)} results for "
+                                                            f"{len(traces)} traces")
+            return ShadowResult(results)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a shadow failure never holds the batch: classified, counted
+            return self._failed(len(traces), failure_reason(e), describe(e))
+
+    def _failed(self, n: int, reason: str, error: str) -> ShadowResult:
+        self._since_warned[reason] += n
+        now = self._clock()
+        if now - self._warned.get(reason, float("-inf")) >= self.warn_every_s:
+            log.warning("shadow judge failed (%s) on %d traces since the last warning: %s; the live verdicts are "
+                        "unaffected (judgeline_shadow_failures_total)", reason, self._since_warned[reason], error)
+            self._warned[reason] = now
+            self._since_warned[reason] = 0
+        return ShadowResult(reason=reason, error=error)
+
+    async def close(self) -> None:
+        close = getattr(self.judge, "close", None)
+        if close is not None:
+            await close()
+
+
+def shadow_rows(traces: Sequence[Trace], results: Sequence["JudgeResult"],
+                live: Mapping[str, Verdict]) -> tuple[list[ShadowVerdict], int]:
+    """(the shadow verdicts, how many results were unusable); see the module contract."""
+    from judge_engine.online.inline import checked_scores
+
+    rows: list[ShadowVerdict] = []
+    unusable = 0
+    for trace, result in zip(traces, results, strict=True):
+        verdict = live.get(trace.trace_id)
+        try:
+            score, confidence = checked_scores(result)
+            rows.append(ShadowVerdict(
+                **trace.row_keys(), label=result.label, score=score, confidence=confidence,
+                judge_name=result.model_name, judge_version=str(result.model_version),
+                latency_ms=max(0.0, result.latency_ms),
+                live_judge_version=verdict.judge_version if verdict else None,
+                live_label=verdict.label if verdict else None,
+                live_confidence=verdict.confidence if verdict else None,
+                live_latency_ms=verdict.latency_ms if verdict else None))
+        except ValueError as e:  # pydantic's ValidationError is a ValueError
+            unusable += 1
+            log.debug("shadow result for %s unusable: %s", trace.trace_id, describe(e))
+    return rows, unusable
+
+
+def shadow_judge(settings: "Settings"):
+    """The candidate's client, or None when ``settings.shadow.version`` is empty (shadow mode off)."""
+    if not settings.shadow.enabled:
+        return None
+    from judge_engine.clients.triton_client import TritonJudge
+
+    version = "" if settings.shadow.version == "latest" else settings.shadow.version
+    triton = settings.triton.model_copy(update={"model_name": settings.shadow_model_name, "model_version": version,
+                                                "max_retries": 0, "timeout_s": settings.shadow.timeout_s})
+    return TritonJudge(triton)
