@@ -74,7 +74,8 @@ def _analytics(since: Optional[str], until: Optional[str], tenant: Optional[str]
     except StoreNotReady as e:
         _fail(str(e))
     return settings, Analytics(client, settings.clickhouse.database, window,
-                               judge=frontier_judge or settings.frontier.model, **options)
+                               judge=frontier_judge or settings.frontier.model,
+                               **{"threshold": settings.routing.threshold, **options})
 
 
 @commands.command()
@@ -112,7 +113,8 @@ def report(
     interval: str = typer.Option("hour", help="Period of the time series: minute, hour or day."),
     frontier_judge: Optional[str] = typer.Option(None, help="Frontier judge name (default: JUDGELINE_FRONTIER__MODEL)."),
 ) -> None:
-    """Analytics from ClickHouse: verdict/fail rates, routing and spend, disagreement and drift, latency; HTML."""
+    """Analytics from ClickHouse: verdict/fail rates, routing and spend, disagreement and drift, latency, shadow
+    candidates beside the live judge; HTML."""
     from operations.report import text_tables, write_html
 
     steps = {"minute": 60, "hour": 3600, "day": 86400}

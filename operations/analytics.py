@@ -3,9 +3,10 @@
 Contract:
 - ``Window(since, until, tenant)``: the trace-time window every query filters on; ``None`` ends mean unbounded
   (1970 / 2200). Times are UTC (naive values are taken as UTC).
-- ``Analytics(client, database, window, judge=..., id_prefix=..., step_s=..., buckets=...)``: ``query(sql)`` binds
+- ``Analytics(client, database, window, judge=..., id_prefix=..., step_s=..., buckets=..., threshold=...)``: ``query(sql)`` binds
   the window and those values as ClickHouse query parameters (never pasted into the SQL) and returns a list of
-  dicts (column -> value); ``report()`` runs every query of ``REPORT_QUERIES`` and returns name -> rows.
+  dicts (column -> value); ``report()`` runs every query of ``REPORT_QUERIES`` (and the dead letters and the shadow
+  comparison) and returns name -> rows.
 - ``connect_store(settings)``: the client for a one-shot command (``streams.clickhouse.connect``: the store server
   over HTTP when it runs, else the chDB path in process, as ``judgeline migrate`` does), after checking that the
   migrations created what the queries read (a clear error naming ``judgeline migrate`` otherwise).
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from schemas.analytics_sql import DEAD_LETTERS, REPORT_QUERIES, render
+from schemas.analytics_sql import DEAD_LETTERS, REPORT_QUERIES, SHADOW_COMPARISON, render
 from schemas.settings import Settings
 
 MIN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -54,21 +55,22 @@ class Window:
 
 class Analytics:
     def __init__(self, client: Any, database: str, window: Window, *, judge: str = "gpt-4", id_prefix: str = "",
-                 step_s: int = 3600, buckets: int = 10):
+                 step_s: int = 3600, buckets: int = 10, threshold: float = 0.7):
         self.client = client
         self.database = database
         self.window = window
         self.params = {**window.params(), "judge": judge, "id_prefix": id_prefix, "step_s": step_s,
-                       "buckets": buckets}
+                       "buckets": buckets, "threshold": threshold}
 
     def query(self, sql: str) -> list[dict[str, Any]]:
         result = self.client.query(render(sql, self.database), parameters=self.params)
         return [dict(zip(result.column_names, r)) for r in result.result_rows]
 
     def report(self) -> dict[str, list[dict[str, Any]]]:
-        """Every report query's rows by name, plus ``dead_letters`` (``DEAD_LETTERS``, for the headline)."""
+        """Every report query's rows by name, plus ``dead_letters`` (``DEAD_LETTERS``, for the headline) and ``shadow``
+        (``SHADOW_COMPARISON``: the shadow candidates beside the live verdicts)."""
         return {**{name: self.query(sql) for name, sql in REPORT_QUERIES.items()},
-                "dead_letters": self.query(DEAD_LETTERS)}
+                "dead_letters": self.query(DEAD_LETTERS), "shadow": self.query(SHADOW_COMPARISON)}
 
 
 def connect_store(settings: Settings):

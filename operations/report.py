@@ -7,7 +7,11 @@ Contract:
   decimals, percentiles as p50/p95/p99, ``(no rows)`` when empty).
 - ``headline(results)``: the figures a person on call looks for first, as (name, value, detail): verdicts, routed
   fraction, inline vs frontier disagreement, frontier spend, latency (inline judge p50/p95 and produce -> stored
-  p95 of the busiest judge version), dead letters (by stage). "n/a" where the window holds no data for it.
+  p95 of the busiest judge version), dead letters (by stage), and the shadow candidate with the most traces
+  (``shadow_headline``: its agreement with the live verdicts, beside both judges' agreement with the frontier and the
+  gold labels); shadow verdicts are never counted as verdicts. "n/a" where the window holds no data for it.
+- ``shadow_summary(rows)``: the shadow comparison's rows (one per candidate, live version and kind) merged per
+  candidate and live version, each rate weighted by the traces it was computed on.
 - ``write_html(results, out_dir, window)``: ``<out>/report.html``, self-contained: it opens with the headline, every
   plot is a PNG embedded as a base64 ``data:`` URI (no file beside it is needed), every table is escaped HTML, and
   each section shows the SQL it ran. Plots fit the data they have: a series over time is a line over the periods
@@ -26,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from schemas.analytics_sql import DEAD_LETTERS, REPORT_QUERIES
+from schemas.analytics_sql import DEAD_LETTERS, REPORT_QUERIES, SHADOW_COMPARISON
 
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Verdicts and fail rates", "verdicts per period, app, model and criterion; fail rate (pointwise: share of "
@@ -40,8 +44,12 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      "frontier judge", ("latency", "frontier_latency")),
     ("Dead letters", "messages that could not be accepted, kept whole with the reason (table dead_letters), by stage "
      "and source topic", ("dead_letters",)),
+    ("Shadow candidates", "each candidate judge version scoring live traffic apart (shadow mode; never a trace's "
+     "verdict, never counted above) beside the live verdicts of the same traces: agreement with them, each judge's "
+     "agreement with the frontier and the gold labels where present, mean confidence, share below the routing "
+     "threshold, latency p50", ("shadow",)),
 )
-QUERIES = {**REPORT_QUERIES, "dead_letters": DEAD_LETTERS}
+QUERIES = {**REPORT_QUERIES, "dead_letters": DEAD_LETTERS, "shadow": SHADOW_COMPARISON}
 
 
 def _cell(value: Any) -> str:
@@ -99,8 +107,53 @@ def headline(results: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, s
                                     f"(judge version {latency['judge_version']})"),
         ("dead letters", str(sum(by_stage.values())),
          ", ".join(f"{stage} {n}" for stage, n in sorted(by_stage.items())) or "none"),
+        shadow_headline(results.get("shadow", [])),
     ]
     return out
+
+
+def shadow_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The shadow comparison per (candidate version, live version), all kinds together: traces shadowed, traces
+    both judged, and each rate weighted by the rows it was computed on (None where no row had it)."""
+    rates = {"agreement_with_live": "both_judged", "candidate_vs_frontier": "with_frontier",
+             "live_vs_frontier": "with_frontier", "candidate_vs_gold": "with_gold", "live_vs_gold": "with_gold",
+             "candidate_below_threshold": "both_judged", "live_below_threshold": "both_judged"}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["candidate_version"], r["live_version"]), []).append(r)
+    out = []
+    for (candidate, live), members in sorted(groups.items()):
+        summary: dict[str, Any] = {"candidate_version": candidate, "live_version": live,
+                                   "shadowed": sum(int(m["shadowed"]) for m in members)}
+        for count in ("both_judged", "with_frontier", "with_gold"):
+            summary[count] = sum(int(m[count]) for m in members)
+        for rate, base in rates.items():
+            weighted = [(m[rate], int(m[base])) for m in members if m[rate] is not None and m[rate] == m[rate]]
+            n = sum(w for _, w in weighted)
+            summary[rate] = sum(v * w for v, w in weighted) / n if n else None
+        out.append(summary)
+    return out
+
+
+def shadow_headline(rows: list[dict[str, Any]]) -> tuple[str, str, str]:
+    """('shadow candidates', the busiest candidate's agreement with the live verdicts, its traces and its figures
+    vs frontier and gold beside the live judge's)."""
+    summaries = shadow_summary(rows)
+    if not summaries:
+        return ("shadow candidates", "none", "no candidate scored live traffic in the window")
+    top = max(summaries, key=lambda r: r["shadowed"])
+
+    def pair(name: str, n_key: str) -> str:
+        c, v = top[f"candidate_vs_{name}"], top[f"live_vs_{name}"]
+        if c is None or v is None:
+            return f"vs {name}: n/a"
+        return f"vs {name} {100 * c:.1f}% (live {100 * v:.1f}%, n={top[n_key]})"
+
+    agreement = top["agreement_with_live"]
+    value = f"v{top['candidate_version']}: " + ("n/a" if agreement is None else f"{100 * agreement:.1f}% agree")
+    detail = (f"{top['shadowed']} traces shadowed beside live v{top['live_version'] or '?'}, not counted as verdicts; "
+              f"{pair('frontier', 'with_frontier')}; {pair('gold', 'with_gold')}")
+    return ("shadow candidates", value, detail)
 
 
 def text_tables(results: dict[str, list[dict[str, Any]]]) -> str:

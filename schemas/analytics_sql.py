@@ -12,6 +12,9 @@ Contract:
 - Inline verdicts join their trace's frontier verdict on (trace_id, tenant, app, criterion) for one frontier judge
   (``{judge:String}``) and the gold label on (trace id without ``{id_prefix:String}``, criterion) through
   ``gold_by_id``: a trace streamed from a gold file has the item's id as its trace id (``Trace.from_gold``).
+- ``SHADOW_COMPARISON`` (the report's shadow section, not a Grafana panel) reads ``shadow_verdicts_latest``: each
+  candidate version against the live verdict stored with each shadow row, the frontier's and the gold labels on
+  the traces both judged, and the share below ``{threshold:Float64}`` (the routing threshold) of each.
 - Disagreement means the ok frontier verdict's label differs from the inline verdict's label (both judged the same
   trace; the inline version is the verdict's own, so a new judge version is compared with the frontier afresh).
 """
@@ -145,6 +148,39 @@ FROM {db}.dead_letters_latest
 WHERE message_time >= {since:DateTime64(3)} AND message_time < {until:DateTime64(3)}
 GROUP BY stage, topic
 ORDER BY dead_letters DESC, stage, topic"""
+
+SHADOW_COMPARISON = f"""
+-- shadow mode: each candidate version beside the live verdicts of the same traces; the frontier and gold comparisons
+-- use only traces both judged (the frontier saw the routed ones: the live judge's doubtful traces, not a sample)
+SELECT s.judge_version AS candidate_version, s.live_judge_version AS live_version, s.kind AS kind,
+       count() AS shadowed, countIf(s.live_label != '') AS both_judged,
+       countIf(s.live_label != '' AND s.label = s.live_label) / nullIf(both_judged, 0) AS agreement_with_live,
+       countIf(s.live_label != '' AND f.status = 'ok') AS with_frontier,
+       countIf(s.live_label != '' AND f.status = 'ok' AND s.label = f.label) / nullIf(with_frontier, 0)
+           AS candidate_vs_frontier,
+       countIf(s.live_label != '' AND f.status = 'ok' AND s.live_label = f.label) / nullIf(with_frontier, 0)
+           AS live_vs_frontier,
+       countIf(s.live_label != '' AND g.human_label != '') AS with_gold,
+       countIf(s.live_label != '' AND g.human_label != '' AND s.label = g.human_label) / nullIf(with_gold, 0)
+           AS candidate_vs_gold,
+       countIf(s.live_label != '' AND g.human_label != '' AND s.live_label = g.human_label) / nullIf(with_gold, 0)
+           AS live_vs_gold,
+       avgIf(s.confidence, s.live_label != '') AS candidate_confidence,
+       avgIf(s.live_confidence, s.live_label != '') AS live_confidence,
+       countIf(s.live_label != '' AND s.confidence < {{threshold:Float64}}) / nullIf(both_judged, 0)
+           AS candidate_below_threshold,
+       countIf(s.live_label != '' AND s.live_confidence < {{threshold:Float64}}) / nullIf(both_judged, 0)
+           AS live_below_threshold,
+       quantileExact(0.5)(s.latency_ms) AS candidate_latency_p50_ms,
+       quantileExactIf(0.5)(s.live_latency_ms, s.live_label != '') AS live_latency_p50_ms
+FROM {{db}}.shadow_verdicts_latest AS s
+LEFT JOIN {_FRONTIER} AS f
+    ON f.trace_id = s.trace_id AND f.tenant = s.tenant AND f.app = s.app AND f.criterion = s.criterion
+LEFT JOIN {{db}}.gold_by_id AS g
+    ON g.id = substring(s.trace_id, length({{id_prefix:String}}) + 1) AND g.criterion = s.criterion
+WHERE {_window('s')}
+GROUP BY candidate_version, live_version, kind
+ORDER BY candidate_version, live_version, kind"""
 
 REPORT_QUERIES: dict[str, str] = {
     "verdict_rates": VERDICT_RATES,

@@ -8,10 +8,12 @@ from schemas.analytics_sql import (
     CALIBRATION_ROWS,
     JUDGE_VERSIONS,
     REPORT_QUERIES,
+    SHADOW_COMPARISON,
     render,
 )
 
-ALL = {**REPORT_QUERIES, "calibration_rows": CALIBRATION_ROWS, "judge_versions": JUDGE_VERSIONS}
+ALL = {**REPORT_QUERIES, "calibration_rows": CALIBRATION_ROWS, "judge_versions": JUDGE_VERSIONS,
+       "shadow_comparison": SHADOW_COMPARISON}
 
 
 def test_the_documentation_shows_each_query_as_it_runs():

@@ -199,3 +199,22 @@ def test_a_shadow_row_the_store_refuses_for_good_is_left_out_not_dead_lettered()
     store = Refusing()
     letters = asyncio.run(write_isolating(store, Rows(shadow_verdicts=[verdict]), origin=lambda row: None))
     assert letters == [] and store.written == []
+
+
+def test_the_worker_metrics_count_shadow_verdicts_by_version_and_failures_by_reason():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from streams.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics(Settings(kafka={"broker_reports_lag": False}), "inline")
+    candidate = ScriptedJudge(name="judge_shadow", version="2")
+    stage = InlineStage(_settings(), _live(), Store([]), lambda outbox: asyncio.sleep(0),
+                        shadow=ShadowScorer(candidate, timeout_s=5), recorder=metrics)
+    asyncio.run(stage.process(_messages(3)))
+    candidate.error = RuntimeError("Request for unknown model: 'judge_shadow' has no available versions")
+    asyncio.run(stage.process(_messages(5)))
+    found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for f in text_string_to_metric_families(metrics.exposition().decode()) for s in f.samples}
+    assert found[("judgeline_shadow_verdicts_total", (("judge_version", "2"),))] == 3
+    assert found[("judgeline_shadow_failures_total", (("reason", "not_loaded"),))] == 5
+    assert found[("judgeline_verdicts_total", (("label", "B"), ("source", "inline")))] == 2  # t1 twice: live intact
