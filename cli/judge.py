@@ -119,7 +119,8 @@ def export(
     clears the deployment gate on the gold labels in ClickHouse (kappa >= the bar, no worse than the version in
     service)."""
     from judge_engine.training.export import export as run_export
-    from judge_engine.training.export import check_template, versions
+    from judge_engine.training.export import check_template
+    from operations.shadow import next_version
     from stack.triton import model_repository
 
     settings = _settings()
@@ -135,8 +136,8 @@ def export(
     except FileNotFoundError as e:
         _fail(str(e))
     repository = model_repository(settings)
-    if version is None:
-        version = (versions(repository / settings.triton.model_name) or [0])[-1] + 1
+    if version is None:  # one more than any live or shadow version: a number names one trained judge
+        version = next_version(settings)
     _gate(settings, model, str(version), "export", force)
     try:
         target = run_export(model, repository, settings.triton.model_name, version)

@@ -26,6 +26,7 @@ FAMILIES = (
     "cli.analysis",
     "cli.routing",
     "cli.annotate",
+    "cli.shadow",
 )
 
 app = typer.Typer(

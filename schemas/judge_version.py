@@ -2,8 +2,9 @@
 ``judge_versions``.
 
 Contract:
-- ``JudgeVersionRecord`` says which version (of which model name) was assessed for which action (``export`` or
-  ``deploy``), from which trained directory, architecture and teachers, when it was trained (``created_at``), the
+- ``JudgeVersionRecord`` says which version (of which model name) was assessed for which action (``export``,
+  ``deploy``, ``shadow``: served beside the live version for shadow mode, where the gate's decision is recorded but
+  never stops it, or ``promote``: the shadow candidate made the live version), from which trained directory, architecture and teachers, when it was trained (``created_at``), the
   training's held-out figures (``held_out``, JSON), its figures on the human gold labels in ClickHouse (items it
   was not trained on: ``gold_n``, ``gold_accuracy``, ``gold_kappa``), the comparison with the version in service
   on the items neither was trained on, its bias meters (``judge_engine.evaluation.bias``; all of them as JSON in
@@ -28,7 +29,7 @@ Rate = Optional[float]
 class JudgeVersionRecord(Message):
     judge_name: Name
     version: Name
-    action: Literal["export", "deploy"]
+    action: Literal["export", "deploy", "shadow", "promote"]
     model_dir: str
     arch: str = "bi"
     teacher: str = ""

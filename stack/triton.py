@@ -8,6 +8,7 @@ Contract:
 - ``start`` runs tritonserver on the model repository (``triton_models/`` by default) with explicit model
   control, loading every model that has a version directory, bound to the loopback address, with the
   environment platform.md prescribes (serving venv first on PATH, its libpython on LD_LIBRARY_PATH).
+- ``load_model``/``unload_model`` (re)load or unload one model of a running server (explicit model control).
 - ``healthy`` is ``GET /v2/health/ready``. Production runs the NVIDIA Triton image on a GPU node with the same
   model repository (``infra/compose``, ``infra/k8s``).
 """
@@ -177,5 +178,18 @@ def load_model(settings: Settings, name: str, timeout_s: float = 120.0) -> str:
                 raise TimeoutError(f"{name} did not become ready within {timeout_s} s")
             time.sleep(0.2)
         return str(max(int(v) for v in client.get_model_metadata(name)["versions"]))
+    finally:
+        client.close()
+
+
+def unload_model(settings: Settings, name: str, timeout_s: float = 60.0) -> None:
+    """Unload ``name`` through the repository API (requests in flight finish first); unloading a model that is not
+    loaded is not an error."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(settings.triton.http_url, network_timeout=timeout_s,
+                                              connection_timeout=10.0)
+    try:
+        client.unload_model(name)
     finally:
         client.close()

@@ -47,7 +47,8 @@ def stack(tmp_path_factory):
     # the repository's models without exported versions (a developer's trained judge is not the tests' business)
     shutil.copytree(REPO_ROOT / "triton_models", models,
                     ignore=lambda d, names: [n for n in names if n == "__pycache__" or n.startswith(".export-")
-                                             or (n.isdigit() and Path(d).name == "judge")])
+                                             or (n.isdigit() and Path(d).name == "judge")
+                                             or n.endswith("_shadow")])  # nor a shadow candidate
     for model in TEST_MODELS.iterdir():
         shutil.copytree(model, models / model.name)
     settings = make_settings(

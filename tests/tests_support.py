@@ -39,3 +39,36 @@ def serve_tiny_judge(stack, tiny_judge) -> str:
     if not versions(repo / stack.triton.model_name):
         export(tiny_judge.model_dir, repo, stack.triton.model_name)
     return triton.load_model(stack, stack.triton.model_name)
+
+
+def always_a_judge(tiny_judge, tmp_path) -> Path:
+    """A real but useless judge: the tiny judge with its pairwise output layer zeroed, so it says A whatever it
+    reads (kappa 0 against the humans); its pointwise head is the tiny judge's."""
+    import shutil
+
+    import torch
+
+    bad = tmp_path / "always-a"
+    shutil.copytree(tiny_judge.model_dir, bad)
+    state = torch.load(bad / "heads.pt", weights_only=True)
+    last = max(int(k.split(".")[1]) for k in state if k.startswith("pairwise."))
+    state[f"pairwise.{last}.weight"].zero_()
+    state[f"pairwise.{last}.bias"].copy_(torch.tensor([1.0, 0.0, 0.0]))
+    torch.save(state, bad / "heads.pt")
+    return bad
+
+
+def run_cli(monkeypatch, settings, repository, *args, **env):
+    """``judgeline ARGS`` in process (typer's runner) on the store database and model repository of ``settings``
+    (the session stack's state directory), with ``env`` as extra JUDGELINE_* variables."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    monkeypatch.setenv("JUDGELINE_STACK__STATE_DIR", str(settings.stack.state_dir))
+    monkeypatch.setenv("JUDGELINE_CLICKHOUSE__DATABASE", settings.clickhouse.database)
+    monkeypatch.setenv("JUDGELINE_STACK__MODEL_REPOSITORY", str(repository))
+    monkeypatch.delenv("JUDGELINE_GATE__MIN_KAPPA", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return CliRunner().invoke(app, list(map(str, args)))

@@ -3,25 +3,14 @@ refuses a version below the kappa bar or worse than the one in service unless --
 with its figures and bias meters in judge_versions."""
 
 import json
-import shutil
 
 import pytest
-import torch
-from typer.testing import CliRunner
-
-from cli.main import app
+from tests_support import always_a_judge, run_cli
 
 pytestmark = pytest.mark.integration
 
 
-def _cli(monkeypatch, settings, repository, *args, **env):
-    monkeypatch.setenv("JUDGELINE_STACK__STATE_DIR", str(settings.stack.state_dir))
-    monkeypatch.setenv("JUDGELINE_CLICKHOUSE__DATABASE", settings.clickhouse.database)
-    monkeypatch.setenv("JUDGELINE_STACK__MODEL_REPOSITORY", str(repository))
-    monkeypatch.delenv("JUDGELINE_GATE__MIN_KAPPA", raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return CliRunner().invoke(app, list(map(str, args)))
+_cli = run_cli
 
 
 def _rows(client, db):
@@ -31,17 +20,7 @@ def _rows(client, db):
     return [dict(zip(result.column_names, r)) for r in result.result_rows]
 
 
-def _always_a(tiny_judge, tmp_path):
-    """A real but useless judge: the tiny judge with its pairwise output layer zeroed, so it says A whatever it
-    reads (kappa 0 against the humans)."""
-    bad = tmp_path / "always-a"
-    shutil.copytree(tiny_judge.model_dir, bad)
-    state = torch.load(bad / "heads.pt", weights_only=True)
-    last = max(int(k.split(".")[1]) for k in state if k.startswith("pairwise."))
-    state[f"pairwise.{last}.weight"].zero_()
-    state[f"pairwise.{last}.bias"].copy_(torch.tensor([1.0, 0.0, 0.0]))
-    torch.save(state, bad / "heads.pt")
-    return bad
+_always_a = always_a_judge
 
 
 def test_export_gate_accepts_refuses_forces_and_records_each_decision(store, tiny_judge, sample_gold, tmp_path,
