@@ -105,7 +105,7 @@ def parse_trace(message: Incoming) -> Trace | DeadLetter:
     return parsed
 
 
-async def _singles(judge: Judge, traces: list[Trace]) -> list[JudgeResult | BaseException]:
+async def judge_singles(judge: Judge, traces: list[Trace]) -> list[JudgeResult | BaseException]:
     """Each trace judged in a call of its own (concurrently): its result, or the error of its call."""
     async def one(trace: Trace) -> JudgeResult:
         results = list(await judge.judge([trace]))
@@ -142,12 +142,12 @@ async def _judge_isolating(judge: Judge, traces: list[Trace]) -> list[JudgeResul
             return [e]
         log.info("judging a batch of %d failed (%s error: %s); judging its traces one by one",
                  len(traces), classify(e), describe(e))
-    out = await _singles(judge, traces)
+    out = await judge_singles(judge, traces)
     failing = [i for i, r in enumerate(out) if _transient(r)]
     if failing and all(isinstance(r, BaseException) for r in out):
         raise JudgeUnavailable(describe(out[failing[0]])) from out[failing[0]]  # nothing judged: the judge is down
     if failing:  # others of the batch were judged: once more, then the failure is the trace's own
-        for i, result in zip(failing, await _singles(judge, [traces[i] for i in failing]), strict=True):
+        for i, result in zip(failing, await judge_singles(judge, [traces[i] for i in failing]), strict=True):
             out[i] = result
     return out
 
@@ -277,9 +277,7 @@ class InlineStage(BatchStage):
             return [], counts
         with self._timed("shadow_wait_s"):  # the time the batch waited on the candidate after the live call
             result = await shadowing
-        if result.reason is not None:
-            counts[f"shadow_failed_{result.reason}"] = len(traces)
-            return [], counts
+        counts.update({f"shadow_failed_{reason}": n for reason, n in result.failed.items()})
         live = {v.trace_id: v for v in outcome.verdicts}
         rows, unusable = shadow_rows(traces, result.results, live)
         counts.update(shadow_verdicts=len(rows), shadow_failed_unusable=unusable)

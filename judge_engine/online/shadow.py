@@ -3,11 +3,14 @@
 Contract:
 - ``ShadowScorer(judge, timeout_s)``: ``await score(traces)`` asks the candidate (a second ``TritonJudge``, on the
   shadow model: ``settings.shadow``) for one result per trace, in one call bounded by ``timeout_s`` and never
-  retried. It never raises (cancellation aside): it returns a ``ShadowResult`` with the results, or with the
-  failure's ``reason`` (``not_loaded``: Triton serves no such model or version; ``timeout``; ``refused``: a
-  permanent error, e.g. bad input for that version or a short answer; ``unavailable``: any other error) and its
-  description. A failure is logged (a warning at most every ``warn_every_s`` per reason, with the count since).
-- ``shadow_rows(traces, results, live)``: the ``ShadowVerdict`` of each trace (``live``: the trace's inline
+  retried. It never raises (cancellation aside): it returns a ``ShadowResult`` with one result per trace (None for a
+  trace not scored) and the count of traces not scored per ``reason`` (``not_loaded``: Triton serves no such model
+  or version; ``timeout``; ``refused``: a permanent error, e.g. bad input for that version or a short answer;
+  ``unavailable``: any other error). When the candidate refuses the batch, its traces are judged once more one per
+  call (concurrently, within what is left of ``timeout_s``), so a trace it refuses costs only its own row; any other
+  failure costs the batch's rows. A failure is logged (a warning at most every ``warn_every_s`` per reason, with the
+  count since).
+- ``shadow_rows(traces, results, live)``: the ``ShadowVerdict`` of each scored trace (``live``: the trace's inline
   ``Verdict`` by trace id, whose version, label, confidence and latency the row records; absent: the trace got no
   inline verdict), plus how many results were unusable (a label outside the kind's vocabulary, a score or
   confidence outside [0, 1]: left out, never a dead letter).
@@ -27,6 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping, Sequence
 
+from judge_engine.clients.triton_client import JudgeAnswerMismatch
 from judge_engine.failures import GaveUp, classify, describe
 from schemas.shadow import ShadowVerdict
 from schemas.trace import Trace
@@ -46,9 +50,8 @@ REASONS = ("not_loaded", "timeout", "refused", "unavailable")
 
 @dataclass
 class ShadowResult:
-    results: list["JudgeResult"] = field(default_factory=list)
-    reason: str | None = None  # None: judged
-    error: str = ""
+    results: list["JudgeResult | None"] = field(default_factory=list)  # one per trace; None: not scored
+    failed: Counter = field(default_factory=Counter)  # traces not scored, per reason
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -74,26 +77,45 @@ class ShadowScorer:
     async def score(self, traces: Sequence[Trace]) -> ShadowResult:
         if not traces:
             return ShadowResult()
+        started = self._clock()
         try:
             results = list(await asyncio.wait_for(self.judge.judge(list(traces)), self.timeout_s))
             if len(results) != len(traces):
-                return self._failed(len(traces), "refused", f"the candidate returned {len(results)} results for "
-                                                            f"{len(traces)} traces")
+                raise JudgeAnswerMismatch(f"the candidate returned {len(results)} results for {len(traces)} traces")
             return ShadowResult(results)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - a shadow failure never holds the batch: classified, counted
-            return self._failed(len(traces), failure_reason(e), describe(e))
+            reason, error = failure_reason(e), describe(e)
+        if reason != "refused" or len(traces) == 1:
+            return self._failed(traces, [None] * len(traces), [(reason, error)] * len(traces))
+        from judge_engine.online.inline import judge_singles  # the live stage's own isolation (imports this module)
 
-    def _failed(self, n: int, reason: str, error: str) -> ShadowResult:
-        self._since_warned[reason] += n
+        left = self.timeout_s - (self._clock() - started)
+        try:  # one bad trace must not cost the others their rows
+            singles = await asyncio.wait_for(judge_singles(self.judge, list(traces)), max(left, 0.001))
+        except asyncio.TimeoutError as e:
+            return self._failed(traces, [None] * len(traces), [("timeout", describe(e))] * len(traces))
+        results = [None if isinstance(r, BaseException) else r for r in singles]
+        errors = [(failure_reason(r), describe(r)) if isinstance(r, BaseException) else None for r in singles]
+        return self._failed(traces, results, errors)
+
+    def _failed(self, traces: Sequence[Trace], results: list, errors: list) -> ShadowResult:
+        out = ShadowResult(results)
+        for error in errors:
+            if error is not None:
+                out.failed[error[0]] += 1
         now = self._clock()
-        if now - self._warned.get(reason, float("-inf")) >= self.warn_every_s:
-            log.warning("shadow judge failed (%s) on %d traces since the last warning: %s; the live verdicts are "
-                        "unaffected (judgeline_shadow_failures_total)", reason, self._since_warned[reason], error)
-            self._warned[reason] = now
-            self._since_warned[reason] = 0
-        return ShadowResult(reason=reason, error=error)
+        for reason, n in out.failed.items():
+            self._since_warned[reason] += n
+            if now - self._warned.get(reason, float("-inf")) >= self.warn_every_s:
+                example = next(e for e in errors if e is not None and e[0] == reason)[1]
+                log.warning("shadow judge failed (%s) on %d traces since the last warning (of a batch of %d), e.g. "
+                            "%s; the live verdicts are unaffected (judgeline_shadow_failures_total)", reason,
+                            self._since_warned[reason], len(traces), example)
+                self._warned[reason] = now
+                self._since_warned[reason] = 0
+        return out
 
     async def close(self) -> None:
         close = getattr(self.judge, "close", None)
@@ -101,14 +123,16 @@ class ShadowScorer:
             await close()
 
 
-def shadow_rows(traces: Sequence[Trace], results: Sequence["JudgeResult"],
+def shadow_rows(traces: Sequence[Trace], results: Sequence["JudgeResult | None"],
                 live: Mapping[str, Verdict]) -> tuple[list[ShadowVerdict], int]:
     """(the shadow verdicts, how many results were unusable); see the module contract."""
-    from judge_engine.online.inline import checked_scores
+    from judge_engine.online.inline import checked_scores  # the live verdict's own check
 
     rows: list[ShadowVerdict] = []
     unusable = 0
     for trace, result in zip(traces, results, strict=True):
+        if result is None:
+            continue
         verdict = live.get(trace.trace_id)
         try:
             score, confidence = checked_scores(result)

@@ -22,12 +22,14 @@ class ScriptedJudge:
     """Answers each trace with ``labels[trace_id]`` (default A / pass) at ``confidence``, as model ``name`` version
     ``version``; ``error`` is raised instead, ``delay_s`` waited first."""
 
-    def __init__(self, name="judge", version="1", labels=None, confidence=0.9, error=None, delay_s=0.0):
+    def __init__(self, name="judge", version="1", labels=None, confidence=0.9, error=None, delay_s=0.0,
+                 refuses=()):
         self.name, self.version = name, version
         self.labels = labels or {}
         self.confidence = confidence
         self.error = error
         self.delay_s = delay_s
+        self.refuses = set(refuses)  # a call holding one of these trace ids is refused as bad input
         self.calls: list[list[str]] = []
         self.closed = False
 
@@ -37,6 +39,8 @@ class ScriptedJudge:
         await asyncio.sleep(self.delay_s)
         if self.error is not None:
             raise self.error
+        if self.refuses & {it.trace_id for it in items}:
+            raise ValueError("INVALID_ARG: a kind this version was not trained for")
         return [JudgeResult(label=self.labels.get(it.trace_id, "A" if it.kind == "pairwise" else "pass"),
                             score=0.8, confidence=self.confidence if not callable(self.confidence)
                             else self.confidence(it), probs=(0.8, 0.2, 0.0), swap_consistent=True,
@@ -141,6 +145,17 @@ def test_a_candidate_that_is_not_loaded_fails_slow_or_refuses_costs_only_its_row
         assert log == ["stored", "published"] and sleeps == [], reason  # never held
         assert store.rows[0].shadow_verdicts == [] and len(store.rows[0].verdicts) == 4, reason
         assert stage.stats[f"shadow_failed_{reason}"] == 4 and stage.stats["shadow_verdicts"] == 0, reason
+
+
+def test_a_trace_the_candidate_refuses_costs_only_its_own_row():
+    candidate = ScriptedJudge(name="judge_shadow", version="2", refuses={"t2"})
+    stage, store, log, sleeps = _stage(_live(), ShadowScorer(candidate, timeout_s=5))
+    outcome = asyncio.run(stage.process(_messages(4)))
+    assert len(outcome.verdicts) == 4 and sleeps == []
+    assert sorted(s.trace_id for s in store.rows[0].shadow_verdicts) == ["t0", "t1", "t3"]
+    assert candidate.calls[0] == ["t0", "t1", "t2", "t3"] and sorted(map(tuple, candidate.calls[1:])) == [
+        ("t0",), ("t1",), ("t2",), ("t3",)]  # the batch, then each trace once
+    assert stage.stats["shadow_failed_refused"] == 1 and stage.stats["shadow_verdicts"] == 3
 
 
 def test_a_trace_without_a_live_verdict_keeps_its_shadow_row_with_no_live_label():
