@@ -17,7 +17,16 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from schemas.base import Identifier, Kind, Label, Message, Name, UtcDatetime, check_label, utc_now
+from schemas.base import (
+    Identifier,
+    Kind,
+    Label,
+    Message,
+    Name,
+    UtcDatetime,
+    check_label,
+    utc_now,
+)
 
 
 class ShadowVerdict(Message):
