@@ -24,8 +24,8 @@ Contract:
   the candidate judge (``judge_engine.online.shadow``), concurrently with the live call; after the live outcome the
   stage waits for the candidate (bounded by ``shadow.timeout_s``) and adds its ``ShadowVerdict`` rows (each with the
   trace's live verdict, when it got one) to the batch's rows: stored with the batch, before its offsets are
-  committed, never published, never routed. A shadow failure (not loaded, timeout, error) only leaves the batch
-  without shadow rows: it is counted (``shadow_failed_<reason>`` per trace, ``shadow_verdicts``: the running counts
+  committed, never published, never routed. A shadow failure (not loaded, timeout, error) only leaves the traces it
+  hit without shadow rows: it is counted (``shadow_failed_<reason>`` per trace, ``shadow_verdicts``: the running counts
   and ``judgeline_shadow_*`` metrics) and the batch goes on; the live verdicts, routing and dead letters are exactly
   those without shadow mode.
 - ``InlineStage(..., policy=fn)`` asks ``fn()`` for the routing policy once per batch (the worker's
