@@ -87,6 +87,8 @@ class ShadowScorer:
             raise
         except Exception as e:  # noqa: BLE001 - a shadow failure never holds the batch: classified, counted
             reason, error = failure_reason(e), describe(e)
+            if self._clock() - started >= self.timeout_s:  # the client may turn the cancellation into its own error
+                reason = "timeout"
         if reason != "refused" or len(traces) == 1:
             return self._failed(traces, [None] * len(traces), [(reason, error)] * len(traces))
         from judge_engine.online.inline import judge_singles  # the live stage's own isolation (imports this module)

@@ -176,6 +176,22 @@ def test_an_unusable_candidate_answer_is_left_out_and_counted():
     assert stage.stats["shadow_failed_unusable"] == 1 and stage.stats["shadow_verdicts"] == 1
 
 
+class SwallowsCancellation(ScriptedJudge):
+    """As the Triton client's retry wrapper does: a cancelled call surfaces as its own error, not CancelledError."""
+
+    async def judge(self, items):
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError as e:
+            raise GaveUp("triton judge_shadow (1 items)", 1, e) from e
+
+
+def test_a_call_past_the_timeout_counts_as_a_timeout_whatever_the_client_raises():
+    stage, store, log, sleeps = _stage(_live(), ShadowScorer(SwallowsCancellation(), timeout_s=0.2))
+    asyncio.run(stage.process(_messages(3, junk=False)))
+    assert stage.stats["shadow_failed_timeout"] == 3 and store.rows[0].shadow_verdicts == []
+
+
 def test_failure_reasons_follow_the_error():
     assert failure_reason(asyncio.TimeoutError()) == "timeout"
     assert failure_reason(RuntimeError("[StatusCode.DEADLINE_EXCEEDED] Deadline Exceeded")) == "timeout"
