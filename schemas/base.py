@@ -9,6 +9,10 @@ Contract:
   what to do about it; it is what lands in a dead letter.
 - Messages are strict: unknown fields are rejected (a typo must not silently drop data), and so is a key given
   twice in one JSON object (parsers disagree on which one wins, a way to smuggle a value past a check).
+- Messages are versioned: every ``Message`` has ``schema_version`` and goes through ``schemas.versioning.admit``
+  before its fields are validated (the one rule: same major and a minor <= ours strict; a newer minor's unknown
+  fields kept under ``metadata["_unknown"]``; another major or an unparseable version rejected, the reason naming
+  ``schema_version``). The bytes written always carry this release's ``SCHEMA_VERSION``.
 - ``parse_json_bytes`` raises nothing but :class:`InvalidMessage`, whatever the bytes (numbers too long to convert,
   nesting too deep for the parser, lone surrogates included).
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -25,8 +29,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
+
+from schemas import versioning
 
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_TEXT_CHARS = 32_000
@@ -87,14 +95,41 @@ def check_label(kind: str, label: str | None, field: str) -> None:
         raise ValueError(f"{field}={label!r} is not a {kind} label; use one of {allowed}")
 
 
+SCHEMA_VERSION_ERROR = "schema_version"  # the pydantic error type of a version the worker cannot accept
+
+
 class Message(BaseModel):
-    """Base of every message: strict, immutable, JSON-serialisable."""
+    """Base of every message: strict, immutable, JSON-serialisable, versioned (``schemas.versioning``).
+
+    ``schema_version`` is the version the message arrived in (this release's for one built here); the bytes written
+    always carry this release's. ``unknown_fields_into`` names the free-form field where the unknown fields of a
+    newer minor version are kept (under ``metadata["_unknown"]``); None: they are dropped."""
 
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
         str_strip_whitespace=False,
     )
+    unknown_fields_into: ClassVar[str | None] = None
+
+    schema_version: str = Field(default_factory=versioning.current, pattern=versioning.PATTERN,
+                                description="MAJOR.MINOR of the judgeline schema the message was written in; "
+                                            "absent means 1.0")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _admit_version(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        try:
+            return versioning.admit(data, cls.model_fields, cls.unknown_fields_into)
+        except versioning.VersionError as e:
+            raise PydanticCustomError(SCHEMA_VERSION_ERROR, "{reason}", {"reason": str(e), "field": e.field}) \
+                from None
+
+    @field_serializer("schema_version")
+    def _written_in(self, _version: str) -> str:
+        return versioning.current()
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=False).encode()
@@ -148,7 +183,9 @@ def describe_validation_error(err: ValidationError) -> str:
     for e in err.errors(include_url=False):
         loc = ".".join(str(p) for p in e["loc"]) or "(message)"
         msg = e["msg"]
-        if e["type"] == "missing":
+        if e["type"] == SCHEMA_VERSION_ERROR:
+            loc = ".".join([*(str(p) for p in e["loc"]), e["ctx"]["field"]])
+        elif e["type"] == "missing":
             msg = "required field is missing; add it"
         elif e["type"] == "extra_forbidden":
             msg = "unknown field; remove it or put it under metadata"
