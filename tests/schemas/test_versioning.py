@@ -188,3 +188,36 @@ def test_the_inline_stage_judges_a_newer_trace_and_dead_letters_a_newer_major():
     [letter] = outcome.dead_letters
     assert (letter.offset, letter.stage) == (2, "parse") and letter.error.startswith("schema_version: ")
     assert letter.raw == values[2]
+
+
+class EchoFrontier:
+    """Answers every request with the frontier label ``pass``/``A`` (only the stage's bookkeeping is under test)."""
+
+    def __init__(self):
+        self.seen: list[FrontierRequest] = []
+
+    async def judge_many(self, requests):
+        from schemas.verdict import FrontierVerdict
+
+        self.seen.extend(requests)
+        return [FrontierVerdict(trace_id=r.trace.trace_id, kind=r.trace.kind, criterion=r.trace.criterion,
+                                judge_name="gpt-4", label="pass", request_reason=r.reason,
+                                trace_time=r.trace.timestamp) for r in requests]
+
+
+def test_the_frontier_stage_judges_a_newer_request_and_dead_letters_a_newer_major():
+    from judge_engine.online.frontier_stage import frontier_batch
+
+    t = Trace(trace_id="t1", kind="pointwise", question="q?", answer="a", timestamp=T0)
+    newer = json.loads(FrontierRequest(trace=t, reason="judge_unavailable").to_bytes())
+    newer |= {"schema_version": NEXT_MINOR, "priority": 1}
+    newer["trace"] |= {"schema_version": NEXT_MINOR, "session_id": "s1"}
+    other = {**newer, "schema_version": NEXT_MAJOR}
+    messages = [Incoming(value=json.dumps(v).encode(), key=None, topic="judgeline.frontier-requests", partition=0,
+                         offset=i, timestamp=T0) for i, v in enumerate([newer, other])]
+    frontier = EchoFrontier()
+    outcome = asyncio.run(frontier_batch(messages, frontier))
+    assert outcome.rolled_forward == 1 and [v.trace_id for v in outcome.verdicts] == ["t1"]
+    assert frontier.seen[0].trace.metadata == {"_unknown": {"session_id": "s1"}}
+    [letter] = outcome.dead_letters
+    assert letter.offset == 1 and letter.error.startswith("schema_version: ")
