@@ -29,6 +29,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     model_validator,
 )
@@ -96,6 +97,7 @@ def check_label(kind: str, label: str | None, field: str) -> None:
 
 
 SCHEMA_VERSION_ERROR = "schema_version"  # the pydantic error type of a version the worker cannot accept
+WIRE = "judgeline_wire"  # validation context key: the data was received (``parse_json_bytes``), not built here
 
 
 class Message(BaseModel):
@@ -118,11 +120,13 @@ class Message(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _admit_version(cls, data: Any) -> Any:
+    def _admit_version(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
+        # a message received without a version is 1.0; one built here without one is of this release
+        absent = versioning.ABSENT_MEANS if (info.context or {}).get(WIRE) else versioning.current()
         try:
-            return versioning.admit(data, cls.model_fields, cls.unknown_fields_into)
+            return versioning.admit(data, cls.model_fields, cls.unknown_fields_into, absent)
         except versioning.VersionError as e:
             raise PydanticCustomError(SCHEMA_VERSION_ERROR, "{reason}", {"reason": str(e), "field": e.field}) \
                 from None
@@ -236,12 +240,14 @@ def parse_json_bytes(model: type[M], raw: bytes | str, *, max_bytes: int = MAX_M
         raise InvalidMessage(name, f"(message): not usable JSON ({e}); send smaller numbers, or numbers as strings")
     if not isinstance(data, dict):
         raise InvalidMessage(name, f"(message): expected a JSON object, got {type(data).__name__}")
-    return validate(model, data)
+    return validate(model, data, received=True)
 
 
-def validate(model: type[M], data: dict[str, Any]) -> M:
+def validate(model: type[M], data: dict[str, Any], *, received: bool = False) -> M:
+    """``data`` as ``model`` or :class:`InvalidMessage`; ``received``: it came from outside (a message without a
+    ``schema_version`` is then 1.0, see ``schemas.versioning``), else it was built here (this release's version)."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={WIRE: True} if received else None)
     except ValidationError as e:
         raise InvalidMessage(model.__name__, describe_validation_error(e)) from None
     except RecursionError:

@@ -4,8 +4,9 @@ Contract:
 - ``SCHEMA_VERSION`` (``MAJOR.MINOR``) is the schema this release writes. Every message model (``schemas.base.Message``)
   has a ``schema_version`` field; the bytes a release writes always carry its own ``SCHEMA_VERSION``, nested messages
   included, whatever version the message arrived in: a message re-written by a worker is a
-  message of that worker's schema. A message (or a nested message) without ``schema_version`` is ``ABSENT_MEANS``
-  (``1.0``): producers older than the field keep working.
+  message of that worker's schema. A received message (or a nested message) without ``schema_version`` is
+  ``ABSENT_MEANS`` (``1.0``): producers older than the field keep working; one built in code without it is of this
+  release (``schemas.base.validate(received=False)``, the default).
 - ``admit(data, known, keep_into)`` applies the rule to one JSON object about to be validated as a message whose
   fields are ``known``:
   - an unparseable version (not a string, not ``MAJOR.MINOR`` of non-negative integers of at most 4 digits) raises
@@ -90,9 +91,12 @@ def check(version: Any) -> bool:
     return minor > our_minor
 
 
-def admit(data: dict[str, Any], known: Iterable[str], keep_into: str | None) -> dict[str, Any]:
-    """``data`` as the model may validate it (see the module contract); raises ``VersionError``."""
-    newer = check(data.get(FIELD, ABSENT_MEANS))
+def admit(data: dict[str, Any], known: Iterable[str], keep_into: str | None,
+          absent: str = ABSENT_MEANS) -> dict[str, Any]:
+    """``data`` as the model may validate it (see the module contract); ``absent`` is the version of data without
+    one (``ABSENT_MEANS`` for a received message, ``current()`` for one built in this release). Raises
+    ``VersionError``."""
+    newer = check(data.get(FIELD, absent))
     known = set(known)
     out = _restore(data, known, keep_into)
     if not newer:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime, timezone
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -126,6 +127,33 @@ def test_any_newer_minor_with_any_optional_fields_is_accepted_and_kept(minor, ex
     t = parse_json_bytes(Trace, json.dumps(trace_json(schema_version=f"{MAJOR}.{minor}", **extra)))
     assert t.metadata.get("_unknown", {}) == extra
     assert parse_json_bytes(Trace, t.to_bytes()).metadata == t.metadata
+
+
+@given(ours=st.tuples(st.integers(0, 50), st.integers(0, 50)), theirs=st.tuples(st.integers(0, 50), st.integers(0, 50)))
+@settings(max_examples=300, deadline=None)
+def test_the_rule_for_any_pair_of_versions(ours, theirs):
+    """Another major is refused, a newer minor kept under metadata, the rest strict: whatever our version is."""
+    data = {"schema_version": "%d.%d" % theirs, "trace_id": "t", "new_field": 1, "metadata": {}}
+    with mock.patch.object(versioning, "SCHEMA_VERSION", "%d.%d" % ours):
+        if theirs[0] != ours[0]:
+            with pytest.raises(versioning.VersionError, match="schema major"):
+                versioning.admit(data, Trace.model_fields, "metadata")
+            return
+        admitted = versioning.admit(data, Trace.model_fields, "metadata")
+    if theirs[1] > ours[1]:
+        assert "new_field" not in admitted and admitted["metadata"] == {"_unknown": {"new_field": 1}}
+    else:
+        assert admitted == data  # strict: the model reports new_field
+
+
+def test_absent_means_1_0_when_received_and_ours_when_built_here():
+    with mock.patch.object(versioning, "SCHEMA_VERSION", NEXT_MAJOR):
+        built = Trace(trace_id="t1", kind="pointwise", question="q?", answer="a")
+        assert built.schema_version == NEXT_MAJOR
+        data = json.loads(built.to_bytes())
+        assert data["schema_version"] == NEXT_MAJOR
+        del data["schema_version"]  # an old producer's trace reaching a worker of the next major
+        assert reason(Trace, data).startswith(f"schema_version: \"{versioning.ABSENT_MEANS}\" is of schema major")
 
 
 def test_kept_fields_count_toward_the_metadata_limit():
