@@ -13,7 +13,8 @@ After FINAL: every trace exactly one verdict and one ``ok`` frontier verdict, no
 refused for its version). Where the old inline worker judged a newer trace, the routed trace it stored keeps
 ``session_id`` under ``metadata["_unknown"]``; where the new one did, it is a field the new release knows (not
 kept there). Both happened, and each old worker counted the newer messages it accepted (``rolled_forward`` on its
-``/metrics``): the old frontier worker handled the new inline worker's requests.
+``/metrics``): the old frontier worker handled the new inline worker's requests; the new frontier worker judged
+requests too.
 """
 
 from __future__ import annotations
@@ -56,12 +57,13 @@ def messages(traces) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def rolled_forward(settings, record, stage: str) -> float:
+def stage_events(settings, record, stage: str, event: str = "rolled_forward") -> float:
+    """A worker's ``judgeline_stage_events_total`` for (stage, event), read from its ``/metrics``."""
     url = f"http://{settings.stack.bind_host}:{record.ports['web']}/metrics"
     with urllib.request.urlopen(url, timeout=5) as r:
         text = r.read().decode()
     return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
-               if s.name == "judgeline_stage_events_total" and s.labels == {"stage": stage, "event": "rolled_forward"})
+               if s.name == "judgeline_stage_events_total" and s.labels == {"stage": stage, "event": event})
 
 
 def test_old_and_new_workers_side_by_side_lose_nothing(fault_run, sample_traces, sample_gold):
@@ -84,7 +86,7 @@ def test_old_and_new_workers_side_by_side_lose_nothing(fault_run, sample_traces,
     assert (result.sent, result.failed) == (N, 0), result.first_error
     run.wait_accounted(N, timeout_s=120)
     assert wait_until(lambda: frontier_ok() == N, 120), f"{frontier_ok()} of {N} frontier verdicts in phase 1"
-    assert rolled_forward(settings, old_frontier, "frontier") > 0, \
+    assert stage_events(settings, old_frontier, "frontier") > 0, \
         "the old frontier worker saw no request of the newer minor version"
 
     new_frontier = run.worker("frontier", name="frontier-new", env=newer_env())
@@ -107,6 +109,7 @@ def test_old_and_new_workers_side_by_side_lose_nothing(fault_run, sample_traces,
     assert all(kept[tid] == {"session_id": f"session-{tid}"} for tid in by_old), \
         "a newer trace the old worker judged lost its session_id"
     assert 0 < len(by_old) < len(newer), "the old and the new inline worker did not both judge newer traces"
-    assert rolled_forward(settings, old_inline, "inline") == len(by_old)
-    assert rolled_forward(settings, new_inline, "inline") == 0  # its own version is the newer one
-    assert new_frontier.pid != old_frontier.pid
+    assert stage_events(settings, old_inline, "inline") == len(by_old)
+    assert stage_events(settings, new_inline, "inline") == 0  # its own version is the newer one
+    assert stage_events(settings, new_frontier, "frontier", "requests") > 0, "the new frontier worker judged nothing"
+    assert stage_events(settings, new_frontier, "frontier") == 0  # nothing is newer than its own version
