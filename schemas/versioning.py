@@ -31,7 +31,7 @@ Contract:
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any, Collection
 
 SCHEMA_VERSION = "1.0"
 ABSENT_MEANS = "1.0"
@@ -80,6 +80,8 @@ def is_newer(version: str | None) -> bool:
 
 def check(version: Any) -> bool:
     """Raise ``VersionError`` for a version this release cannot read; True when it is a newer minor (lenient)."""
+    if version == current():  # the common case, without parsing
+        return False
     major, minor = parse_version(version)
     our_major, our_minor = parse_version(current())
     if major > our_major:
@@ -91,13 +93,12 @@ def check(version: Any) -> bool:
     return minor > our_minor
 
 
-def admit(data: dict[str, Any], known: Iterable[str], keep_into: str | None,
+def admit(data: dict[str, Any], known: Collection[str], keep_into: str | None,
           absent: str = ABSENT_MEANS) -> dict[str, Any]:
     """``data`` as the model may validate it (see the module contract); ``absent`` is the version of data without
     one (``ABSENT_MEANS`` for a received message, ``current()`` for one built in this release). Raises
     ``VersionError``."""
     newer = check(data.get(FIELD, absent))
-    known = set(known)
     out = _restore(data, known, keep_into)
     if not newer:
         return out
@@ -118,7 +119,7 @@ def admit(data: dict[str, Any], known: Iterable[str], keep_into: str | None,
     return out
 
 
-def _restore(data: dict[str, Any], known: set[str], keep_into: str | None) -> dict[str, Any]:
+def _restore(data: dict[str, Any], known: Collection[str], keep_into: str | None) -> dict[str, Any]:
     """Fields an older worker kept under ``keep_into[UNKNOWN_KEY]`` that this model knows, moved back."""
     into = data.get(keep_into) if keep_into is not None else None
     kept = into.get(UNKNOWN_KEY) if isinstance(into, dict) else None
