@@ -317,9 +317,9 @@ _V6 = (
 #    dropped when empty (a new store);
 # 5. ``verdicts_latest`` is created again (a view's columns are fixed at creation).
 # Steps 1 to 4 are ``Guarded`` on the sort key ``system.tables`` reports, which each of them changes.
-_VERDICTS_COLUMNS = """trace_id, tenant, app, model, kind, criterion, label, score, confidence, judge_name, judge_version,
-        source, latency_ms, critique, route_reason, trace_time, produced_at, judged_at, stored_at, policy_version,
-        route_threshold, sample_rate, novelty"""
+_VERDICTS_COLUMNS = """trace_id, tenant, app, model, kind, criterion, label, score, confidence, judge_name,
+        judge_version, source, latency_ms, critique, route_reason, trace_time, produced_at, judged_at, stored_at,
+        policy_version, route_threshold, sample_rate, novelty"""
 
 
 def _keyed_by_version(table: str, also: str = "") -> str:

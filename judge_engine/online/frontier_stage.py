@@ -29,10 +29,11 @@ Contract:
 - ``FrontierStage.process(messages)`` runs ``frontier_batch`` (with the store's ``frontier_verdicts`` lookup of
   ``settings.frontier.model`` as ``known`` when the store has one), then ``first_letter_per_trace`` when it made
   frontier dead letters (with the store's ``frontier_dead_letters`` lookup of the frontier-requests topic when the
-  store has one, under its own hold, so a store error there never repeats a frontier call), stores every row (holding while the store is
-  unavailable), publishes the frontier verdicts and dead letters to their topics (holding likewise), and returns
-  only then; the caller acknowledges the messages after it returns (at-least-once: a redelivered request reuses
-  its stored frontier verdict, or is judged again when none was stored, and its rows replace their twins).
+  store has one, under its own hold, so a store error there never repeats a frontier call), stores every row
+  (holding while the store is unavailable), publishes the frontier verdicts and dead letters to their topics
+  (holding likewise), and returns only then; the caller acknowledges the messages after it returns (at-least-once:
+  a redelivered request reuses its stored frontier verdict, or is judged again when none was stored, and its rows
+  replace their twins).
 """
 
 from __future__ import annotations

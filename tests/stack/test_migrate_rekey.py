@@ -67,7 +67,9 @@ def at_six(stack):
 
 
 def _state(client, db: str) -> dict:
-    q = lambda sql: client.query(sql.replace("{db}", db)).result_rows  # noqa: E731 - a test's shorthand
+    def q(sql: str) -> list[tuple]:
+        return client.query(sql.replace("{db}", db)).result_rows
+
     return {
         "rows": q(f"SELECT {', '.join(COLUMNS)}, routed FROM {{db}}.verdicts FINAL ORDER BY trace_id"),
         "latest": q("SELECT trace_id, judge_version, label, routed, policy_version, novelty "
@@ -102,7 +104,8 @@ def test_rekey_keeps_one_verdict_per_trace_the_newest(reference):
     assert got == NEWEST and len(state["rows"]) == 4
     t1 = dict(zip(COLUMNS + ["routed"], state["rows"][0]))
     # every column copied as stored (stored_at too: the produce-to-stored latency stays what it was)
-    assert t1["stored_at"].replace(tzinfo=timezone.utc) == T + timedelta(seconds=2, milliseconds=40) and t1["policy_version"] == 3
+    assert t1["stored_at"].replace(tzinfo=timezone.utc) == T + timedelta(seconds=2, milliseconds=40)
+    assert t1["policy_version"] == 3
     assert (t1["route_threshold"], t1["sample_rate"], t1["routed"]) == (pytest.approx(0.8), 0.25, False)
     assert dict(zip(COLUMNS + ["routed"], state["rows"][3]))["source"] == "inline"
     assert [r[:3] for r in state["latest"]] == [(t, v, label) for t, (v, label, _) in sorted(NEWEST.items())]
@@ -152,8 +155,8 @@ def test_a_verdict_written_while_the_migration_runs_is_kept(at_six):
     _apply_by_hand(client, db, steps[:2])
     client.insert(f"{db}.verdicts", [_row("t1", "3", 30, "tie"), _row("t9", "3", 30)], column_names=COLUMNS)
     assert migrate(client, db).applied == [7]
-    rows = dict((t, (v, label)) for t, v, label in client.query(
-        f"SELECT trace_id, judge_version, label FROM {db}.verdicts FINAL").result_rows)
+    rows = {t: (v, label) for t, v, label in client.query(
+        f"SELECT trace_id, judge_version, label FROM {db}.verdicts FINAL").result_rows}
     assert rows == {"t1": ("3", "tie"), "t2": ("1", "A"), "t3": ("1", "tie"), "t4": ("2", "A"), "t9": ("3", "A")}
 
 

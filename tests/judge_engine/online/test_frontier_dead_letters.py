@@ -87,7 +87,7 @@ def test_a_request_delivered_twice_that_fails_for_good_leaves_one_dead_letter(st
 def test_the_lookup_reads_back_only_frontier_letters_of_that_topic_and_those_traces(store):
     from judge_engine.online.pipeline import Rows, dead_letter
 
-    client, settings = store
+    _, settings = store
     topic = settings.kafka.topics.frontier_requests
     raw = bytes(range(256))  # any bytes: raw is read back as bytes, never decoded
     letters = [dead_letter(Incoming(value=raw, key=b"a", topic=topic, partition=0, offset=1, timestamp=T0), "e",

@@ -197,10 +197,9 @@ def test_a_trace_gets_one_frontier_dead_letter_however_often_its_failing_request
     assert store.asked == [(["down"], s.kafka.topics.frontier_requests)]
 
     # later: the same trace twice more in one batch, beside another trace and the same id under another criterion
-    second = asyncio.run(stage.process([at(request, 9), at(FrontierRequest(trace=other, reason="judge_unavailable"), 10),
-                                        at(request, 11),
-                                        at(FrontierRequest(trace=same_id_other_criterion, reason="judge_unavailable"),
-                                           12)]))
+    second = asyncio.run(stage.process([
+        at(request, 9), at(FrontierRequest(trace=other, reason="judge_unavailable"), 10), at(request, 11),
+        at(FrontierRequest(trace=same_id_other_criterion, reason="judge_unavailable"), 12)]))
     assert [(d.key, d.offset) for d in second.dead_letters] == [(b"other", 10), (b"down", 12)]
     assert second.repeated == 2 and stage.stats["repeated_dead_letters"] == 2
     assert sorted(o for _, _, o in store.letters) == [3, 10, 12]
