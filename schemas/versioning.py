@@ -3,12 +3,12 @@
 Contract:
 - ``SCHEMA_VERSION`` (``MAJOR.MINOR``) is the schema this release writes. Every message model (``schemas.base.Message``)
   has a ``schema_version`` field; the bytes a release writes always carry its own ``SCHEMA_VERSION``, nested messages
-  included, whatever version the message arrived in: a message re-written by a worker is a
-  message of that worker's schema. A received message (or a nested message) without ``schema_version`` is
-  ``ABSENT_MEANS`` (``1.0``): producers older than the field keep working; one built in code without it is of this
-  release (``schemas.base.validate(received=False)``, the default).
-- ``admit(data, known, keep_into)`` applies the rule to one JSON object about to be validated as a message whose
-  fields are ``known``:
+  included, whatever version the message arrived in: a message re-written by a worker is a message of that worker's
+  schema. A received message (or a nested message) without ``schema_version`` is ``ABSENT_MEANS`` (``1.0``):
+  producers older than the field keep working; one built in code without it is of this release
+  (``schemas.base.validate(received=False)``, the default).
+- ``admit(data, known, keep_into, absent)`` applies the rule to one JSON object about to be validated as a message
+  whose fields are ``known`` (``absent``: the version of an object without one):
   - an unparseable version (not a string, not ``MAJOR.MINOR`` of non-negative integers of at most 4 digits) raises
     ``VersionError`` naming ``schema_version`` and the fix;
   - another major (greater: a newer release; smaller: a retired one) raises ``VersionError`` naming
