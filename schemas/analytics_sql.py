@@ -17,6 +17,10 @@ Contract:
   the traces both judged, and the share below ``{threshold:Float64}`` (the routing threshold) of each.
 - Disagreement means the ok frontier verdict's label differs from the inline verdict's label (both judged the same
   trace; the inline version is the verdict's own, so a new judge version is compared with the frontier afresh).
+- A trace has one verdict (``verdicts`` is keyed by the trace since migration 7: the newest judgement wins), so the
+  per-version figures count each trace once, under the version that judged it last; a trace judged again after a
+  deploy (a redelivery) moves to the new version. The superseded verdicts of a store migrated with data stay in
+  ``verdicts_by_version_v1``, which no query here reads.
 """
 
 from __future__ import annotations
