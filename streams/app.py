@@ -5,7 +5,8 @@ Contract:
   ``settings.kafka.consumer_group`` for ``inline`` and ``settings.kafka.frontier_consumer_group`` for ``frontier``;
   broker and credentials come from ``settings.kafka`` (PLAINTEXT, SSL, SASL PLAIN/SCRAM over plaintext or TLS);
   values and keys are ``raw`` bytes (so bad bytes reach the dead-letter path instead of crashing a codec); the
-  session and heartbeat timeouts are the settings' (short for the embedded broker, see platform.md); a new group
+  session and heartbeat timeouts and the max poll interval are the settings' (short for the embedded broker, see
+  platform.md); a new group
   starts at the earliest offset; on shutdown and rebalance a batch in progress is not waited for
   (``stream_wait_empty`` off: it stays unacknowledged and is redelivered, so SIGTERM ends a worker in seconds
   whatever the judge or the store is doing); the web server (health checks) binds to ``stream.worker_web_bind`` on
@@ -117,6 +118,7 @@ def create_app(settings: Settings, role: Role):
         broker_session_timeout=kafka.session_timeout_ms / 1000,
         broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,
         broker_commit_interval=kafka.commit_interval_s,
+        broker_max_poll_interval=kafka.max_poll_interval_s,
         # on shutdown or rebalance, do not wait for the batch in progress to finish (Faust's default waits without a
         # limit: SIGTERM during a 30 s judge call or a held store did not end the worker within 10 s). The batch is
         # abandoned unacknowledged (``acknowledged_after``) and redelivered; its rows, if any were written, are
