@@ -25,17 +25,9 @@ from streams.sink import ClickHouseStore
 pytestmark = pytest.mark.integration
 
 
-def test_a_row_the_store_refuses_for_good_becomes_a_store_dead_letter(store):
-    client, settings = store
-    db = settings.clickhouse.database
-    client.command(f"ALTER TABLE {db}.verdicts ADD CONSTRAINT no_refused CHECK NOT startsWith(trace_id, 'refused-')")
-    settings = settings.model_copy(update={"routing": settings.routing.model_copy(
-        update={"threshold": 0.0, "calibration_sample_rate": 0.0})})
-    ids = ["kept-1", "refused-2", "kept-3", "kept-4"]
-    messages = [Incoming(value=Trace(trace_id=t, kind="pointwise", question="q?", answer="a").to_bytes(),
-                         key=t.encode(), topic="traces", partition=1, offset=10 + i) for i, t in enumerate(ids)]
-    published = []
-    sleeps = []
+def _process(stage_class, judge, settings, messages):
+    """Run one batch through a stage on the real store; returns (outcome, messages published, hold sleeps)."""
+    published, sleeps = [], []
 
     async def publish(outbox):
         published.extend(outbox.messages)
@@ -46,20 +38,37 @@ def test_a_row_the_store_refuses_for_good_becomes_a_store_dead_letter(store):
     async def main():
         sink = ClickHouseStore(settings)
         try:
-            return await InlineStage(settings, ConstantJudge(), sink, publish, sleep=sleep).process(messages)
+            return await stage_class(settings, judge, sink, publish, sleep=sleep).process(messages)
         finally:
             sink.close()
 
-    outcome = asyncio.run(main())
+    return asyncio.run(main()), published, sleeps
+
+
+def _the_store_letter(client, db, table: str, partition: int, offset: int, raw_value: bytes) -> None:
+    """Exactly one dead letter stored: stage store, at that position, naming the table and ClickHouse's code 469."""
+    letters = client.query(f"SELECT stage, partition, offset, error, raw FROM {db}.dead_letters FINAL").result_rows
+    assert len(letters) == 1
+    stage, got_partition, got_offset, error, raw = letters[0]
+    assert (stage, got_partition, got_offset) == ("store", partition, offset)
+    assert f"the store refused its {table} row for good" in error and "469" in error, error
+    assert (raw.encode() if isinstance(raw, str) else raw) == raw_value
+
+
+def test_a_row_the_store_refuses_for_good_becomes_a_store_dead_letter(store):
+    client, settings = store
+    db = settings.clickhouse.database
+    client.command(f"ALTER TABLE {db}.verdicts ADD CONSTRAINT no_refused CHECK NOT startsWith(trace_id, 'refused-')")
+    settings = settings.model_copy(update={"routing": settings.routing.model_copy(
+        update={"threshold": 0.0, "calibration_sample_rate": 0.0})})
+    ids = ["kept-1", "refused-2", "kept-3", "kept-4"]
+    messages = [Incoming(value=Trace(trace_id=t, kind="pointwise", question="q?", answer="a").to_bytes(),
+                         key=t.encode(), topic="traces", partition=1, offset=10 + i) for i, t in enumerate(ids)]
+    outcome, published, sleeps = _process(InlineStage, ConstantJudge(), settings, messages)
     assert sleeps == []  # bounded: no hold
     stored = sorted(t for (t,) in client.query(f"SELECT trace_id FROM {db}.verdicts FINAL").result_rows)
     assert stored == ["kept-1", "kept-3", "kept-4"]
-    letters = client.query(f"SELECT stage, partition, offset, error, raw FROM {db}.dead_letters FINAL").result_rows
-    assert len(letters) == 1
-    stage, partition, offset, error, raw = letters[0]
-    assert (stage, partition, offset) == ("store", 1, 11)
-    assert "the store refused its verdicts row for good" in error and "469" in error, error
-    assert (raw.encode() if isinstance(raw, str) else raw) == messages[1].value
+    _the_store_letter(client, db, "verdicts", 1, 11, messages[1].value)
     assert [v.trace_id for v in outcome.verdicts] == ["kept-1", "kept-3", "kept-4"]
     assert [d.stage for d in outcome.dead_letters] == ["store"]
     topics = settings.kafka.topics
@@ -100,32 +109,12 @@ def test_a_frontier_verdict_the_store_refuses_for_good_becomes_a_store_dead_lett
             trace_time=trace.timestamp)))
     messages = [Incoming(value=r.to_bytes(), key=r.trace.trace_id.encode(), topic="frontier-requests", partition=2,
                          offset=20 + i) for i, r in enumerate(requests)]
-    published, sleeps = [], []
-
-    async def publish(outbox):
-        published.extend(outbox.messages)
-
-    async def sleep(s):
-        sleeps.append(s)
-
-    async def main():
-        sink = ClickHouseStore(settings)
-        try:
-            return await FrontierStage(settings, _Frontier(), sink, publish, sleep=sleep).process(messages)
-        finally:
-            sink.close()
-
-    outcome = asyncio.run(main())
+    outcome, published, sleeps = _process(FrontierStage, _Frontier(), settings, messages)
     assert sleeps == []  # bounded: no hold
     stored = sorted(t for (t,) in client.query(f"SELECT trace_id FROM {db}.frontier_verdicts FINAL").result_rows)
     assert stored == ["kept-1", "kept-3"]
     disagreements = client.query(f"SELECT trace_id FROM {db}.disagreements FINAL ORDER BY trace_id").result_rows
     assert disagreements == [("kept-1",), ("kept-3",), ("refused-2",)]  # rows the store took are kept
-    letters = client.query(f"SELECT stage, partition, offset, error, raw FROM {db}.dead_letters FINAL").result_rows
-    assert len(letters) == 1
-    stage, partition, offset, error, raw = letters[0]
-    assert (stage, partition, offset) == ("store", 2, 21)
-    assert "the store refused its frontier_verdicts row for good" in error and "469" in error, error
-    assert (raw.encode() if isinstance(raw, str) else raw) == messages[1].value
+    _the_store_letter(client, db, "frontier_verdicts", 2, 21, messages[1].value)
     assert [d.stage for d in outcome.dead_letters] == ["store"]
     assert [k for t, k, _ in published if t == settings.kafka.topics.dead_letters] == [b"refused-2"]
