@@ -17,7 +17,7 @@ Contract (thin: the logic is ``judge_engine.online.inline.InlineStage``):
   its end); a policy published while the worker runs applies from its next batch, without a restart;
 - ``judge_factory`` replaces the Triton judge (the benchmark's constant-time stub); it is called inside the
   agent, on the worker's event loop; ``recorder`` is told what each batch did (``streams.metrics``); ``on_batch``
-  (the fault suite's hook, ``doubles.faults.crash_on_batch``) is called with each batch's events once their
+  (the fault suite's hook, ``doubles.faults.crash_on_key``) is called with each batch's events once their
   references are taken, before they are judged.
 """
 
