@@ -66,7 +66,7 @@ def test_int8_is_close_to_fp32_and_labels_mostly_agree(fp32, int8, texts, items)
     assert (int8 / "encoder.onnx").stat().st_size < 0.5 * (fp32 / "encoder.onnx").stat().st_size  # int8 weights
     a, b = Judge(fp32), Judge(int8)
     cosine = (a.encoder.encode(texts[:-1]) * b.encoder.encode(texts[:-1])).sum(axis=1)
-    assert cosine.min() > 0.95 and np.median(cosine) > 0.99  # measured: min 0.977, median 0.993
+    assert cosine.min() > 0.95 and np.median(cosine) > 0.98  # measured: min 0.977, median 0.993
     assert not np.allclose(cosine, 1.0, atol=1e-5)  # the quantised graph is really used
     same = np.mean([x["label"] == y["label"] for x, y in zip(a.judge(items), b.judge(items))])
     assert same >= 0.85  # measured: 0.99 of the sample's 460 items
