@@ -110,7 +110,7 @@ def main() -> None:
     from judge_engine.dataset import fingerprint, item_dict, load_gold
     from judge_engine.evaluation import metrics, policy_sim
     from judge_engine.model.novelty import FILENAME, NoveltyIndex, item_matrix
-    from judge_engine.online.policy import Segment
+    from judge_engine.online.policy import Segment, validation_evidence
     from schemas.settings import Settings
 
     torch.set_num_threads(1)
@@ -148,7 +148,7 @@ def main() -> None:
                    "novel_fraction_held_out": round(sum(s > index.threshold for s in held_scores) / len(held_scores), 4),
                    "novel_fraction_new": round(sum(s > index.threshold for s in new_scores) / len(new_scores), 4)}
         novel_stream = policy_sim.with_novelty(stream, [bool(x) for x in index.is_novel(scores)])
-    prior = policy_sim.validation_evidence(meta)
+    prior = validation_evidence(meta)
     cfg = policy_sim.SimConfig.from_settings(settings.routing, update_every=args.update_every)
     runs = {"policy": policy_sim.simulate(stream, prior, cfg)}
     if novelty is not None:
