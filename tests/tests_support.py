@@ -39,3 +39,24 @@ def serve_tiny_judge(stack, tiny_judge) -> str:
     if not versions(repo / stack.triton.model_name):
         export(tiny_judge.model_dir, repo, stack.triton.model_name)
     return triton.load_model(stack, stack.triton.model_name)
+
+
+def with_perturbed_top_layer(model_dir: Path, encoder, target: Path):
+    """A copy of a trained judge at ``target`` whose encoder's last layer is fine-tuned (randomly perturbed, so its
+    effect is visible) and saved as ``encoder_top.pt``; returns (the perturbed layers, the heads, their metadata)."""
+    import copy
+    import shutil
+
+    import torch
+
+    from judge_engine.model.student import StudentHeads, top_layers_state
+
+    layers = copy.deepcopy(encoder.layers[-1:])
+    with torch.no_grad():
+        for p in layers.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    shutil.copytree(model_dir, target)
+    heads, meta = StudentHeads.load(target)
+    heads.save(target, {k: v for k, v in meta.items() if k not in ("heads", "temperature")},
+               encoder_top=top_layers_state(layers))
+    return layers, heads, meta

@@ -1,7 +1,6 @@
 """The judge's encoder on ONNX Runtime: the same embeddings and verdicts as torch (fp32), int8 close to them, the
 fine-tuned layers carried into the graph, the runtime recorded in student.json and refused clearly when broken."""
 
-import copy
 import json
 import shutil
 
@@ -10,8 +9,9 @@ import pytest
 import torch
 
 from judge_engine.dataset import load_gold
-from judge_engine.model.student import Encoder, Judge, StudentHeads, joint, texts_of, top_layers_state
+from judge_engine.model.student import Encoder, Judge, joint, texts_of
 from judge_engine.training.export import export, prepare
+from tests_support import with_perturbed_top_layer
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -74,15 +74,8 @@ def test_int8_is_close_to_fp32_and_labels_mostly_agree(fp32, int8, texts, items)
 
 def test_finetuned_top_layers_are_in_the_onnx_graph(tiny_judge, tmp_path, texts):
     encoder = Encoder()
-    layers = copy.deepcopy(encoder.layers[-1:])
-    with torch.no_grad():
-        for p in layers.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
     model = tmp_path / "model"
-    shutil.copytree(tiny_judge.model_dir, model)
-    heads, meta = StudentHeads.load(model)
-    heads.save(model, {k: v for k, v in meta.items() if k not in ("heads", "temperature")},
-               encoder_top=top_layers_state(layers))
+    with_perturbed_top_layer(tiny_judge.model_dir, encoder, model)
     finetuned = Judge(model).encoder.encode(texts[:20])
     onnx_dir = prepare(model, tmp_path / "onnx", "onnx")
     served = Judge(onnx_dir).encoder.encode(texts[:20])
