@@ -16,8 +16,8 @@ Contract:
 - The encoder-runtime variants (issue 13; ``--runtimes``, default ``onnx-fp32,onnx-int8``): the same judge
   exported with ``--runtime onnx`` (and ``--quantize int8``), each served by the same Triton as a model of its own
   (``judge_onnx_fp32``, ``judge_onnx_int8``) with the same threads. At ``--runtime-batch-sizes`` (default 1 and
-  64) each is timed in process and through Triton on the same batches as the torch judge, right after it, and
-  reported beside it (``runtime_rows``: p50/p95, items/s, and ``speedup_vs_torch``, the torch judge's p50 over the
+  64) each is timed in process and through Triton on the same batches as the torch judge, taking turns with it
+  batch by batch (so a load that changes during the run falls on all alike), and reported beside it (``runtime_rows``: p50/p95, items/s, and ``speedup_vs_torch``, the torch judge's p50 over the
   variant's, in process and through Triton). Batch 1 through Triton is the issue's goal row (p50 <= 30 ms).
 - Then the judge against this machine's limit (``benchmarks.judge_roofline``): the fp32 matmul peak measured in
   the same run, each variant's GFLOP/s for the tokens it processes at batch 64 and batch 1 and their fraction of
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -77,13 +78,17 @@ def _model(args) -> Path:
     return out
 
 
-def _time_batches(run, batches) -> list[float]:
-    run(batches[0])  # warm-up
-    times = []
-    for batch in batches:
-        started = time.perf_counter()
-        run(batch)
-        times.append((time.perf_counter() - started) * 1000)
+def _time_interleaved(runs: dict, batches) -> dict[str, list[float]]:
+    """ms per batch of each run, taking turns batch by batch (run A on batch 1, run B on batch 1, ...), so that a
+    load that changes during the measurement falls on every run alike; ``batches[0]`` warms each up."""
+    for run in runs.values():
+        run(batches[0])
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for batch in batches[1:]:
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run(batch)
+            times[name].append((time.perf_counter() - started) * 1000)
     return times
 
 
@@ -202,26 +207,37 @@ def main() -> None:
         stack.up(settings, ("triton",), log=lambda *_: None)
         settings = stack.effective_settings(settings)
 
-        async def serve(batches, model_name="judge"):
-            triton_settings = settings.triton.model_copy(update={"model_name": model_name})
-            async with TritonJudge(triton_settings, max_batch_size=max(sizes)) as client:
-                out = []
-                for batch in batches:
+        async def serve(models: dict[str, str], batches) -> dict[str, list[float]]:
+            """Through Triton: ms per batch of each of ``models`` (key -> Triton model name), taking turns batch by
+            batch like ``_time_interleaved``; ``batches[0]`` warms each up."""
+            async with contextlib.AsyncExitStack() as clients:
+                judges = {key: await clients.enter_async_context(TritonJudge(
+                    settings.triton.model_copy(update={"model_name": name}), max_batch_size=max(sizes)))
+                    for key, name in models.items()}
+                return await _served(judges, batches)
+
+        async def _served(judges, batches):
+            for j in judges.values():
+                await j.judge(batches[0])  # warm-up
+            out: dict[str, list[float]] = {key: [] for key in judges}
+            for batch in batches[1:]:
+                for key, j in judges.items():
                     started = time.perf_counter()
-                    await client.judge(batch)
-                    out.append((time.perf_counter() - started) * 1000)
-                return out
+                    await j.judge(batch)
+                    out[key].append((time.perf_counter() - started) * 1000)
+            return out
 
         for size in sizes:
             n_batches = max(3, args.items_per_size // size)
             items = _items((n_batches + 1) * size)
             batches = [items[i * size : (i + 1) * size] for i in range(n_batches + 1)]
-            in_process = _time_batches(local.judge, batches)[: n_batches]
-            asyncio.run(serve(batches[:1]))  # warm-up
-            served = asyncio.run(serve(batches[1:]))
-            row = _timed_row(size, in_process, served)
+            timed = variants if size in variant_sizes else {}
+            runs = {"torch": local.judge, **{v: variant_judges[v].judge for v in timed}}
+            in_process = _time_interleaved({**runs, **({"candidate": candidate.judge} if candidate else {})}, batches)
+            served = asyncio.run(serve({"torch": "judge", **{v: name for v, (name, _) in timed.items()}}, batches))
+            row = _timed_row(size, in_process["torch"], served["torch"])
             if candidate is not None:
-                p50 = statistics.median(_time_batches(candidate.judge, batches)[:n_batches])
+                p50 = statistics.median(in_process["candidate"])
                 row["candidate_in_process"] = {"p50_ms": round(p50, 1), "items_per_s": round(size * 1000 / p50, 1)}
                 row["candidate_vs_model_ratio"] = round(p50 / row["in_process"]["p50_ms"], 3)
                 print(f"batch {size:3d}: candidate in process p50 {p50:8.1f} ms "
@@ -232,10 +248,8 @@ def main() -> None:
                   f"({row['in_process']['items_per_s']:6.1f} items/s) | Triton p50 {row['triton']['p50_ms']:8.1f} "
                   f"ms p95 {row['triton']['p95_ms']:8.1f} ({row['triton']['items_per_s']:6.1f} items/s) | "
                   f"ratio {row['triton_overhead_ratio']:.3f}", flush=True)
-            for variant, (name, _) in variants.items() if size in variant_sizes else ():
-                timed = _time_batches(variant_judges[variant].judge, batches)[:n_batches]
-                asyncio.run(serve(batches[:1], name))  # warm-up
-                vrow = {"variant": variant, **_timed_row(size, timed, asyncio.run(serve(batches[1:], name)))}
+            for variant in timed:
+                vrow = {"variant": variant, **_timed_row(size, in_process[variant], served[variant])}
                 vrow["speedup_vs_torch"] = {
                     where: round(row[where]["p50_ms"] / vrow[where]["p50_ms"], 2) for where in ("in_process", "triton")}
                 runtime_rows.append(vrow)

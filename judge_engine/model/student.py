@@ -261,7 +261,7 @@ def pool_numpy(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def onnx_session(onnx_file: str | Path, device: str = "cpu", threads: int = 0):
     """An ONNX Runtime session on ``onnx_file`` with every graph optimisation, ``threads`` intra-op threads (0: ORT
-    picks) and sequential execution; on a CUDA device the CUDA provider, which must be installed."""
+    picks) that do not spin when idle, and sequential execution; on a CUDA device the CUDA provider, which must be installed."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -269,6 +269,8 @@ def onnx_session(onnx_file: str | Path, device: str = "cpu", threads: int = 0):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = max(0, int(threads))
     options.inter_op_num_threads = 1
+    # idle threads sleep instead of spinning: the cores are shared (the workers, the broker, the store, other models)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
     if str(device).startswith("cuda"):
         if "CUDAExecutionProvider" not in ort.get_available_providers():
