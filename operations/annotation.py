@@ -3,7 +3,8 @@ agree. The web page (``operations/annotate_web.py``) is a thin face over this mo
 
 Contract:
 - Candidates are the traces stored with their text (``traces``: every trace routed to the frontier) joined to their
-  inline verdict and their ok frontier verdict (any frontier judge: the newest). ``POLICIES``:
+  inline verdict (one per trace since ``verdicts`` is keyed by the trace: the newest judge version's) and their ok
+  frontier verdict (any frontier judge: the newest). ``POLICIES``:
   ``mixed`` (the default) puts disagreements (inline label != frontier label) first, then low-confidence traces
   (lowest confidence first), then the uniform sample (the calibration sample, and the traces a policy routes
   whole, ``route_all``: both uniform slices of the traffic, in a hash order that is a uniform shuffle), then the
@@ -51,11 +52,8 @@ SELECT t.trace_id AS trace_id, t.tenant AS tenant, t.app AS app, t.kind AS kind,
        f.label AS frontier_label, f.judge_name AS frontier_judge, f.critique AS frontier_critique,
        {_GROUP} AS grp
 FROM {{db}}.traces AS t FINAL
-INNER JOIN (SELECT trace_id, tenant, app, criterion, argMax(label, judged_at) AS label,
-                   argMax(confidence, judged_at) AS confidence, argMax(judge_name, judged_at) AS judge_name,
-                   argMax(judge_version, judged_at) AS judge_version, argMax(route_reason, judged_at) AS route_reason
-            FROM {{db}}.verdicts_latest WHERE source = 'inline'
-            GROUP BY trace_id, tenant, app, criterion) AS v
+INNER JOIN (SELECT trace_id, tenant, app, criterion, label, confidence, judge_name, judge_version, route_reason
+            FROM {{db}}.verdicts_latest WHERE source = 'inline') AS v
     ON v.trace_id = t.trace_id AND v.tenant = t.tenant AND v.app = t.app AND v.criterion = t.criterion
 LEFT JOIN (SELECT trace_id, tenant, app, criterion, argMax(label, judged_at) AS label,
                   argMax(judge_name, judged_at) AS judge_name, argMax(critique, judged_at) AS critique

@@ -14,6 +14,10 @@ Contract:
   ``gold_by_id``: a trace streamed from a gold file has the item's id as its trace id (``Trace.from_gold``).
 - Disagreement means the ok frontier verdict's label differs from the inline verdict's label (both judged the same
   trace; the inline version is the verdict's own, so a new judge version is compared with the frontier afresh).
+- A trace has one verdict (``verdicts`` is keyed by the trace since migration 7: the newest judgement wins), so the
+  per-version figures count each trace once, under the version that judged it last; a trace judged again after a
+  deploy (a redelivery) moves to the new version. The superseded verdicts of a store migrated with data stay in
+  ``verdicts_by_version_v1``, which no query here reads.
 """
 
 from __future__ import annotations

@@ -3,10 +3,14 @@
 Contract:
 - ``MIGRATIONS`` is append-only: a migration, once released, never changes (its checksum is recorded when it is
   applied and checked on every later run). Fix a table with a new migration (``ALTER TABLE ... ADD COLUMN``).
-- Every statement is idempotent (``IF NOT EXISTS``), so a migration interrupted half-way is safe to re-run.
+- Every statement is idempotent (``IF NOT EXISTS``), so a migration interrupted half-way is safe to re-run. A
+  statement that cannot be (``RENAME``, ``EXCHANGE``, a copy) is ``Guarded``: it runs only while its condition query
+  answers non-zero, a condition on the store's own state (``system.tables``) that the statement itself makes false.
+  A guard is part of the migration's checksum; migrations without guards hash as they always did.
 - ``{db}`` in a statement is the configured database (a validated identifier).
 - Writes are idempotent under redelivery: each table is a ReplacingMergeTree whose sort key is the row's identity
-  (trace and judge version for verdicts; topic/partition/offset for dead letters), partitioned by the day of an
+  (the trace for verdicts, whatever judge version gave it, since migration 7; topic/partition/offset for dead
+  letters), partitioned by the day of an
   attribute of the message itself (never of the time it was stored), so a redelivered row lands in the same
   partition and replaces its twin. Read with ``FINAL`` (or the ``*_latest`` views) for exact counts.
 - Sort keys lead with the columns analytics filter on (tenant, app, criterion); enums are ``LowCardinality``;
@@ -22,17 +26,36 @@ MIGRATIONS_TABLE = "schema_migrations"
 
 
 @dataclass(frozen=True)
+class Guarded:
+    """A statement that runs only when ``when`` (a query answering one number) answers non-zero."""
+
+    when: str
+    statement: str
+
+    @property
+    def text(self) -> str:
+        return f"-- when: {self.when}\n{self.statement}"
+
+
+@dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    statements: tuple[str, ...]
+    statements: tuple[str | Guarded, ...]
 
     @property
     def checksum(self) -> str:
-        return hashlib.sha256("\n;\n".join(self.statements).encode()).hexdigest()[:16]
+        texts = (s.text if isinstance(s, Guarded) else s for s in self.statements)
+        return hashlib.sha256("\n;\n".join(texts).encode()).hexdigest()[:16]
+
+    def steps(self, database: str) -> list[tuple[str | None, str]]:
+        """(condition or None, statement) per statement, for ``database``."""
+        return [(s.when.replace("{db}", database), s.statement.replace("{db}", database)) if isinstance(s, Guarded)
+                else (None, s.replace("{db}", database)) for s in self.statements]
 
     def render(self, database: str) -> list[str]:
-        return [s.replace("{db}", database) for s in self.statements]
+        """The statements' text for ``database``, guards left out."""
+        return [statement for _, statement in self.steps(database)]
 
 
 def bootstrap_statements(database: str) -> list[str]:
@@ -278,12 +301,80 @@ _V6 = (
     "CREATE VIEW IF NOT EXISTS {db}.dead_letters_latest AS SELECT * FROM {db}.dead_letters FINAL",
 )
 
+# One inline verdict per trace (issue 12, point 3; docs/reliability.md). Until now ``verdicts`` was keyed with the
+# judge's name and version, so a batch redelivered across ``judgeline deploy`` left the trace a verdict from each
+# version. It is now keyed by the trace alone (tenant, app, criterion, trace_id); the judge's name and version are
+# plain columns and ReplacingMergeTree(judged_at) keeps the newest judgement. (Migration 3 was reserved for this
+# and never released: the number stays unused, and this comes after 4, 5 and 6, which stores already have.)
+# ClickHouse cannot drop sort-key columns, so the table is rebuilt. Safe to re-run after an interruption at any
+# statement, and safe while workers write (no moment without a ``verdicts`` table):
+# 1. an empty table with the new key is created beside the old one;
+# 2. EXCHANGE TABLES swaps the two atomically: writers go on into the new (empty) table from then on;
+# 3. the old rows (``FINAL``) are copied into it, stored_at kept; a row written meanwhile was judged later, so
+#    ReplacingMergeTree(judged_at) keeps it over the copied one of its trace;
+# 4. the old table is kept as ``verdicts_by_version_v1`` when it holds rows (nothing is destroyed by a migration:
+#    the superseded versions' verdicts stay readable; ``DROP TABLE <db>.verdicts_by_version_v1`` once checked) and
+#    dropped when empty (a new store);
+# 5. ``verdicts_latest`` is created again (a view's columns are fixed at creation).
+# Steps 1 to 4 are ``Guarded`` on the sort key ``system.tables`` reports, which each of them changes.
+_VERDICTS_COLUMNS = """trace_id, tenant, app, model, kind, criterion, label, score, confidence, judge_name,
+        judge_version, source, latency_ms, critique, route_reason, trace_time, produced_at, judged_at, stored_at,
+        policy_version, route_threshold, sample_rate, novelty"""
+
+
+def _keyed_by_version(table: str, also: str = "") -> str:
+    return ("SELECT count() FROM system.tables WHERE database = '{db}' AND name = '" + table
+            + "' AND position(sorting_key, 'judge_version') > 0" + also)
+
+
+_V7 = (
+    Guarded(_keyed_by_version("verdicts"), """CREATE TABLE IF NOT EXISTS {db}.verdicts_rekey_swap (
+        trace_id String,
+        tenant LowCardinality(String),
+        app LowCardinality(String),
+        model LowCardinality(String),
+        kind LowCardinality(String),
+        criterion LowCardinality(String),
+        label LowCardinality(String),
+        score Float32,
+        confidence Float32,
+        judge_name LowCardinality(String),
+        judge_version LowCardinality(String),
+        source LowCardinality(String),
+        latency_ms Float32,
+        critique String,
+        route_reason LowCardinality(String),
+        routed Bool MATERIALIZED route_reason != '',
+        trace_time DateTime64(3, 'UTC'),
+        produced_at Nullable(DateTime64(3, 'UTC')),
+        judged_at DateTime64(3, 'UTC'),
+        stored_at DateTime64(3, 'UTC') DEFAULT now64(3),
+        policy_version UInt32 DEFAULT 0,
+        route_threshold Nullable(Float32),
+        sample_rate Nullable(Float32),
+        novelty Nullable(Float32)
+    ) ENGINE = ReplacingMergeTree(judged_at)
+    PARTITION BY toDate(trace_time)
+    ORDER BY (tenant, app, criterion, trace_id)"""),
+    Guarded(_keyed_by_version("verdicts"), "EXCHANGE TABLES {db}.verdicts AND {db}.verdicts_rekey_swap"),
+    Guarded(_keyed_by_version("verdicts_rekey_swap"),
+            f"""INSERT INTO {{db}}.verdicts ({_VERDICTS_COLUMNS})
+    SELECT {_VERDICTS_COLUMNS}
+    FROM {{db}}.verdicts_rekey_swap FINAL"""),
+    Guarded(_keyed_by_version("verdicts_rekey_swap", " AND total_rows > 0"),
+            "RENAME TABLE {db}.verdicts_rekey_swap TO {db}.verdicts_by_version_v1"),
+    "DROP TABLE IF EXISTS {db}.verdicts_rekey_swap",
+    "DROP VIEW IF EXISTS {db}.verdicts_latest",
+    "CREATE VIEW IF NOT EXISTS {db}.verdicts_latest AS SELECT *, routed FROM {db}.verdicts FINAL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
     Migration(2, "analytics views", _V2),
     Migration(4, "routing policies, drift alarms, routing columns of verdicts", _V4),
     Migration(5, "judge versions and their gate decisions", _V5),
     Migration(6, "routed traces for the annotation queue", _V6),
+    Migration(7, "verdicts keyed by the trace: one verdict per trace across judge versions", _V7),
 )
 
 TABLES = ("verdicts", "frontier_verdicts", "disagreements", "gold_labels", "dead_letters", "routing_policies",

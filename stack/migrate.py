@@ -4,7 +4,8 @@ Contract:
 - Creates the database and the ``schema_migrations`` table if missing, then applies, in version order, every
   migration not yet recorded, recording each after all its statements succeed.
 - Idempotent: a second run applies nothing. A migration interrupted half-way is re-run whole (every statement
-  is ``IF NOT EXISTS``).
+  is ``IF NOT EXISTS``, or ``Guarded``: run only while its condition query answers non-zero, the condition being
+  state the statement itself changes, so a re-run skips what was done).
 - Refuses to run when an applied migration's checksum differs from the code's (someone edited a released
   migration): the error names the version and says to add a new migration instead.
 - ``migrate_store(settings)`` applies them to the configured store (``streams.clickhouse.connect``) and database;
@@ -36,6 +37,11 @@ def applied_migrations(client, database: str) -> dict[int, str]:
     return {int(v): c for v, c in rows}
 
 
+def _holds(client, condition: str) -> bool:
+    rows = client.query(condition).result_rows
+    return bool(rows and rows[0][0])
+
+
 def migrate(client, database: str, migrations: tuple[Migration, ...] = MIGRATIONS) -> MigrationResult:
     for statement in bootstrap_statements(database):
         client.command(statement)
@@ -50,8 +56,9 @@ def migrate(client, database: str, migrations: tuple[Migration, ...] = MIGRATION
     for m in sorted(migrations, key=lambda m: m.version):
         if m.version in done:
             continue
-        for statement in m.render(database):
-            client.command(statement)
+        for condition, statement in m.steps(database):
+            if condition is None or _holds(client, condition):
+                client.command(statement)
         client.insert(
             f"{database}.{MIGRATIONS_TABLE}",
             [[m.version, m.name, m.checksum]],

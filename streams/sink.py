@@ -31,6 +31,9 @@ Contract:
 - ``frontier_verdicts(trace_ids, judge_name)`` (async) reads back the stored frontier verdicts of that judge for
   those traces (FINAL, parameterised; ``from_row`` turns a row back into its model): the frontier stage skips
   requests already judged.
+- ``frontier_dead_letters(trace_ids, topic)`` (async) reads back the stored dead letters of stage ``frontier`` from
+  that topic whose message key is one of those trace ids (the inline stage keys a frontier request by its trace id;
+  FINAL, parameterised, ``raw`` and ``key`` as bytes): the frontier stage writes one such letter per trace.
 - ``insert_sync(table, messages)`` inserts message models of any table of ``COLUMNS`` the same way (one table).
 - Works the same against the embedded store server (chDB behind HTTP) and a ClickHouse server.
 """
@@ -58,8 +61,9 @@ TABLE_MODELS: dict[str, type[BaseModel]] = {
     "dead_letters": DeadLetter, "gold_labels": GoldLabel, "routing_policies": PolicyRecord, "drift_alarms": DriftAlarm,
     "traces": Trace, "judge_versions": JudgeVersionRecord,
 }
-# model fields that have no column: the named exceptions to "a table's columns are its model's fields" (none yet)
-NOT_STORED: dict[str, frozenset[str]] = {}
+# model fields that have no column: the named exceptions to "a table's columns are its model's fields". A message's
+# schema_version is the version of the bytes it arrived in, not a property of the row (schemas.versioning)
+NOT_STORED: dict[str, frozenset[str]] = {table: frozenset({"schema_version"}) for table in TABLE_MODELS}
 COLUMNS: dict[str, tuple[str, ...]] = {
     table: tuple(name for name in model.model_fields if name not in NOT_STORED.get(table, frozenset()))
     for table, model in TABLE_MODELS.items()
@@ -73,6 +77,7 @@ NULLABLE = {("verdicts", "produced_at"), ("verdicts", "route_threshold"), ("verd
                                               "shorter_won_accuracy", "teacher_longer_wins", "human_longer_wins"))}
 JSON_COLUMNS = {("gold_labels", "meta"), ("traces", "metadata")}
 _FRONTIER_VERDICT_COLUMNS = ", ".join(COLUMNS["frontier_verdicts"])  # constant column names, for reading back
+_DEAD_LETTER_COLUMNS = ", ".join(COLUMNS["dead_letters"])
 
 
 def from_row(model: type[BaseModel], table: str, values: Sequence[Any]):
@@ -178,6 +183,17 @@ class ClickHouseStore:
 
     async def frontier_verdicts(self, trace_ids: list[str], judge_name: str) -> list[FrontierVerdict]:
         return await asyncio.to_thread(self.frontier_verdicts_sync, trace_ids, judge_name) if trace_ids else []
+
+    def frontier_dead_letters_sync(self, trace_ids: list[str], topic: str) -> list[DeadLetter]:
+        """The stored dead letters of stage frontier from ``topic`` keyed by these trace ids (FINAL; parameterised)."""
+        sql = (f"SELECT {_DEAD_LETTER_COLUMNS} FROM {self.database}.dead_letters FINAL "
+               "WHERE topic = {topic:String} AND stage = 'frontier' AND has({ids:Array(String)}, ifNull(key, ''))")
+        result = self._using_client(lambda c: c.query(sql, parameters={"topic": topic, "ids": list(trace_ids)},
+                                                      column_formats={"raw": "bytes", "key": "bytes"}))
+        return [from_row(DeadLetter, "dead_letters", r) for r in result.result_rows]
+
+    async def frontier_dead_letters(self, trace_ids: list[str], topic: str) -> list[DeadLetter]:
+        return await asyncio.to_thread(self.frontier_dead_letters_sync, trace_ids, topic) if trace_ids else []
 
     async def write(self, rows: Rows) -> None:
         if len(rows):

@@ -35,7 +35,7 @@ def _cli(monkeypatch, settings, *args):
 def populate(settings, tmp_path):
     """Pointwise 'hallucination': 40 verdicts at 0.57 and 20 at 0.67 routed (12 and 4 disagreements), 140 at 0.87 of
     which 14 are the calibration sample (1 disagreement); 150 of them gold items. Pairwise 'overall': 30 routed at
-    0.47, 5 disagreements, all gold (fewer than 100). Plus rows that must not count: an older judge version, another
+    0.47, 5 disagreements, all gold (fewer than 100). Plus rows that must not count: an older judge version's, another
     frontier judge, a verdict outside the window."""
     rng = random.Random(7)
     verdicts, frontier, gold, expected = [], [], [], {"hallucination": [], "overall": []}
@@ -79,9 +79,10 @@ def populate(settings, tmp_path):
             human=i < 150)
     for i in range(30):
         add(f"q{i}", "pairwise", "overall", 0.47, "low_confidence", i < 5)
-    # must not count: an older version of the same traces, a verdict before the window
+    # must not count: the older version's verdicts (traces it judged before the deploy; a trace judged by both has
+    # one verdict, the newest: the verdicts table is keyed by the trace), a verdict before the window
     for i in range(10):
-        add(f"p{i}", "pointwise", "hallucination", 0.99, None, False, human=False, version="1")
+        add(f"v1-{i}", "pointwise", "hallucination", 0.99, None, False, human=False, version="1")
     add("old", "pointwise", "hallucination", 0.99, "low_confidence", True, human=False, when=T0 - timedelta(days=40))
     # another frontier judge on a trace: ignored (the report is for gpt-4)
     frontier.append(frontier[0].model_copy(update={"judge_name": "other", "label": FLIP[frontier[0].label]}))

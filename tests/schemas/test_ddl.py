@@ -2,7 +2,7 @@
 
 import re
 
-from schemas.ddl import MIGRATIONS, TABLES, bootstrap_statements
+from schemas.ddl import MIGRATIONS, TABLES, Guarded, Migration, bootstrap_statements
 
 
 def test_versions_are_unique_and_increasing():
@@ -13,9 +13,39 @@ def test_versions_are_unique_and_increasing():
 def test_every_statement_is_idempotent_and_uses_the_database_placeholder():
     for m in MIGRATIONS:
         for s in m.statements:
+            if isinstance(s, Guarded):  # idempotent through its guard: a query on the store's own state
+                assert s.when.startswith("SELECT count() FROM system.tables WHERE database = '{db}'"), s.when
+                assert "{db}." in s.statement
+                continue
             assert re.search(r"IF NOT EXISTS|IF EXISTS", s), s[:80]
             assert "{db}." in s
     assert all("IF NOT EXISTS" in s for s in bootstrap_statements("x"))
+
+
+def test_released_migrations_keep_their_checksums():
+    """What stores in the field recorded when they applied 1..6: a guard added to the runner changes none."""
+    assert {m.version: m.checksum for m in MIGRATIONS if m.version <= 6} == {
+        1: "3f90500c9afc6cec", 2: "10d98c1414187ae6", 4: "602570e1a3c3ce59", 5: "72d374630cb0b98d",
+        6: "587e559c990b74b5"}
+    assert 3 not in {m.version for m in MIGRATIONS}, "3 was reserved and never released: it stays unused"
+
+
+def test_a_guard_is_part_of_the_checksum_and_rendered_for_the_database():
+    plain = Migration(99, "x", ("DROP TABLE IF EXISTS {db}.t",))
+    guarded = Migration(99, "x", (Guarded("SELECT 1", "DROP TABLE IF EXISTS {db}.t"),))
+    other = Migration(99, "x", (Guarded("SELECT 0", "DROP TABLE IF EXISTS {db}.t"),))
+    assert len({plain.checksum, guarded.checksum, other.checksum}) == 3
+    assert guarded.steps("d") == [("SELECT 1", "DROP TABLE IF EXISTS d.t")] and plain.steps("d") == [
+        (None, "DROP TABLE IF EXISTS d.t")]
+    assert guarded.render("d") == plain.render("d") == ["DROP TABLE IF EXISTS d.t"]
+
+
+def test_verdicts_end_keyed_by_the_trace():
+    rekey = next(m for m in MIGRATIONS if m.version == 7).render("db")
+    created = next(s for s in rekey if s.startswith("CREATE TABLE"))
+    assert created.rstrip().endswith("ORDER BY (tenant, app, criterion, trace_id)")
+    assert "ReplacingMergeTree(judged_at)" in created and "PARTITION BY toDate(trace_time)" in created
+    assert rekey[-1] == "CREATE VIEW IF NOT EXISTS db.verdicts_latest AS SELECT *, routed FROM db.verdicts FINAL"
 
 
 def test_tables_follow_the_storage_rules():

@@ -4,7 +4,7 @@ verdict from the frontier when the inline judge was unavailable, a dead letter w
 import asyncio
 from datetime import datetime, timezone
 
-from judge_engine.online.frontier_stage import FrontierStage, frontier_batch
+from judge_engine.online.frontier_stage import FrontierStage, first_letter_per_trace, frontier_batch
 from judge_engine.online.pipeline import Incoming
 from schemas import FrontierRequest, FrontierVerdict, Trace, Verdict
 from schemas.settings import Settings
@@ -153,3 +153,69 @@ def test_a_redelivered_request_retries_a_failed_frontier_verdict_instead_of_reus
     (fv,) = out.frontier_verdicts
     assert (fv.status, fv.label, out.reused) == ("ok", "fail", 0)
     assert [d.trace_id for d in out.disagreements] == [t.trace_id]
+
+
+def at(request: FrontierRequest, offset: int, partition: int = 0) -> Incoming:
+    return Incoming(value=request.to_bytes(), key=request.trace.trace_id.encode(),
+                    topic=Settings().kafka.topics.frontier_requests, partition=partition, offset=offset, timestamp=T0)
+
+
+class StoredLetters(StoredVerdicts):
+    """A store that also answers the frontier dead letters lookup from what it was written, as the real one does."""
+
+    def __init__(self):
+        super().__init__([])
+        self.letters: dict[tuple, object] = {}  # (topic, partition, offset) -> the letter: a redelivery replaces it
+        self.asked: list[tuple[list[str], str]] = []
+
+    async def frontier_dead_letters(self, trace_ids, topic):
+        self.asked.append((trace_ids, topic))
+        return [d for d in self.letters.values()
+                if d.stage == "frontier" and d.topic == topic and (d.key or b"").decode() in trace_ids]
+
+    async def write(self, rows):
+        self.rows = rows
+        self.letters.update({(d.topic, d.partition, d.offset): d for d in rows.dead_letters})
+
+
+def test_a_trace_gets_one_frontier_dead_letter_however_often_its_failing_request_comes():
+    """Issue 12 point 3: the same unanswerable request at several offsets (an inline batch redelivered republishes
+    it) makes one dead letter, the first; a redelivery of that same offset keeps and republishes it."""
+    down, other = trace("down"), trace("other")
+    same_id_other_criterion = Trace(**{**down.model_dump(), "criterion": "safety"})
+    request = FrontierRequest(trace=down, reason="judge_unavailable")
+    published = []
+
+    async def publish(outbox):
+        published.extend(outbox.messages)
+
+    s = Settings()
+    store = StoredLetters()
+    stage = FrontierStage(s, FakeFrontier({"down": None, "other": None}), store, publish)
+    first = asyncio.run(stage.process([at(request, 3)]))
+    assert [(d.offset, d.stage) for d in first.dead_letters] == [(3, "frontier")]
+    assert store.asked == [(["down"], s.kafka.topics.frontier_requests)]
+
+    # later: the same trace twice more in one batch, beside another trace and the same id under another criterion
+    second = asyncio.run(stage.process([
+        at(request, 9), at(FrontierRequest(trace=other, reason="judge_unavailable"), 10), at(request, 11),
+        at(FrontierRequest(trace=same_id_other_criterion, reason="judge_unavailable"), 12)]))
+    assert [(d.key, d.offset) for d in second.dead_letters] == [(b"other", 10), (b"down", 12)]
+    assert second.repeated == 2 and stage.stats["repeated_dead_letters"] == 2
+    assert sorted(o for _, _, o in store.letters) == [3, 10, 12]
+    assert len(second.frontier_verdicts) == 4, "every frontier verdict is still stored, failed ones too"
+
+    # the first offset redelivered (a crash before its commit): its letter is written and published again
+    published.clear()
+    third = asyncio.run(stage.process([at(request, 3)]))
+    assert [d.offset for d in third.dead_letters] == [3] and third.repeated == 0
+    assert [t for t, _, _ in published].count(s.kafka.topics.dead_letters) == 1
+
+
+def test_without_a_store_lookup_one_batch_still_keeps_one_letter_per_trace():
+    down = trace("down")
+    request = FrontierRequest(trace=down, reason="judge_unavailable")
+    out = asyncio.run(frontier_batch([at(request, 1), at(request, 2)], FakeFrontier({"down": None})))
+    assert [d.offset for d in out.dead_letters] == [1, 2] and len(out.unanswered) == 2
+    out = asyncio.run(first_letter_per_trace(out, None))
+    assert [d.offset for d in out.dead_letters] == [1] and out.repeated == 1
