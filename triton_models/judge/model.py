@@ -4,6 +4,8 @@ Contract:
 - A version directory holds this file as ``model.py`` beside ``student.py``, ``verdict_math.py`` (copied from
   ``judge_engine/``), ``heads.pt`` and ``student.json``; it imports nothing from judgeline, so the same directory
   runs in the embedded CPU Triton and in the NVIDIA Triton image on a GPU (the instance kind picks the device).
+  The version's ``student.json`` picks the encoder's runtime (torch, or ONNX Runtime with ``encoder.onnx``); the
+  ``torch_threads`` parameter sets the threads of either.
 - Each request row is one item: KIND, CRITERION, QUESTION, ANSWER_A (the answer for pointwise), ANSWER_B (empty
   for pointwise), REFERENCE (empty when none), all UTF-8 strings. Rows of every request in one execution (dynamic
   batching) are judged together; the response rows keep the request's order.
@@ -46,7 +48,8 @@ class TritonPythonModel:
         device = "cpu"
         if args.get("model_instance_kind") == "GPU":
             device = f"cuda:{args['model_instance_device_id']}"
-        self.judge = student.Judge(version_dir, device=device)
+        # torch_threads also sizes the ONNX Runtime session of a version exported with --runtime onnx
+        self.judge = student.Judge(version_dir, device=device, threads=threads if threads > 0 else None)
         self.trained_kinds = set(self.judge.meta.get("trained_kinds", ["pairwise", "pointwise"]))
 
     def _rows(self, request):

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from judge_engine.dataset import label_examples, load_gold, split
-from judge_engine.model.student import Encoder, Judge, top_layers_state
+from judge_engine.model.student import Encoder, Judge
 from judge_engine.training.export import export
+from tests_support import with_perturbed_top_layer
 
 TEXTS = ["What is the capital of France?", "Paris.", "It is Paris, a city on the Seine with two million people.", ""]
 
@@ -32,20 +33,8 @@ def test_lower_states_then_top_layers_equal_the_full_forward(encoder, top):
 
 
 def test_finetuned_layers_are_saved_exported_and_served_by_judge(tiny_judge, encoder, tmp_path):
-    import copy
-    import shutil
-
-    layers = copy.deepcopy(encoder.layers[-1:])
-    with torch.no_grad():
-        for p in layers.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
     model = tmp_path / "model"
-    shutil.copytree(tiny_judge.model_dir, model)
-    from judge_engine.model.student import StudentHeads
-
-    heads, meta = StudentHeads.load(model)
-    heads.save(model, {k: v for k, v in meta.items() if k not in ("heads", "temperature")},
-               encoder_top=top_layers_state(layers))
+    layers, heads, meta = with_perturbed_top_layer(tiny_judge.model_dir, encoder, model)
     saved = json.loads((model / "student.json").read_text())
     assert saved["finetuned_layers"] == 1 and saved["architecture"].startswith("minilm-top1-finetuned")
 

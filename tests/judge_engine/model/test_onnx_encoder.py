@@ -1,0 +1,118 @@
+"""The judge's encoder on ONNX Runtime: the same embeddings and verdicts as torch (fp32), int8 close to them, the
+fine-tuned layers carried into the graph, the runtime recorded in student.json and refused clearly when broken."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from judge_engine.dataset import load_gold
+from judge_engine.model.student import Encoder, Judge, joint, texts_of
+from judge_engine.training.export import export, prepare
+from tests_support import with_perturbed_top_layer
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def items(sample_gold):
+    return [i.model_dump() for i in load_gold([sample_gold]).items]
+
+
+@pytest.fixture(scope="module")
+def texts(items):
+    """Real texts of every length in the sample, plus joint (question, answer) pairs and an empty text."""
+    out = list(dict.fromkeys(t for it in items for t in texts_of(it)))
+    return out + [joint(it["question"], it.get("answer") or it["answer_a"]) for it in items[:8]] + [""]
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_judge, tmp_path_factory):
+    return prepare(tiny_judge.model_dir, tmp_path_factory.mktemp("onnx") / "fp32", "onnx", "fp32")
+
+
+@pytest.fixture(scope="module")
+def int8(tiny_judge, tmp_path_factory):
+    return prepare(tiny_judge.model_dir, tmp_path_factory.mktemp("onnx") / "int8", "onnx", "int8")
+
+
+def test_fp32_embeddings_equal_torch_on_real_texts(fp32, texts):
+    judge = Judge(fp32)
+    assert judge.encoder.runtime == "onnx" and judge.encoder.model is None
+    torch_vectors = Encoder().encode(texts)
+    onnx_vectors = judge.encoder.encode(texts)
+    assert onnx_vectors.shape == torch_vectors.shape and onnx_vectors.dtype == np.float32
+    assert np.abs(onnx_vectors - torch_vectors).max() < 1e-4
+    np.testing.assert_allclose(np.linalg.norm(onnx_vectors[:-1], axis=1), 1.0, atol=1e-5)
+    alone = np.stack([judge.encoder.encode([t])[0] for t in texts[:12]])  # batching by length changes nothing
+    assert np.abs(alone - onnx_vectors[:12]).max() < 1e-5
+
+
+def test_fp32_verdicts_equal_the_torch_judge(fp32, tiny_judge, items):
+    torch_verdicts = Judge(tiny_judge.model_dir).judge(items, first_order=True)
+    onnx_verdicts = Judge(fp32).judge(items, first_order=True)
+    for a, b in zip(torch_verdicts, onnx_verdicts):
+        assert (a["label"], a["swap_consistent"], a.get("first_order_label")) == \
+            (b["label"], b["swap_consistent"], b.get("first_order_label"))
+        assert b["probs"] == pytest.approx(a["probs"], abs=1e-4)
+        assert b["novelty"] == pytest.approx(a["novelty"], abs=1e-3)
+
+
+def test_int8_is_close_to_fp32_and_labels_mostly_agree(fp32, int8, texts, items):
+    meta = json.loads((int8 / "student.json").read_text())
+    assert (meta["runtime"], meta["precision"], meta["encoder_file"]) == ("onnx", "int8", "encoder.onnx")
+    assert (int8 / "encoder.onnx").stat().st_size < 0.5 * (fp32 / "encoder.onnx").stat().st_size  # int8 weights
+    a, b = Judge(fp32), Judge(int8)
+    cosine = (a.encoder.encode(texts[:-1]) * b.encoder.encode(texts[:-1])).sum(axis=1)
+    assert cosine.min() > 0.95 and np.median(cosine) > 0.98  # measured: min 0.977, median 0.993
+    assert not np.allclose(cosine, 1.0, atol=1e-5)  # the quantised graph is really used
+    same = np.mean([x["label"] == y["label"] for x, y in zip(a.judge(items), b.judge(items))])
+    assert same >= 0.85  # measured: 0.99 of the sample's 460 items
+
+
+def test_finetuned_top_layers_are_in_the_onnx_graph(tiny_judge, tmp_path, texts):
+    encoder = Encoder()
+    model = tmp_path / "model"
+    with_perturbed_top_layer(tiny_judge.model_dir, encoder, model)
+    finetuned = Judge(model).encoder.encode(texts[:20])
+    onnx_dir = prepare(model, tmp_path / "onnx", "onnx")
+    served = Judge(onnx_dir).encoder.encode(texts[:20])
+    assert np.abs(served - finetuned).max() < 1e-4
+    assert np.abs(served - encoder.encode(texts[:20])).max() > 1e-2  # not the frozen encoder
+
+
+def test_export_records_the_runtime_and_can_go_back_to_torch(fp32, tmp_path, items):
+    version = export(fp32, tmp_path / "repo", "judge")  # a prepared directory is exported as it is
+    meta = json.loads((version / "student.json").read_text())
+    assert (meta["runtime"], meta["precision"], meta["model_version"]) == ("onnx", "fp32", "1")
+    assert (version / "encoder.onnx").is_file() and (version / "student.py").is_file()
+    back = export(version, tmp_path / "repo", "judge", runtime="torch")
+    assert json.loads((back / "student.json").read_text())["runtime"] == "torch"
+    assert not (back / "encoder.onnx").exists() and Judge(back).encoder.runtime == "torch"
+
+
+def test_onnx_session_takes_the_threads_it_is_given(fp32):
+    session = Judge(fp32, threads=1).encoder.session
+    assert session.get_session_options().intra_op_num_threads == 1
+    torch_threads = torch.get_num_threads()
+    assert Judge(fp32).encoder.session.get_session_options().intra_op_num_threads == torch_threads
+
+
+def test_bad_runtime_settings_are_refused_naming_the_fix(tiny_judge, fp32, tmp_path):
+    with pytest.raises(ValueError, match="--runtime onnx"):
+        prepare(tiny_judge.model_dir, tmp_path / "a", "torch", "int8")
+    with pytest.raises(ValueError, match="precision must be one of fp32, int8"):
+        prepare(tiny_judge.model_dir, tmp_path / "b", "onnx", "int4")
+    broken = tmp_path / "broken"
+    shutil.copytree(fp32, broken)
+    (broken / "encoder.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match="--runtime onnx"):
+        Judge(broken)
+    meta = json.loads((broken / "student.json").read_text())
+    (broken / "student.json").write_text(json.dumps({**meta, "runtime": "tensorrt"}))
+    with pytest.raises(RuntimeError, match="runtime must be one of torch, onnx"):
+        Judge(broken)
+    with pytest.raises(RuntimeError, match="fine-tuning needs"):
+        Judge(fp32).encoder.lower_states(["text"], 1)
