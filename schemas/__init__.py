@@ -1,6 +1,7 @@
 """Data contracts of judgeline: pydantic message models, settings and ClickHouse DDL. No I/O lives here.
 
 - ``base``: label vocabulary, size limits, ``InvalidMessage`` (errors that name the field and the fix)
+- ``versioning``: ``SCHEMA_VERSION`` and the one rule of which message versions a worker accepts
 - ``trace``: ``Trace`` (also from OpenTelemetry GenAI spans and gold items)
 - ``verdict``: ``Verdict``, ``FrontierRequest``, ``FrontierVerdict``, ``Disagreement``
 - ``gold``: ``GoldLabel`` (one line of the gold format) and the gold-file reader

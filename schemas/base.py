@@ -9,6 +9,10 @@ Contract:
   what to do about it; it is what lands in a dead letter.
 - Messages are strict: unknown fields are rejected (a typo must not silently drop data), and so is a key given
   twice in one JSON object (parsers disagree on which one wins, a way to smuggle a value past a check).
+- Messages are versioned: every ``Message`` has ``schema_version`` and goes through ``schemas.versioning.admit``
+  before its fields are validated (the one rule: same major and a minor <= ours strict; a newer minor's unknown
+  fields kept under ``metadata["_unknown"]``; another major or an unparseable version rejected, the reason naming
+  ``schema_version``). The bytes written always carry this release's ``SCHEMA_VERSION``.
 - ``parse_json_bytes`` raises nothing but :class:`InvalidMessage`, whatever the bytes (numbers too long to convert,
   nesting too deep for the parser, lone surrogates included).
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -25,8 +29,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
+
+from schemas import versioning
 
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_TEXT_CHARS = 32_000
@@ -87,14 +96,45 @@ def check_label(kind: str, label: str | None, field: str) -> None:
         raise ValueError(f"{field}={label!r} is not a {kind} label; use one of {allowed}")
 
 
+SCHEMA_VERSION_ERROR = "schema_version"  # the pydantic error type of a version the worker cannot accept
+WIRE = "judgeline_wire"  # validation context key: the data was received (``parse_json_bytes``), not built here
+
+
 class Message(BaseModel):
-    """Base of every message: strict, immutable, JSON-serialisable."""
+    """Base of every message: strict, immutable, JSON-serialisable, versioned (``schemas.versioning``).
+
+    ``schema_version`` is the version the message arrived in (this release's for one built here); the bytes written
+    always carry this release's. ``unknown_fields_into`` names the free-form field where the unknown fields of a
+    newer minor version are kept (under ``metadata["_unknown"]``); None: they are dropped."""
 
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
         str_strip_whitespace=False,
     )
+    unknown_fields_into: ClassVar[str | None] = None
+
+    schema_version: str = Field(default_factory=versioning.current, pattern=versioning.PATTERN,
+                                description="MAJOR.MINOR of the judgeline schema the message was written in; "
+                                            "absent means 1.0")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _admit_version(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        # a message received without a version is 1.0; one built here without one is of this release
+        absent = versioning.ABSENT_MEANS if (info.context or {}).get(WIRE) else versioning.current()
+        try:
+            # __pydantic_fields__: the same mapping as model_fields, without the class property's cost per message
+            return versioning.admit(data, cls.__pydantic_fields__, cls.unknown_fields_into, absent)
+        except versioning.VersionError as e:
+            raise PydanticCustomError(SCHEMA_VERSION_ERROR, "{reason}", {"reason": str(e), "field": e.field}) \
+                from None
+
+    @field_serializer("schema_version")
+    def _written_in(self, _version: str) -> str:
+        return versioning.current()
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=False).encode()
@@ -148,7 +188,9 @@ def describe_validation_error(err: ValidationError) -> str:
     for e in err.errors(include_url=False):
         loc = ".".join(str(p) for p in e["loc"]) or "(message)"
         msg = e["msg"]
-        if e["type"] == "missing":
+        if e["type"] == SCHEMA_VERSION_ERROR:
+            loc = ".".join([*(str(p) for p in e["loc"]), e["ctx"]["field"]])
+        elif e["type"] == "missing":
             msg = "required field is missing; add it"
         elif e["type"] == "extra_forbidden":
             msg = "unknown field; remove it or put it under metadata"
@@ -199,12 +241,14 @@ def parse_json_bytes(model: type[M], raw: bytes | str, *, max_bytes: int = MAX_M
         raise InvalidMessage(name, f"(message): not usable JSON ({e}); send smaller numbers, or numbers as strings")
     if not isinstance(data, dict):
         raise InvalidMessage(name, f"(message): expected a JSON object, got {type(data).__name__}")
-    return validate(model, data)
+    return validate(model, data, received=True)
 
 
-def validate(model: type[M], data: dict[str, Any]) -> M:
+def validate(model: type[M], data: dict[str, Any], *, received: bool = False) -> M:
+    """``data`` as ``model`` or :class:`InvalidMessage`; ``received``: it came from outside (a message without a
+    ``schema_version`` is then 1.0, see ``schemas.versioning``), else it was built here (this release's version)."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={WIRE: True} if received else None)
     except ValidationError as e:
         raise InvalidMessage(model.__name__, describe_validation_error(e)) from None
     except RecursionError:

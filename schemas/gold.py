@@ -27,6 +27,8 @@ from schemas.base import (
 
 
 class GoldLabel(JudgedItem):
+    unknown_fields_into = "meta"  # a newer minor's unknown fields: meta["_unknown"] (schemas.versioning)
+
     id: Name
     source: Name
     human_label: Label | None = None

@@ -32,6 +32,8 @@ from schemas.base import (
 
 
 class Trace(JudgedItem):
+    unknown_fields_into = "metadata"  # a newer minor's unknown fields: metadata["_unknown"] (schemas.versioning)
+
     trace_id: Identifier
     span_id: Identifier | None = None
     timestamp: UtcDatetime = Field(default_factory=utc_now)

@@ -12,7 +12,8 @@ Contract:
   ``judgeline.judge.tier`` (inline/frontier), ``judgeline.judge.name``, ``judgeline.judge.version``,
   ``judgeline.policy.version`` (the routing policy version an inline verdict was routed under),
   ``judgeline.route_reason`` where routed,
-  ``judgeline.trace_id``, ``judgeline.tenant``, ``judgeline.app``.
+  ``judgeline.trace_id``, ``judgeline.tenant``, ``judgeline.app``, ``judgeline.schema_version`` (the schema the
+  worker writes, ``schemas.versioning``).
 - Parenting: when the trace came from an OTel span (its trace id is 32 hex digits, its span id 16), the event's
   context is that span's, so back-ends show it on the span they hold; otherwise the event has no parent.
 - Best effort by design: the verdict is stored before the event leaves; a back-end that is down drops events (the
@@ -27,6 +28,7 @@ from typing import Any, Sequence
 
 from judge_engine.online.frontier_stage import POSITIVE_SCORE
 from judge_engine.online.pipeline import Recorder
+from schemas import versioning
 from schemas.settings import Settings
 from schemas.trace import Trace
 from schemas.verdict import FrontierVerdict, Verdict
@@ -67,6 +69,7 @@ def event_attributes(trace: Trace, verdict: Verdict | FrontierVerdict) -> dict[s
         "judgeline.trace_id": trace.trace_id,
         "judgeline.tenant": trace.tenant,
         "judgeline.app": trace.app,
+        "judgeline.schema_version": versioning.current(),
     }
     if isinstance(verdict, Verdict):
         attributes["judgeline.policy.version"] = verdict.policy_version

@@ -62,8 +62,9 @@ TABLE_MODELS: dict[str, type[BaseModel]] = {
     "dead_letters": DeadLetter, "gold_labels": GoldLabel, "routing_policies": PolicyRecord, "drift_alarms": DriftAlarm,
     "traces": Trace, "judge_versions": JudgeVersionRecord,
 }
-# model fields that have no column: the named exceptions to "a table's columns are its model's fields" (none yet)
-NOT_STORED: dict[str, frozenset[str]] = {}
+# model fields that have no column: the named exceptions to "a table's columns are its model's fields". A message's
+# schema_version is the version of the bytes it arrived in, not a property of the row (schemas.versioning)
+NOT_STORED: dict[str, frozenset[str]] = {table: frozenset({"schema_version"}) for table in TABLE_MODELS}
 COLUMNS: dict[str, tuple[str, ...]] = {
     table: tuple(name for name in model.model_fields if name not in NOT_STORED.get(table, frozenset()))
     for table, model in TABLE_MODELS.items()

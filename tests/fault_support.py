@@ -117,10 +117,12 @@ class FaultRun:
     # --- processes ---
 
     def worker(self, role: str, *, stub_ms: float | None = None, settings: Settings | None = None,
-               name: str | None = None, ready: bool = True) -> process.ServiceRecord:
+               name: str | None = None, ready: bool = True, env: dict[str, str] | None = None,
+               ) -> process.ServiceRecord:
         settings = settings or self.settings
         extra = ("--stub-judge-ms", str(stub_ms)) if stub_ms is not None else ()
-        record = start_worker(settings, role, name=name or f"{role}-{uuid.uuid4().hex[:6]}", extra_args=extra)
+        record = start_worker(settings, role, name=name or f"{role}-{uuid.uuid4().hex[:6]}", extra_args=extra,
+                              env=env)
         self.processes.append(record)
         if ready:
             self.wait_ready(record, settings)

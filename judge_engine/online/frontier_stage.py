@@ -2,7 +2,10 @@
 
 Contract:
 - ``frontier_batch(messages, judge, known=None)`` (async; its only I/O is the frontier judge and ``known``):
-  - each message is validated into a ``FrontierRequest``; an invalid one becomes a dead letter (stage ``parse``);
+  - each message is validated into a ``FrontierRequest``; an invalid one becomes a dead letter (stage ``parse``); one
+    of a newer minor schema version (a newer inline worker's, during a rolling upgrade) is accepted under
+    ``schemas.versioning``'s rule (its trace's unknown fields kept under ``metadata["_unknown"]``) and counted as
+    ``rolled_forward``;
   - ``known(requests)``, when given, returns the frontier verdicts already stored for these traces (a redelivered
     request): a request whose trace (id, tenant, app, criterion) has one with status ``ok`` is not sent again; the
     stored verdict is reused (with the request's reason and inline verdict) and everything below follows from it as
@@ -52,6 +55,7 @@ from judge_engine.online.pipeline import (
     dead_letter,
     parse_all,
     parse_one,
+    rolled_forward,
 )
 from schemas.base import InvalidMessage, parse_json_bytes
 from schemas.dead_letter import DeadLetter
@@ -75,6 +79,7 @@ class FrontierOutcome:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     reused: int = 0  # frontier verdicts already stored (redelivered requests), not judged again
     judged: list[FrontierVerdict] = field(default_factory=list)  # those the frontier was asked for in this batch
+    rolled_forward: int = 0  # requests of a newer minor schema version, accepted (schemas.versioning)
     # the dead letters of stage frontier (no inline verdict, none from the frontier), each with its request
     unanswered: list[tuple[DeadLetter, FrontierRequest]] = field(default_factory=list)
     repeated: int = 0  # frontier dead letters not written: their trace already has one
@@ -126,6 +131,7 @@ async def frontier_batch(messages: Sequence[Incoming], judge: FrontierJudgeLike,
     if not valid:
         return outcome
     requests = [r for _, r in valid]
+    outcome.rolled_forward = rolled_forward(requests)
     # only a verdict the frontier gave is reused: a failed one (retries or budget exhausted, rejected, unparseable)
     # is asked again when its request comes back
     stored = {_identity(fv.trace_id, fv.tenant, fv.app, fv.criterion): fv
@@ -225,6 +231,8 @@ class FrontierStage(BatchStage):
         counts = Counter(requests=len(messages), disagreements=len(outcome.disagreements),
                          dead_letters=len(outcome.dead_letters), reused=outcome.reused,
                          repeated_dead_letters=outcome.repeated)
+        if outcome.rolled_forward:
+            counts["rolled_forward"] = outcome.rolled_forward
         counts.update(f"status_{fv.status}" for fv in outcome.frontier_verdicts)
         self._tally(counts)
         return outcome

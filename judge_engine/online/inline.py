@@ -2,7 +2,9 @@
 
 Contract:
 - ``judge_batch(messages, judge, settings)`` (async; its only I/O is the judge):
-  - each message is validated into a ``Trace`` (``schemas.parse_json_bytes``: size, UTF-8, JSON, fields); a trace
+  - each message is validated into a ``Trace`` (``schemas.parse_json_bytes``: size, UTF-8, JSON, fields, and the
+    schema version rule of ``schemas.versioning``: a trace of a newer minor version is judged, its unknown fields
+    kept under ``metadata["_unknown"]``, and counted as ``rolled_forward``); a trace
     without its own ``timestamp`` takes the record's Kafka timestamp (deterministic under redelivery); an
     invalid one becomes a ``DeadLetter`` (stage ``parse``) with the reason naming the field and the raw bytes whole;
   - the valid traces are judged in one call (``TritonJudge.judge``: requests of at most the model's batch size,
@@ -56,6 +58,7 @@ from judge_engine.online.pipeline import (
     dead_letter,
     parse_all,
     parse_one,
+    rolled_forward,
 )
 from judge_engine.online.routing import decide
 from schemas.dead_letter import DeadLetter
@@ -84,6 +87,7 @@ class InlineOutcome:
     requests: list[FrontierRequest] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     sources: dict[str, Incoming] = field(default_factory=dict)  # each judged trace's message, by trace id
+    rolled_forward: int = 0  # traces of a newer minor schema version, accepted (schemas.versioning)
 
 
 def parse_trace(message: Incoming) -> Trace | DeadLetter:
@@ -179,6 +183,7 @@ async def judge_batch(messages: Sequence[Incoming], judge: Judge, settings: Sett
         return outcome
     traces = [t for _, t in valid]
     outcome.sources = {t.trace_id: m for m, t in valid}
+    outcome.rolled_forward = rolled_forward(traces)
     try:
         results = await _judge_isolating(judge, traces)
     except JudgeUnavailable:
@@ -260,6 +265,8 @@ class InlineStage(BatchStage):
         self.recorder.judged(self.name, list(zip(outcome.traces, outcome.verdicts)))
         counts = Counter(messages=batch.messages, verdicts=len(outcome.verdicts),
                          dead_letters=len(outcome.dead_letters), batches=1)
+        if outcome.rolled_forward:
+            counts["rolled_forward"] = outcome.rolled_forward
         counts.update(f"routed_{r.reason}" for r in outcome.requests)
         self._tally(counts)
         return outcome

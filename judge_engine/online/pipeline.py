@@ -10,6 +10,10 @@ Contract:
   kept and the error says so with the original size and SHA-256 (the whole message stays at its source offset):
   a dead letter must always fit the producer's 1 MB request (base64 in JSON), or publishing it would fail for ever
   and stall the worker on one hostile message.
+- ``rolled_forward(values)`` counts the parsed messages written in a newer minor schema version (accepted under
+  ``schemas.versioning``'s rule, their unknown fields kept under metadata): the stages tally it as
+  ``rolled_forward`` (``judgeline_stage_events_total{event="rolled_forward"}``), what an operator watches during a
+  rolling upgrade.
 - ``Rows`` is what one batch writes to the store, per table; ``Outbox`` what it publishes, per topic.
 - ``write_isolating(store, rows, origin)`` bounds a permanent store error: when the store refuses a batch for good
   (the failure policy's ``permanent``, e.g. ClickHouse VIOLATED_CONSTRAINT), each row is written alone and a row it
@@ -36,7 +40,8 @@ from typing import Awaitable, Callable, Mapping, Protocol, Sequence, TypeVar
 import tenacity
 
 from judge_engine.failures import JitteredWait, classify, describe
-from schemas.base import InvalidMessage, parse_json_bytes, utc_now
+from schemas import versioning
+from schemas.base import InvalidMessage, Message, parse_json_bytes, utc_now
 from schemas.dead_letter import DeadLetter, Stage
 from schemas.trace import Trace
 from schemas.verdict import Disagreement, FrontierVerdict, Verdict
@@ -101,6 +106,10 @@ def parse_all(messages: Sequence[Incoming], parse: Callable[[Incoming], T | Dead
         else:
             valid.append((message, parsed))
     return valid, dead
+
+
+def rolled_forward(values: Sequence[Message]) -> int:
+    return sum(versioning.is_newer(v.schema_version) for v in values)
 
 
 @dataclass

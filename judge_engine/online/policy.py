@@ -12,7 +12,10 @@ Contract:
   ``judge_engine.online.routing``) falls below the rule's sample rate, else None (the inline verdict is accepted).
 - ``cold_start()`` routes every segment: with no evidence nothing is accepted. ``to_json``/``from_json`` round-trip
   exactly; ``from_json`` is strict (unknown or missing fields, wrong types or ranges raise ValueError naming the
-  field).
+  field). The JSON carries ``schema_version`` (``schemas.versioning``, the one rule every message follows): absent
+  is 1.0; another major or an unparseable version raises naming ``policy.schema_version``; a newer minor's fields
+  this release does not know (in the policy, its rules or resets) are ignored, not an error (a policy has no
+  metadata to keep them in; they stay on the topic).
 - ``fit_policy`` estimates, per segment, the accepted verdicts' error against the reference label (a gold label
   outranks the frontier verdict; evidence with neither is ignored), weighting each item by its ``weight``
   (1/sample rate for a calibration-sample trace, 1 for the census below the threshold, so the estimate is unbiased
@@ -56,6 +59,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from scipy.stats import beta
 
 from judge_engine.online.routing import in_calibration_sample
+from schemas import versioning
 from schemas.verdict import RouteReason
 
 ANY = "*"
@@ -229,7 +233,7 @@ class RoutingPolicy:
                    confidence_level)
 
     def to_json(self) -> bytes:
-        body = {"version": self.version, "created_at": self.created_at.isoformat(),
+        body = {versioning.FIELD: versioning.current(), "version": self.version, "created_at": self.created_at.isoformat(),
                 "accepted_error_rate": self.accepted_error_rate, "confidence_level": self.confidence_level,
                 "rules": [r.to_dict() for r in self.rules], "resets": [r.to_dict() for r in self.resets]}
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
@@ -240,15 +244,17 @@ class RoutingPolicy:
             body = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise ValueError(f"policy: not valid JSON ({e}); send the bytes RoutingPolicy.to_json() writes") from e
+        newer = _schema_version(body)
         obj = _fields(body, "policy", {"version", "created_at", "accepted_error_rate", "confidence_level", "rules"},
-                      {"resets"})
+                      {"resets", versioning.FIELD}, newer)
         rules = obj["rules"]
         if not isinstance(rules, list):
             raise ValueError("policy.rules must be a list of rules")
         parsed = []
         for i, raw in enumerate(rules):
             where = f"policy.rules[{i}]"
-            r = _fields(raw, where, {"segment", "threshold", "sample_rate", "route_all", "reason", "evidence"})
+            r = _fields(raw, where, {"segment", "threshold", "sample_rate", "route_all", "reason", "evidence"},
+                        lenient=newer)
             try:
                 parsed.append(Rule(_segment(r["segment"], f"{where}.segment"), r["threshold"], r["sample_rate"],
                                    r["route_all"], r["reason"], r["evidence"]))
@@ -257,7 +263,7 @@ class RoutingPolicy:
         resets = []
         for i, raw in enumerate(obj.get("resets", [])):
             where = f"policy.resets[{i}]"
-            r = _fields(raw, where, {"segment", "at", "reason"})
+            r = _fields(raw, where, {"segment", "at", "reason"}, lenient=newer)
             resets.append(Reset(_segment(r["segment"], f"{where}.segment"), _time(r["at"], f"{where}.at"),
                                 str(r["reason"])))
         return cls(obj["version"], _time(obj["created_at"], "policy.created_at"), tuple(parsed),
@@ -521,13 +527,28 @@ def _number(name: str, value: Any, lo: float, hi: float, *, open_high: bool = Fa
         raise ValueError(f"{name} must lie in [{lo}, {hi}{')' if open_high else ']'}, got {value!r}")
 
 
-def _fields(raw: Any, where: str, required: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:
+def _schema_version(body: Any) -> bool:
+    """Whether the policy JSON is of a newer minor (lenient); raises ValueError for one this release cannot read."""
+    if not isinstance(body, dict):
+        return False  # _fields says what is wrong
+    try:
+        return versioning.check(body.get(versioning.FIELD, versioning.ABSENT_MEANS))
+    except versioning.VersionError as e:
+        raise ValueError(f"policy.{versioning.FIELD}: {e}") from None
+
+
+def _fields(raw: Any, where: str, required: set[str], optional: set[str] = frozenset(),
+            lenient: bool = False) -> dict[str, Any]:
+    """``raw`` as an object with the fields named; an unknown field is an error unless ``lenient`` (a newer minor
+    schema version: it is ignored)."""
     if not isinstance(raw, dict):
         raise ValueError(f"{where} must be a JSON object, got {type(raw).__name__}")
     missing = sorted(required - raw.keys())
     if missing:
         raise ValueError(f"{where}.{missing[0]} is missing; write it (see RoutingPolicy.to_json)")
     unknown = sorted(raw.keys() - required - optional)
+    if unknown and lenient:
+        return {k: v for k, v in raw.items() if k in required or k in optional}
     if unknown:
         raise ValueError(f"{where}.{unknown[0]} is not a policy field; remove it")
     return raw
