@@ -18,7 +18,8 @@ Contract:
   client's response handling, the HTTP server's own parsing). Plus ``batch_ms``: the sink's whole ``write_sync``
   for both tables, the number a worker waits for.
 - Variants are measured interleaved, round by round (the machine is shared: ratios within one run are what to read):
-  ``--variants`` names any of ``lz4`` (the client's default compression), ``none`` (``compress=False``), each
+  ``--variants`` names any of ``lz4`` (the client's default compression), ``none`` (``compress=False``), ``rust``
+  and ``rust-none`` (the same with ``native_codec="rust"``, clickhouse-connect-core's compiled encoder), each
   against the worktree's server and, with ``--baseline-ref``, against that ref's server too.
 - Prints a table; writes ``bench-results/store_profile.json``.
 """
@@ -126,6 +127,11 @@ def serve_instrumented(path: str, port: int, log_path: str) -> None:
 # --- the client ---
 
 
+# client options per variant: lz4 is clickhouse-connect's default (compressed inserts, Python Native codec)
+VARIANTS = {"lz4": {}, "none": {"compress": False}, "rust": {"native_codec": "rust"},
+            "rust-none": {"native_codec": "rust", "compress": False}}
+
+
 def _start_server(pythonpath: str, path: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
     from stack.process import free_port
 
@@ -164,11 +170,25 @@ def _batch(n: int):
     return Rows(verdicts=verdicts, traces=traces)
 
 
-def _read_log(log_path: Path, start: int) -> tuple[list[dict], int]:
-    with open(log_path) as f:
-        f.seek(start)
-        text = f.read()
-        return [json.loads(line) for line in text.splitlines() if line.strip()], start + len(text)
+def _take(run: dict, prefix: str, logs: dict, timeout_s: float = 10.0) -> dict:
+    """The first logged request of ``run``'s server whose statement starts with ``prefix`` (read on, waiting, until
+    it is there); other lines stay for later."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        offset, pending = logs[str(run["log"])]
+        for i, line in enumerate(pending):
+            if line["query"].startswith(prefix):
+                return pending.pop(i)
+        with open(run["log"]) as f:
+            f.seek(offset)
+            text = f.read()
+        complete = text[: text.rfind("\n") + 1]
+        pending.extend(json.loads(line) for line in complete.splitlines() if line.strip())
+        logs[str(run["log"])] = (offset + len(complete), pending)
+        if not complete:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the store server logged no {prefix!r} request")
+            time.sleep(0.002)
 
 
 def main() -> None:
@@ -176,7 +196,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=425, help="verdicts and traces per batch")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--variants", default="lz4,none", help="client compression variants: lz4, none")
+    parser.add_argument("--variants", default="lz4,none",
+                        help=f"client variants, of {', '.join(VARIANTS)} (rust: clickhouse-connect-core's codec, "
+                             "not a dependency: pip install it to try)")
     parser.add_argument("--baseline-ref", default=None, help="also profile this git ref's store server (e.g. main)")
     parser.add_argument("--serve", nargs=3, metavar=("PATH", "PORT", "LOG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -211,17 +233,17 @@ def main() -> None:
             proc, url = _start_server(pythonpath, work / f"{name.replace('/', '_')}-chdb", log_path)
             procs.append(proc)
             for variant in args.variants.split(","):
-                database = f"p_{variant}"
+                database = f"p_{variant.replace('-', '_')}"
                 settings = Settings(clickhouse={"dsn": url, "database": database})
                 store = sinks[name].ClickHouseStore(settings)
-                kwargs = {} if variant == "lz4" else {"compress": False}
+                kwargs = VARIANTS[variant]
                 from streams.clickhouse import connect
 
                 store._client = connect(settings, **kwargs)
                 migrate(store._client, database)
                 runs.append({"server": name, "variant": variant, "store": store, "sink": sinks[name], "log": log_path,
-                             "samples": []})
-        offsets = {str(r["log"]): r["log"].stat().st_size for r in runs}
+                             "database": database, "samples": []})
+        offsets = {str(r["log"]): (r["log"].stat().st_size, []) for r in runs}
         for rnd in range(args.warmup + args.rounds):
             for run in runs:
                 store, client = run["store"], run["store"]._client
@@ -249,9 +271,9 @@ def main() -> None:
                 t = time.perf_counter()
                 store.write_sync(batch)
                 sample["batch_ms"] = (time.perf_counter() - t) * 1000
-                lines, offsets[str(run["log"])] = _read_log(run["log"], offsets[str(run["log"])])
-                inserts = [line for line in lines if line["query"].upper().startswith("INSERT")]
-                for table, line in zip([t for t, m in batch.tables().items() if m], inserts):
+                # the server logs a request after answering it: wait for this batch's lines, matched by statement
+                for table in [t for t, m in batch.tables().items() if m]:
+                    line = _take(run, f"INSERT INTO {run['database']}.{table} ", offsets)
                     for key in ("read_ms", "decode_ms", "engine_ms", "chdb_ms", "server_ms"):
                         sample[f"{table}.{key}"] = line.get(key, 0.0)
                     sample[f"{table}.stage_ms"] = line.get("engine_ms", 0.0) - line.get("chdb_ms", 0.0)
