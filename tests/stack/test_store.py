@@ -182,3 +182,17 @@ def test_a_rejected_insert_body_stores_nothing_answers_the_engine_code_and_the_n
         assert json.loads(r.headers["X-ClickHouse-Summary"])["written_rows"] == "2"
     rows = client.query(f"SELECT offset FROM {db}.dead_letters WHERE topic = 'rejected' ORDER BY offset").result_rows
     assert rows == [(1,), (2,)]
+
+
+def test_the_store_server_writes_small_parts_packed(store):
+    """stack/store_server.xml: an insert's part is one archive (packed storage), the cheaper part write of issue 13;
+    its rows read back as from any part."""
+    client, settings = store
+    db = settings.clickhouse.database
+    client.insert(f"{db}.verdicts", [_verdict_row("packed-1", NOW), _verdict_row("packed-2", NOW)],
+                  column_names=VERDICT_COLUMNS)
+    kinds = client.query("SELECT DISTINCT part_storage_type FROM system.parts WHERE database = {db:String} "
+                         "AND table = 'verdicts' AND active", parameters={"db": db}).result_rows
+    assert kinds == [("Packed",)]
+    got = client.query(f"SELECT trace_id FROM {db}.verdicts FINAL WHERE trace_id LIKE 'packed-%' ORDER BY trace_id")
+    assert got.result_rows == [("packed-1",), ("packed-2",)]
