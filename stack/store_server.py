@@ -9,7 +9,7 @@ Contract (the subset of ClickHouse's HTTP interface that clickhouse-connect uses
 - ``GET /ping`` answers ``Ok.``.
 - A query comes in the ``query`` URL parameter or the request body; with both, the body is the data of an
   ``INSERT ... FORMAT <fmt>``, handed to chDB's streaming insert (``send_insert``: no temporary file; issue 13
-  measured the temp file and ``FROM INFILE`` at about 2 ms of a 7 ms insert), committed before the answer; with
+  measured the temp file and ``FROM INFILE`` at about 2 ms of an 8 ms insert), committed before the answer; with
   server-side ``param_`` parameters it is written to a temporary file and ingested with ``FROM INFILE``.
 - ``param_<name>`` URL parameters are server-side query parameters (``{name:Type}``); ``database`` selects the
   current database; other transport settings are accepted and ignored; a body in lz4/zstd/gzip/deflate is
