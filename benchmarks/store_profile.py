@@ -273,7 +273,8 @@ def main() -> None:
                 sample["batch_ms"] = (time.perf_counter() - t) * 1000
                 # the server logs a request after answering it: wait for this batch's lines, matched by statement
                 for table in [t for t, m in batch.tables().items() if m]:
-                    line = _take(run, f"INSERT INTO {run['database']}.{table} ", offsets)
+                    database = run["database"]
+                    line = _take(run, f"INSERT INTO {database}.{table} ", offsets)
                     for key in ("read_ms", "decode_ms", "engine_ms", "chdb_ms", "server_ms"):
                         sample[f"{table}.{key}"] = line.get(key, 0.0)
                     sample[f"{table}.stage_ms"] = line.get("engine_ms", 0.0) - line.get("chdb_ms", 0.0)
@@ -319,7 +320,8 @@ def main() -> None:
                         for k in ("rows_ms", "encode_ms", "server_ms"))
         row["http_and_rest_ms"] = round(row["batch_ms"] - accounted, 2)
         print(f"{'':>10} {'':>8} {'both':>9} " + " ".join(f"{'':>10}" for _ in keys) +
-              f" {row['http_and_rest_ms']:>9.2f} {row['batch_ms']:>9.2f}   (SELECT 1 round trip {row['select1_ms']} ms)")
+              f" {row['http_and_rest_ms']:>9.2f} {row['batch_ms']:>9.2f}   (round trip of a trivial statement: "
+              f"{row['select1_ms']} ms)")
         result["runs"].append(row)
     OUT.mkdir(exist_ok=True)
     (OUT / "store_profile.json").write_text(json.dumps(result, indent=2) + "\n")
