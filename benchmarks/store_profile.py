@@ -7,16 +7,17 @@ Contract:
   from the default gold set), through the sink's own code (``streams.sink.ClickHouseStore``), exactly as a worker does.
 - Each store server runs instrumented: this module's ``--serve`` mode imports the server module it is given on
   ``PYTHONPATH`` (this worktree's, or ``--baseline-ref``'s copy checked out with ``git archive`` into a temp
-  directory, whose ``streams/sink.py`` then writes to it: before and after on both sides) and wraps its body read, decompression, ``Engine.run`` and the chDB calls with ``time.perf_counter``;
-  it appends one JSON line per request to a log the client reads back. The server code itself carries no timing.
+  directory, whose ``streams/sink.py`` then writes to it: before and after on both sides) and wraps its body read,
+  decompression, ``Engine.run`` and the chDB calls with ``time.perf_counter``; it appends one JSON line per request
+  to a log the client reads back (matched by statement). The server code itself carries no timing.
 - Per table per batch it reports medians of: ``rows_ms`` (the sink's model-to-columns mapping), ``encode_ms``
   (clickhouse-connect building the Native body, compressed or not, measured by a second, separate build of the
-  same block), ``insert_ms`` (the whole ``client.insert`` round trip as the worker sees it), the server's
-  ``read_ms`` (body off the socket), ``decode_ms`` (decompression), ``stage_ms`` (temp file or statement set-up:
-  ``Engine.run`` less the chDB calls), ``chdb_ms`` (chDB parsing the block and writing the part), and ``http_ms``
-  (the rest: ``insert_ms`` less encoding and the server's handling: request and answer on the loopback, the
-  client's response handling, the HTTP server's own parsing). Plus ``batch_ms``: the sink's whole ``write_sync``
-  for both tables, the number a worker waits for.
+  same block), ``body_kb``, the server's ``read_ms`` (body off the socket, overlapping the client's streaming),
+  ``decode_ms`` (decompression), ``stage_ms`` (temp file or statement set-up: ``Engine.run`` less the chDB calls),
+  ``chdb_ms`` (chDB parsing the block and writing the part) and ``server_ms`` (the request's whole handling).
+  Per batch: ``batch_ms``, the sink's whole ``write_sync`` for both tables (what a worker waits for), the rest of
+  it outside mapping, encoding and the server (``http_and_rest_ms``: the loopback HTTP and the client's answer
+  handling; medians, so only roughly additive) and the round trip of a trivial statement (``select1_ms``).
 - Variants are measured interleaved, round by round (the machine is shared: ratios within one run are what to read):
   ``--variants`` names any of ``lz4`` (the client's default compression), ``none`` (``compress=False``), ``rust``
   and ``rust-none`` (the same with ``native_codec="rust"``, clickhouse-connect-core's compiled encoder), each
