@@ -73,11 +73,11 @@ worker_app = typer.Typer(no_args_is_help=True, help="Stream workers (Faust), in 
 commands.add_typer(worker_app, name="worker")
 
 
-def _run_worker(role: str, stub_judge_ms: Optional[float] = None) -> None:
+def _run_worker(role: str, stub_judge_ms: Optional[float] = None, crash_agent_on_key: Optional[str] = None) -> None:
     from streams.worker import main as run_worker
 
     try:
-        run_worker(_settings(), role, stub_judge_ms)  # type: ignore[arg-type]
+        run_worker(_settings(), role, stub_judge_ms, crash_agent_on_key)  # type: ignore[arg-type]
     except ValueError as e:
         _fail(str(e))
 
@@ -86,9 +86,11 @@ def _run_worker(role: str, stub_judge_ms: Optional[float] = None) -> None:
 def worker_inline(
     stub_judge_ms: Optional[float] = typer.Option(
         None, help="Benchmarks only: replace the Triton judge by a constant verdict after this many ms per batch."),
+    crash_agent_on_key: Optional[str] = typer.Option(
+        None, hidden=True, help="Fault suite only: the agent crashes on the batch holding this key (doubles.faults)."),
 ) -> None:
     """Traces -> micro-batches -> Triton judge -> ClickHouse; routed traces -> the frontier-requests topic."""
-    _run_worker("inline", stub_judge_ms)
+    _run_worker("inline", stub_judge_ms, crash_agent_on_key)
 
 
 @worker_app.command("frontier")

@@ -7,12 +7,19 @@ Contract:
 - Each field's ``metadata["help"]`` is its option's help: ``judgeline frontier-replay`` gets one option per field
   (``--latency-ms`` for ``latency_ms``), and ``to_args()`` renders a ``Faults`` as those options, which is how the
   server is started as a process (``doubles.frontier_replay.start``). Nothing else declares them.
+- ``crash_on_key(key)`` is a fault hook of the inline agent (``judgeline worker inline --crash-agent-on-key KEY``,
+  the fault suite's only): called with each batch's events after the agent took their references and before they
+  are judged, it raises ``AgentCrash`` on the first batch holding a message with that key (once), outside every
+  guarded path, the way a bug in the agent would; the message names the batch's offsets as JSON
+  (``{partition: [first, last]}``) so a test can check that none of them was committed.
 - Imports only the standard library, so the CLI can read the fields without loading the server.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
+from typing import Callable, Sequence
 
 
 def _option(default, help: str):
@@ -41,3 +48,31 @@ class Faults:
         for f in fields(self):
             args += [f"--{f.name.replace('_', '-')}", str(getattr(self, f.name))]
         return args
+
+
+class AgentCrash(RuntimeError):
+    """The failure ``crash_on_key`` injects."""
+
+
+CRASH_MESSAGE = "injected agent crash on the batch of key"
+
+
+def crash_on_key(key: str) -> Callable[[Sequence], None]:
+    """A hook that raises ``AgentCrash`` for the first batch holding a message keyed ``key``, and never again."""
+    if not key:
+        raise ValueError("the key to crash on must not be empty")
+    target = key.encode()
+    fired = False
+
+    def hook(events: Sequence) -> None:
+        nonlocal fired
+        if fired or not any(event.message.key == target for event in events):
+            return
+        fired = True
+        offsets: dict[int, list[int]] = {}
+        for event in events:
+            span = offsets.setdefault(int(event.message.partition), [event.message.offset, event.message.offset])
+            span[0], span[1] = min(span[0], event.message.offset), max(span[1], event.message.offset)
+        raise AgentCrash(f"{CRASH_MESSAGE} {key}: offsets {json.dumps(offsets, sort_keys=True)}")
+
+    return hook

@@ -27,7 +27,9 @@ Contract:
   check, 500 the same way. Latency: every chat completion waits ``latency_ms`` plus a uniform [0, ``jitter_ms``]
   (seeded) before it is answered, injected errors included.
 - ``GET /v1/models`` lists the judges served, ``GET /health`` reports items and judges, ``GET /stats`` the
-  counters (requests, in flight, the most in flight at once, injected faults, arrival times) and
+  counters (requests, in flight, the most in flight at once, injected faults, arrival times, and ``by_trace``: the
+  chat completions per ``X-Judgeline-Trace-Id``, so a test sees a trace asked for twice, e.g. a batch redelivered
+  after a worker was killed; at most ``MAX_TRACKED_TRACES`` ids are tracked, later new ids are not) and
   ``POST /stats/reset`` zeroes them.
 - Served by ``aiohttp.web`` (``app(replay)``; ``serve`` runs it until SIGTERM or Ctrl-C), all state on the app, so
   servers in one process share nothing. Binds to a loopback address only. Request headers (the API key) and
@@ -68,6 +70,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TRACE_HEADER = "X-Judgeline-Trace-Id"
 DEFAULT_GOLD_DIR = paths.SHARED_GOLD
 MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_TRACKED_TRACES = 100_000
 
 
 def prompt_key(kind: str, criterion: str, question: str, answers: Sequence[str]) -> str:
@@ -172,17 +175,21 @@ class Replay:
         self.answered = 0
         self.errors = 0
         self.arrivals: deque[float] = deque(maxlen=10_000)
+        self.by_trace: dict[str, int] = {}
 
     def stats(self) -> dict[str, Any]:
         return {
             "requests": self.requests, "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
             "injected_429": self.injected_429, "injected_500": self.injected_500, "answered": self.answered,
-            "errors": self.errors, "arrivals_s": list(self.arrivals),
+            "errors": self.errors, "arrivals_s": list(self.arrivals), "by_trace": dict(self.by_trace),
         }
 
-    def begin(self) -> tuple[str | None, float]:
-        """Count an arriving chat completion; returns (fault to inject or None, seconds to wait first)."""
+    def begin(self, trace_id: str | None = None) -> tuple[str | None, float]:
+        """Count an arriving chat completion (of ``trace_id`` when the request names one); returns (fault to inject
+        or None, seconds to wait first)."""
         self.requests += 1
+        if trace_id is not None and (trace_id in self.by_trace or len(self.by_trace) < MAX_TRACKED_TRACES):
+            self.by_trace[trace_id] = self.by_trace.get(trace_id, 0) + 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.arrivals.append(time.monotonic() - self._t0)
@@ -310,7 +317,7 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
 async def _chat_completion(request: web.Request) -> web.Response:
     replay = request.app[REPLAY]
     raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge, answered 413 by _errors
-    fault, delay = replay.begin()
+    fault, delay = replay.begin(request.headers.get(TRACE_HEADER))
     ok = False
     try:
         if delay:

@@ -79,6 +79,12 @@ class KafkaSettings(_Group):
     # how often a worker commits the offsets of stored batches (Faust's broker_commit_interval). A crash redelivers at
     # most what was stored since the last commit (idempotent rows); the fault suite lengthens it to see redelivery.
     commit_interval_s: float = Field(1.0, gt=0, le=600)
+    # the longest a worker's consumer may go without polling before it leaves its group (Kafka's
+    # max.poll.interval.ms, Faust's broker_max_poll_interval; Faust's own default is 1000 s). A worker holding a batch
+    # while the store is down keeps polling (Faust's fetcher runs apart from the agent: measured, a 14 s hold under a
+    # 3 s limit kept the member in its group), so this bounds a stuck event loop; tests/faults/test_long_hold.py
+    # shortens it.
+    max_poll_interval_s: float = Field(300.0, gt=0, le=3600)
     # false where the broker's high watermark is wrong (the embedded Tansu broker: platform.md): the workers then
     # export no consumer lag rather than a wrong one. The embedded stack sets it false.
     broker_reports_lag: bool = True

@@ -5,7 +5,8 @@ Contract:
   ``settings.kafka.consumer_group`` for ``inline`` and ``settings.kafka.frontier_consumer_group`` for ``frontier``;
   broker and credentials come from ``settings.kafka`` (PLAINTEXT, SSL, SASL PLAIN/SCRAM over plaintext or TLS);
   values and keys are ``raw`` bytes (so bad bytes reach the dead-letter path instead of crashing a codec); the
-  session and heartbeat timeouts are the settings' (short for the embedded broker, see platform.md); a new group
+  session and heartbeat timeouts and the max poll interval are the settings' (short for the embedded broker, see
+  platform.md); a new group
   starts at the earliest offset; on shutdown and rebalance a batch in progress is not waited for
   (``stream_wait_empty`` off: it stays unacknowledged and is redelivered, so SIGTERM ends a worker in seconds
   whatever the judge or the store is doing); the web server (health checks) binds to ``stream.worker_web_bind`` on
@@ -30,6 +31,16 @@ Contract:
   are its two halves, for a caller that stores a batch on another task (``streams.overlap``).
 - ``process_batches(stream, stage, size, within_s)`` is an agent's plain loop: micro-batches of the stream
   through ``stage.process`` inside ``acknowledged_after`` (the inline agent overlaps instead: ``streams.overlap``).
+- ``register_agent(app, topic, name, fun)`` registers every judgeline agent. An agent that crashes (an exception
+  out of its body: a bug, nothing a record's contents can cause) ends its worker process at once, with exit status
+  1, as a SIGKILL would, after logging the crash (CRITICAL, naming the agent and the error): nothing is committed
+  after the crash, and the orchestrator's restart plus the group's redelivery from the last commit recover every
+  message (the path ``tests/faults/test_worker_crash.py`` proves). Faust's default was worse: its supervisor
+  restarted the agent in place while the crashed agent's stream went on consuming in the background and
+  acknowledging what arrived, and Faust's commit then skipped the crashed batch's unacknowledged offsets (its gap
+  check misses a gap of one offset at the head, and any gap while nothing is committed yet): a batch was committed
+  unstored (found by ``tests/faults/test_shutdown.py``). A graceful stop cannot be trusted there (Faust commits on
+  the way out), hence the hard exit.
 - ``publisher(app)`` returns the stages' ``publish``: it hands every message of an ``Outbox`` to the app's
   producer (``send``: batched by the producer, in order) and returns when the broker has acknowledged each; the
   first failed acknowledgement raises (the stage holds and publishes the batch again).
@@ -39,13 +50,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
+import os
 import ssl
 from datetime import datetime, timezone
 from typing import Iterator, Literal, Sequence
 
 from judge_engine.online.pipeline import Incoming, Outbox
 from schemas.settings import KafkaSettings, Settings
+
+log = logging.getLogger("judgeline.worker")
 
 Role = Literal["inline", "frontier"]
 ROLES: tuple[str, ...] = ("inline", "frontier")
@@ -117,6 +132,7 @@ def create_app(settings: Settings, role: Role):
         broker_session_timeout=kafka.session_timeout_ms / 1000,
         broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,
         broker_commit_interval=kafka.commit_interval_s,
+        broker_max_poll_interval=kafka.max_poll_interval_s,
         # on shutdown or rebalance, do not wait for the batch in progress to finish (Faust's default waits without a
         # limit: SIGTERM during a 30 s judge call or a held store did not end the worker within 10 s). The batch is
         # abandoned unacknowledged (``acknowledged_after``) and redelivered; its rows, if any were written, are
@@ -198,6 +214,29 @@ async def process_batches(stream, stage, size: int, within_s: float) -> None:
     async for events in stream.take_events(size, within=within_s):
         with acknowledged_after(events):
             await stage.process([incoming(e) for e in events])
+
+
+def register_agent(app, topic, name: str, fun):
+    """Register ``fun`` (``async def fun(stream)``) as the agent ``name`` consuming ``topic``; a crash ends the
+    worker (see the module contract)."""
+    async def agent(stream):
+        try:
+            await fun(stream)
+        except Exception as exc:  # noqa: BLE001 - a bug: the worker ends (cancellation is not an Exception)
+            crashed(app, name, exc)
+
+    agent.__doc__ = fun.__doc__
+    return app.agent(topic, name=name)(agent)  # Faust's supervisor still restarts it after a rebalance's cancel
+
+
+def crashed(app, name: str, exc: BaseException) -> None:
+    """Log an agent's crash and end the process at once with status 1 (see the module contract)."""
+    log.critical("agent %s crashed: %s: %s; the worker exits now, committing nothing more (the group redelivers "
+                 "everything since the last commit)", name, type(exc).__name__, exc, exc_info=exc)
+    for handler in logging.getLogger().handlers + log.handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(1)
 
 
 def publisher(app):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from judge_engine.online.frontier_stage import FrontierStage
 from judge_engine.online.pipeline import NO_RECORDER, Recorder
 from schemas.settings import Settings
-from streams.app import process_batches, publisher, source_topic
+from streams.app import process_batches, publisher, register_agent, source_topic
 from streams.sink import ClickHouseStore
 
 
@@ -35,4 +35,4 @@ def register(app, settings: Settings, recorder: Recorder = NO_RECORDER):
             await judge.aclose()
             store.close()
 
-    return app.agent(source_topic(app, settings.kafka.topics.frontier_requests), name="judgeline-frontier")(frontier)
+    return register_agent(app, source_topic(app, settings.kafka.topics.frontier_requests), "judgeline-frontier", frontier)

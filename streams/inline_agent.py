@@ -16,19 +16,21 @@ Contract (thin: the logic is ``judge_engine.online.inline.InlineStage``):
   started with the agent; before the first batch it waits up to ``routing.policy_wait_s`` to have read the topic to
   its end); a policy published while the worker runs applies from its next batch, without a restart;
 - ``judge_factory`` replaces the Triton judge (the benchmark's constant-time stub); it is called inside the
-  agent, on the worker's event loop; ``recorder`` is told what each batch did (``streams.metrics``).
+  agent, on the worker's event loop; ``recorder`` is told what each batch did (``streams.metrics``); ``on_batch``
+  (the fault suite's hook, ``doubles.faults.crash_on_key``) is called with each batch's events once their
+  references are taken, before they are judged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from typing import Callable, Sequence
 
 from judge_engine.online.inline import InlineStage
 from judge_engine.online.pipeline import NO_RECORDER, Recorder
 from schemas.settings import Settings
-from streams.app import hold_references, incoming, publisher, source_topic
+from streams.app import hold_references, incoming, publisher, register_agent, source_topic
 from streams.overlap import InOrderDelivery
 from streams.policy_feed import PolicyFeed
 from streams.sink import ClickHouseStore
@@ -37,7 +39,7 @@ log = logging.getLogger("judgeline.inline")
 
 
 def register(app, settings: Settings, judge_factory: Callable[[], object] | None = None,
-             recorder: Recorder = NO_RECORDER):
+             recorder: Recorder = NO_RECORDER, on_batch: Callable[[Sequence], None] | None = None):
     store = ClickHouseStore(settings)
 
     async def inline(stream):
@@ -58,6 +60,8 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
                             settings.routing.without_policy)
             async for events in stream.take_events(settings.stream.batch_size, within=settings.stream.batch_within_s):
                 hold_references(events)  # before take_events acknowledges them (when the next batch is asked for)
+                if on_batch is not None:
+                    on_batch(events)
                 batch = await stage.prepare([incoming(e) for e in events])
                 await delivery.submit(events, batch)
         finally:
@@ -67,4 +71,4 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
             await judge.close()
             store.close()
 
-    return app.agent(source_topic(app, settings.kafka.topics.traces), name="judgeline-inline")(inline)
+    return register_agent(app, source_topic(app, settings.kafka.topics.traces), "judgeline-inline", inline)

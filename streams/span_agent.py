@@ -14,7 +14,7 @@ from __future__ import annotations
 from judge_engine.online.pipeline import NO_RECORDER, Recorder
 from judge_engine.online.span_ingest import SpanIngestStage
 from schemas.settings import Settings
-from streams.app import process_batches, publisher, source_topic
+from streams.app import process_batches, publisher, register_agent, source_topic
 from streams.sink import ClickHouseStore
 
 
@@ -28,4 +28,4 @@ def register(app, settings: Settings, recorder: Recorder = NO_RECORDER):
         finally:
             store.close()
 
-    return app.agent(source_topic(app, settings.otel.spans_topic), name="judgeline-span-ingest")(ingest)
+    return register_agent(app, source_topic(app, settings.otel.spans_topic), "judgeline-span-ingest", ingest)

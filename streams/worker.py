@@ -4,13 +4,15 @@ Contract:
 - ``build(settings, role)`` returns the Faust app with the role's agent registered (``streams.inline_agent`` or
   ``streams.frontier_agent``); ``stub_judge_ms`` (inline only) replaces the Triton judge with
   ``judge_engine.online.inline.ConstantJudge`` answering each call after that many milliseconds (the benchmark's
-  pipeline ceiling); with ``otel.ingest_spans`` the inline worker also consumes the OpenTelemetry Collector's
+  pipeline ceiling); ``crash_agent_on_key`` (inline only, the fault suite's) makes the agent crash on the batch
+  holding a message with that key (``doubles.faults.crash_on_key``); with ``otel.ingest_spans`` the inline worker also consumes the OpenTelemetry Collector's
   topic (``streams.span_agent``). The worker's metrics (``streams.metrics.WorkerMetrics``) are the stages'
   recorder and are served at ``/metrics`` on the worker's web port; with ``otel.evaluation_events`` every stored
   verdict also leaves as an OTel event (``streams.evaluation_events``), flushed when the worker shuts down.
 - ``main`` runs it in the foreground until SIGTERM/SIGINT; on shutdown a batch in progress is abandoned, not
   waited for, and not acknowledged (``streams.app.acknowledged_after``): it is redelivered to the next worker of the
   group. Measured: 2 s from SIGTERM to exit with a judge call of 30 s in flight (``tests/faults/test_shutdown.py``).
+  An agent that crashes ends the process at once with status 1 (``streams.app.register_agent``).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from streams.app import Role, create_app, group_id, run
 from streams.metrics import WorkerMetrics, install
 
 
-def build(settings: Settings, role: Role, stub_judge_ms: float | None = None):
+def build(settings: Settings, role: Role, stub_judge_ms: float | None = None, crash_agent_on_key: str | None = None):
     group_id(settings, role)  # validates the role
     if stub_judge_ms is not None and role != "inline":
         raise ValueError("--stub-judge-ms applies to the inline worker only")
+    if crash_agent_on_key is not None and role != "inline":
+        raise ValueError("--crash-agent-on-key applies to the inline worker only")
     app = create_app(settings, role)
     metrics = WorkerMetrics(settings, role)
     install(app, metrics)
@@ -47,7 +51,12 @@ def build(settings: Settings, role: Role, stub_judge_ms: float | None = None):
             from judge_engine.online.inline import ConstantJudge
 
             factory = lambda: ConstantJudge(stub_judge_ms / 1000.0)  # noqa: E731
-        inline_agent.register(app, settings, factory, recorder=recorder)
+        on_batch = None
+        if crash_agent_on_key is not None:
+            from doubles.faults import crash_on_key
+
+            on_batch = crash_on_key(crash_agent_on_key)
+        inline_agent.register(app, settings, factory, recorder=recorder, on_batch=on_batch)
         if settings.otel.ingest_spans:
             span_agent.register(app, settings, recorder=recorder)
     else:
@@ -55,5 +64,6 @@ def build(settings: Settings, role: Role, stub_judge_ms: float | None = None):
     return app
 
 
-def main(settings: Settings, role: Role, stub_judge_ms: float | None = None) -> None:
-    run(build(settings, role, stub_judge_ms), settings)
+def main(settings: Settings, role: Role, stub_judge_ms: float | None = None,
+         crash_agent_on_key: str | None = None) -> None:
+    run(build(settings, role, stub_judge_ms, crash_agent_on_key), settings)

@@ -117,10 +117,10 @@ class FaultRun:
     # --- processes ---
 
     def worker(self, role: str, *, stub_ms: float | None = None, settings: Settings | None = None,
-               name: str | None = None, ready: bool = True, env: dict[str, str] | None = None,
-               ) -> process.ServiceRecord:
+               name: str | None = None, ready: bool = True, args: tuple[str, ...] = (),
+               env: dict[str, str] | None = None) -> process.ServiceRecord:
         settings = settings or self.settings
-        extra = ("--stub-judge-ms", str(stub_ms)) if stub_ms is not None else ()
+        extra = (("--stub-judge-ms", str(stub_ms)) if stub_ms is not None else ()) + args
         record = start_worker(settings, role, name=name or f"{role}-{uuid.uuid4().hex[:6]}", extra_args=extra,
                               env=env)
         self.processes.append(record)
@@ -139,6 +139,13 @@ class FaultRun:
         process.wait_healthy(record, lambda: frontier_replay.healthy(settings, record), 60)
         return settings.model_copy(update={"frontier": settings.frontier.model_copy(
             update={"base_url": record.extra["base_url"]})})
+
+    def committed(self, group: str | None = None, topic: str | None = None) -> dict[int, int | None]:
+        """The group's committed offsets on the topic (default: the inline group on the traces topic)."""
+        from operations.lag import committed_offsets
+
+        return committed_offsets(self.settings, group or self.settings.kafka.consumer_group,
+                                 topic or self.settings.kafka.topics.traces)
 
     def stop(self) -> None:
         for record in self.processes:  # SIGTERM to all first: they shut down side by side

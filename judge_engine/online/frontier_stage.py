@@ -33,7 +33,9 @@ Contract:
   ``settings.frontier.model`` as ``known`` when the store has one), then ``first_letter_per_trace`` when it made
   frontier dead letters (with the store's ``frontier_dead_letters`` lookup of the frontier-requests topic when the
   store has one, under its own hold, so a store error there never repeats a frontier call), stores every row
-  (holding while the store is unavailable), publishes the frontier verdicts and dead letters to their topics
+  (holding while the store is unavailable; a row the store refuses for good is isolated by
+  ``pipeline.write_isolating``: the rest of the batch is stored and the refused row's request becomes a dead letter
+  of stage ``store``, stored and published), publishes the frontier verdicts and dead letters to their topics
   (holding likewise), and returns only then; the caller acknowledges the messages after it returns (at-least-once:
   a redelivered request reuses its stored frontier verdict, or is judged again when none was stored, and its rows
   replace their twins).
@@ -74,6 +76,7 @@ class FrontierJudgeLike(Protocol):
 class FrontierOutcome:
     frontier_verdicts: list[FrontierVerdict] = field(default_factory=list)
     requests: list[FrontierRequest] = field(default_factory=list)  # the request of each frontier verdict
+    messages: list[Incoming] = field(default_factory=list)  # the message of each request
     disagreements: list[Disagreement] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -148,6 +151,7 @@ async def frontier_batch(messages: Sequence[Incoming], judge: FrontierJudgeLike,
         outcome.reused += key(request) in stored
         outcome.frontier_verdicts.append(fv)
         outcome.requests.append(request)
+        outcome.messages.append(message)
         inline = request.inline_verdict
         if inline is not None:
             d = disagreement(inline, fv)
@@ -224,7 +228,12 @@ class FrontierStage(BatchStage):
         for fv in outcome.frontier_verdicts:
             outbox.add(topics.frontier_verdicts, fv.trace_id, fv.to_bytes())
         outbox.add_dead_letters(topics.dead_letters, outcome.dead_letters)
-        await self._store_then_publish(rows, outbox, consumed=len(messages))
+        sources = {r.trace.trace_id: m for r, m in zip(outcome.requests, outcome.messages)}
+        refused = await self._store_then_publish(
+            rows, outbox, consumed=len(messages),
+            origin=lambda row: sources.get(row.trace_id)
+            if isinstance(row, (FrontierVerdict, Disagreement, Verdict)) else None)
+        outcome.dead_letters = outcome.dead_letters + refused
         self.recorder.frontier(outcome.judged)
         self.recorder.judged(self.name, [(r.trace, fv) for r, fv in zip(outcome.requests, outcome.frontier_verdicts)
                                          if fv.status == "ok"])

@@ -254,3 +254,13 @@ def test_cli_command_serves(tmp_path, synthetic):
         assert _label(response, "pairwise") == items["syn-pair-3"].teacher["gpt-4"]
     finally:
         process.stop(record)
+
+
+def test_stats_count_the_calls_of_each_trace_and_reset_zeroes_them():
+    replay = frontier_replay.Replay(frontier_replay.Index(), ["gpt-4"])
+    for trace_id in ("t-1", "t-2", "t-1", None):
+        replay.begin(trace_id)
+    stats = replay.stats()
+    assert (stats["requests"], stats["by_trace"]) == (4, {"t-1": 2, "t-2": 1})  # a call without the header: counted once
+    replay.reset()
+    assert replay.stats()["by_trace"] == {}
