@@ -31,8 +31,8 @@ Contract (the subset of ClickHouse's HTTP interface that clickhouse-connect uses
   beyond that 413 (code 27).
 - A POST to ``/`` with a body is a query (``curl --data-binary 'SELECT 1 FORMAT JSONCompact'``), never the ping.
 - chDB runs with ``store_server.xml``: MergeTree parts under 10 MiB use packed storage (one archive file per part;
-  issue 13 measured an insert of 425 rows at about 0.6x the time of the usual dozen files per part). Durability is
-  unchanged: a part is committed before the insert's answer either way.
+  issue 13 measured chDB's insert of a batch at 0.6-0.8x the time of the usual dozen files per part). Durability
+  is unchanged: a part is committed before the insert's answer either way.
 - Binds to a loopback address only. Statements run one at a time (the engine handle is not shared between
   threads); this is a development and test store, not a production server.
 """
