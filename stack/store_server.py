@@ -8,7 +8,9 @@ reaches a ClickHouse server in production (``http://127.0.0.1:<port>``).
 Contract (the subset of ClickHouse's HTTP interface that clickhouse-connect uses):
 - ``GET /ping`` answers ``Ok.``.
 - A query comes in the ``query`` URL parameter or the request body; with both, the body is the data of an
-  ``INSERT ... FORMAT <fmt>`` (written to a temporary file and ingested with ``FROM INFILE``).
+  ``INSERT ... FORMAT <fmt>`` (written to a temporary file and ingested with ``FROM INFILE``; chDB's streaming
+  insert would save about 1.5 ms of an 8 ms insert, but it acknowledges an insert that a CHECK constraint refuses
+  while storing none of it: issue 13, caught by ``tests/judge_engine/online/test_store_isolation.py``).
 - ``param_<name>`` URL parameters are server-side query parameters (``{name:Type}``); ``database`` selects the
   current database; other transport settings are accepted and ignored; a body in lz4/zstd/gzip/deflate is
   decompressed whole, every frame of it (clickhouse-connect sends one lz4 frame per block: decoding only the first
@@ -28,6 +30,9 @@ Contract (the subset of ClickHouse's HTTP interface that clickhouse-connect uses
 - A request body (compressed or not) is at most ``--max-body-bytes`` (64 MiB), and so is the body decompressed:
   beyond that 413 (code 27).
 - A POST to ``/`` with a body is a query (``curl --data-binary 'SELECT 1 FORMAT JSONCompact'``), never the ping.
+- chDB runs with ``store_server.xml``: MergeTree parts under 10 MiB use packed storage (one archive file per part;
+  issue 13 measured chDB's insert of a batch at 0.6-0.8x the time of the usual dozen files per part). Durability
+  is unchanged: a part is committed before the insert's answer either way.
 - Binds to a loopback address only. Statements run one at a time (the engine handle is not shared between
   threads); this is a development and test store, not a production server.
 """
@@ -64,6 +69,7 @@ _OUTSIDE_RE = re.compile(r"\b(file|url|urlCluster|s3|s3Cluster|gcs|azureBlobStor
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _EMBEDDED_INSERT_RE = re.compile(rb"^\s*INSERT\s+INTO\b.*?\bFORMAT\s+\w+[ \t]*\r?\n", re.IGNORECASE | re.DOTALL)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+CONFIG = Path(__file__).resolve().with_suffix(".xml")  # chDB's configuration: packed storage for small parts
 
 
 class Engine:
@@ -73,7 +79,7 @@ class Engine:
         import chdb
 
         Path(path).mkdir(parents=True, exist_ok=True)
-        self._conn = chdb.connect(path)
+        self._conn = chdb.connect(f"{path}?config-file={CONFIG}")
         self._lock = threading.Lock()
         self._database: str | None = None
 
@@ -86,6 +92,8 @@ class Engine:
             if data is not None:
                 if not (_INSERT_RE.match(sql) and match):
                     raise ValueError("Code: 62. DB::Exception: data in the body needs an INSERT ... FORMAT query")
+                # a temp file and FROM INFILE, not chDB's streaming insert (send_insert): chDB 4.4 answers a streamed
+                # insert that a CHECK constraint refuses as written (finish() reports the rows) while storing none
                 with tempfile.NamedTemporaryFile(suffix="." + fmt.lower()) as f:
                     f.write(data)
                     f.flush()

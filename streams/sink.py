@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from operator import attrgetter
 from typing import Any, Sequence
 
 from pydantic import BaseModel
@@ -93,23 +94,30 @@ def from_row(model: type[BaseModel], table: str, values: Sequence[Any]):
     return model.model_validate(data)
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)  # json.dumps's output; one encoder, not one per call
+
+
+def _stored(table: str, column: str, values: list[Any]) -> list[Any]:
+    """One column's values as stored (see the contract): None to '' unless ``NULLABLE``, JSON columns serialised,
+    a map's missing values to ''. A column that needs none of it (most) is returned as it is, without a per-value
+    call: the inline batch's mapping was a tenth of its store time (issue 13)."""
+    nullable = (table, column) in NULLABLE
+    if (table, column) in JSON_COLUMNS:
+        return ["" if v is None and not nullable else _JSON.encode(v) for v in values]
+    if not any(v is None or isinstance(v, dict) for v in values):
+        return values
+    return [(None if nullable else "") if v is None else
+            {k: "" if x is None else x for k, x in v.items()} if isinstance(v, dict) else v for v in values]
+
+
 def row(table: str, message: Any) -> list[Any]:
-    out = []
-    for column in COLUMNS[table]:
-        value = getattr(message, column)
-        if value is None and (table, column) not in NULLABLE:
-            value = ""
-        elif (table, column) in JSON_COLUMNS:
-            value = json.dumps(value, ensure_ascii=False, sort_keys=True)
-        elif isinstance(value, dict):  # Map(String, String)
-            value = {k: "" if v is None else v for k, v in value.items()}
-        out.append(value)
-    return out
+    return [_stored(table, column, [getattr(message, column)])[0] for column in COLUMNS[table]]
 
 
 def columns(table: str, messages: Sequence[Any]) -> list[list[Any]]:
-    """``row`` of each message, as one list per column of ``COLUMNS[table]`` (a column-oriented insert)."""
-    return [list(c) for c in zip(*(row(table, m) for m in messages))] if messages else [[] for _ in COLUMNS[table]]
+    """``row`` of each message, as one list per column of ``COLUMNS[table]`` (a column-oriented insert), built
+    column by column."""
+    return [_stored(table, column, list(map(attrgetter(column), messages))) for column in COLUMNS[table]]
 
 
 class ClickHouseStore:

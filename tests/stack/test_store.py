@@ -145,3 +145,54 @@ def test_migrate_command_on_chdb_in_process(tmp_path):
          str(tmp_path / "ch")], capture_output=True, text=True, timeout=120)
     names = json.loads(check.stdout)["groupArray(name)"]
     assert set(TABLES) | set(VIEWS) | {"schema_migrations"} == set(names)
+
+
+def test_a_rejected_insert_body_stores_nothing_answers_the_engine_code_and_the_next_insert_works(store):
+    """The body goes to chDB's streaming insert (issue 13): a row the engine rejects cancels the insert (no row of it
+    is stored), the client gets the engine's ``Code: N`` and the statement's code, and the engine takes the next
+    statement (an insert left open would refuse every later one)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    client, settings = store
+    db = settings.clickhouse.database
+    from streams.clickhouse import resolve_dsn
+
+    base = resolve_dsn(settings).rstrip("/")
+    sql = f"INSERT INTO {db}.dead_letters (topic, partition, offset, stage, error, raw, message_time, " \
+          "received_at) FORMAT TSV"
+    good = "rejected\t0\t{o}\tparse\te\traw\t2026-11-01 00:00:00\t2026-11-01 00:00:00\n"
+    bad = "rejected\tnot-a-number\t9\tparse\te\traw\t2026-11-01 00:00:00\t2026-11-01 00:00:00\n"
+
+    def post(body: str):
+        request = urllib.request.Request(f"{base}/?query={urllib.parse.quote(sql)}", data=body.encode(),
+                                         method="POST")
+        return urllib.request.urlopen(request, timeout=30)
+
+    with pytest.raises(urllib.error.HTTPError) as e:
+        post(good.format(o=0) + bad)
+    message = e.value.read().decode()
+    assert e.value.code == 500 and "Code: " in message, message
+    code = e.value.headers["X-ClickHouse-Exception-Code"]
+    assert code.isdigit() and code != "1000" and f"Code: {code}." in message, (code, message)
+    assert client.query(f"SELECT count() FROM {db}.dead_letters WHERE topic = 'rejected'").result_rows == [(0,)]
+    with post(good.format(o=1) + good.format(o=2)) as r:
+        assert r.status == 200
+        assert json.loads(r.headers["X-ClickHouse-Summary"])["written_rows"] == "2"
+    rows = client.query(f"SELECT offset FROM {db}.dead_letters WHERE topic = 'rejected' ORDER BY offset").result_rows
+    assert rows == [(1,), (2,)]
+
+
+def test_the_store_server_writes_small_parts_packed(store):
+    """stack/store_server.xml: an insert's part is one archive (packed storage), the cheaper part write of issue 13;
+    its rows read back as from any part."""
+    client, settings = store
+    db = settings.clickhouse.database
+    client.insert(f"{db}.verdicts", [_verdict_row("packed-1", NOW), _verdict_row("packed-2", NOW)],
+                  column_names=VERDICT_COLUMNS)
+    kinds = client.query("SELECT DISTINCT part_storage_type FROM system.parts WHERE database = {db:String} "
+                         "AND table = 'verdicts' AND active", parameters={"db": db}).result_rows
+    assert kinds == [("Packed",)]
+    got = client.query(f"SELECT trace_id FROM {db}.verdicts FINAL WHERE trace_id LIKE 'packed-%' ORDER BY trace_id")
+    assert got.result_rows == [("packed-1",), ("packed-2",)]

@@ -7,7 +7,7 @@ import pytest
 
 from judge_engine.online.pipeline import Incoming, Rows, dead_letter
 from schemas import Disagreement, FrontierVerdict, Verdict
-from streams.sink import ClickHouseStore
+from streams.sink import COLUMNS, ClickHouseStore, columns, row
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +91,27 @@ def test_stored_frontier_verdicts_read_back_as_the_messages_written(store):
     written = batch.frontier_verdicts[0]
     assert fv.model_dump(exclude={"judged_at"}) == written.model_dump(exclude={"judged_at"})
     assert fv.judged_at == written.judged_at.replace(microsecond=written.judged_at.microsecond // 1000 * 1000)
+
+
+def test_columns_store_none_json_and_maps_as_each_column_needs():
+    """The column-by-column mapping (issue 13): None is '' in a plain column and NULL in a Nullable one, JSON columns
+    are json.dumps text (sorted keys, non-ASCII kept), a map's missing label is '', other values pass unchanged;
+    ``row`` gives the same values one message at a time."""
+    from schemas import Trace
+    from schemas.gold import GoldLabel
+
+    traces = [Trace(trace_id="a", kind="pointwise", criterion="hallucination", question="q", answer="x",
+                    metadata={"z": 1, "a": "é"}, timestamp=T0),
+              Trace(trace_id="b", kind="pointwise", criterion="hallucination", question="q", answer="y",
+                    span_id="s", model="m", context="c", timestamp=T0)]
+    cols = dict(zip(COLUMNS["traces"], columns("traces", traces)))
+    assert cols["span_id"] == ["", "s"] and cols["model"] == ["", "m"]  # plain String columns: None -> ''
+    assert cols["context"] == [None, "c"] and cols["answer_a"] == [None, None]  # Nullable columns keep NULL
+    assert cols["metadata"] == ['{"a": "é", "z": 1}', "{}"]
+    assert cols["answer"] == ["x", "y"] and cols["timestamp"] == [T0, T0]
+    assert [list(r) for r in zip(*columns("traces", traces))] == [row("traces", t) for t in traces]
+    gold = GoldLabel(id="g1", source="s", kind="pointwise", criterion="hallucination", question="q", answer="a",
+                     teacher={"gpt": "fail", "claude": None})
+    assert dict(zip(COLUMNS["gold_labels"], columns("gold_labels", [gold])))["teacher"] == [{"gpt": "fail",
+                                                                                               "claude": ""}]
+    assert columns("verdicts", []) == [[] for _ in COLUMNS["verdicts"]]
