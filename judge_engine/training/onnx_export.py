@@ -18,7 +18,9 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -68,6 +70,18 @@ def _export_graph(encoder, target: Path) -> None:
                           opset_version=OPSET, dynamo=False)
 
 
+@contextlib.contextmanager
+def _quiet():
+    """ONNX Runtime's optimizer and quantizer log every tensor at INFO on the root logger (40-odd lines in the
+    middle of ``make demo``); their warnings still show."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def _optimise(source: Path, target: Path, config) -> None:
     from onnxruntime.transformers import optimizer
 
@@ -96,11 +110,12 @@ def write_encoder(model_dir: Path, precision: str = "fp32") -> Path:
     with tempfile.TemporaryDirectory(prefix="onnx-export-") as scratch:
         raw, optimised, quantised = (Path(scratch) / n for n in ("raw.onnx", "optimised.onnx", "int8.onnx"))
         _export_graph(encoder, raw)
-        _optimise(raw, optimised, encoder.config)
-        final = optimised
-        if precision == "int8":
-            _quantise(optimised, quantised)
-            final = quantised
+        with _quiet():
+            _optimise(raw, optimised, encoder.config)
+            final = optimised
+            if precision == "int8":
+                _quantise(optimised, quantised)
+                final = quantised
         shutil.move(str(final), model_dir / ONNX_FILE)
     meta.update(runtime="onnx", precision=precision, encoder_file=ONNX_FILE)
     _write_meta(model_dir, meta)
