@@ -179,7 +179,7 @@ def test_report_prints_every_section_and_writes_a_self_contained_html(store, tmp
         assert f">{title}</h2>" in page
     images = page.split('src="data:image/png;base64,')[1:]
     assert len(images) == 5 and all(base64.b64decode(i.split('"')[0])[:4] == b"\x89PNG" for i in images)
-    assert 'src="http' not in page and page.count("<summary>SQL</summary>") == 8  # each query's SQL (dead letters too)
+    assert 'src="http' not in page and page.count("<summary>SQL</summary>") == 9  # each query's SQL (dead letters, shadow too)
     # a figure from each section, against the rows written
     versions_1 = 10
     fails = sum(v.label == "fail" for v in expected["all"] if v.criterion == "hallucination" and v.trace_time == T0)
