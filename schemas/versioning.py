@@ -69,13 +69,12 @@ def parse_version(value: Any) -> tuple[int, int]:
 
 
 def is_newer(version: str | None) -> bool:
-    """Whether ``version`` (as received) is of our major and a newer minor."""
+    """Whether ``version`` (as received) is of our major and a newer minor: ``check``'s answer, False where
+    ``check`` refuses."""
     try:
-        major, minor = parse_version(version if version is not None else ABSENT_MEANS)
+        return check(version if version is not None else ABSENT_MEANS)
     except VersionError:
         return False
-    ours = parse_version(current())
-    return major == ours[0] and minor > ours[1]
 
 
 def check(version: Any) -> bool:
