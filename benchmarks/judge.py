@@ -8,7 +8,9 @@ Contract:
 - Items are real pairwise gold items (realistic lengths: PandaLM's questions and answers), cycled. For each batch
   size it times whole micro-batches one after another: the model in process (``student.Judge``, torch threads as
   in the Triton config), then the same batches through Triton's gRPC (``TritonJudge``). Reported: items/s,
-  p50/p95 ms per batch, and the server's overhead as the ratio of the p50s. Both run on the same cores, never at
+  p50/p95 ms per batch, the server's overhead as the ratio of the p50s, and where a request's time goes inside
+  Triton (``triton_server_ms``: mean queue, input, execute and output ms from Triton's own statistics over the
+  batches of that size). Both run on the same cores, never at
   the same time. Results: a printed table and ``bench-results/judge.json``.
 - ``--candidate DIR`` (issue 16: a cross-encoder or any other trained judge) adds, in the same run and on the same
   batches, the candidate judged in process, its items/s and the ratio of its p50 to the model's
@@ -150,6 +152,28 @@ VARIANT_NAMES = {"fp32": "torch fp32", "int8": "torch dynamic int8", "onnx_fp32"
                  "onnx_int8": "ONNX Runtime int8"}
 
 
+STAT_PARTS = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def _server_stats(settings, model: str) -> dict[str, tuple[int, int]]:
+    """Triton's own cumulative inference statistics of ``model`` (its HTTP ``/stats``): part -> (count, ns)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{settings.triton.http_url}/v2/models/{model}/stats", timeout=10) as answer:
+        stats = json.load(answer)["model_stats"][0]["inference_stats"]
+    return {part: (int(stats[part]["count"]), int(stats[part]["ns"])) for part in STAT_PARTS}
+
+
+def _server_ms(before: dict, after: dict) -> dict[str, float]:
+    """Mean ms per request of each part between two ``_server_stats`` snapshots (where a served request's time goes
+    inside Triton: waiting in its queue, copying inputs, the python model's execute, copying outputs)."""
+    out = {}
+    for part in STAT_PARTS:
+        count = after[part][0] - before[part][0]
+        out[f"{part}_ms"] = round((after[part][1] - before[part][1]) / max(1, count) / 1e6, 2)
+    return out
+
+
 def _timed_row(size: int, in_process: list[float], served: list[float]) -> dict:
     row = {"batch_size": size, "batches": len(in_process)}
     for name, times in (("in_process", in_process), ("triton", served)):
@@ -234,8 +258,12 @@ def main() -> None:
             timed = variants if size in variant_sizes else {}
             runs = {"torch": local.judge, **{v: variant_judges[v].judge for v in timed}}
             in_process = _time_interleaved({**runs, **({"candidate": candidate.judge} if candidate else {})}, batches)
-            served = asyncio.run(serve({"torch": "judge", **{v: name for v, (name, _) in timed.items()}}, batches))
+            models = {"torch": "judge", **{v: name for v, (name, _) in timed.items()}}
+            before = {key: _server_stats(settings, name) for key, name in models.items()}
+            served = asyncio.run(serve(models, batches))
+            inside = {key: _server_ms(before[key], _server_stats(settings, name)) for key, name in models.items()}
             row = _timed_row(size, in_process["torch"], served["torch"])
+            row["triton_server_ms"] = inside["torch"]
             if candidate is not None:
                 p50 = statistics.median(in_process["candidate"])
                 row["candidate_in_process"] = {"p50_ms": round(p50, 1), "items_per_s": round(size * 1000 / p50, 1)}
@@ -249,13 +277,15 @@ def main() -> None:
                   f"ms p95 {row['triton']['p95_ms']:8.1f} ({row['triton']['items_per_s']:6.1f} items/s) | "
                   f"ratio {row['triton_overhead_ratio']:.3f}", flush=True)
             for variant in timed:
-                vrow = {"variant": variant, **_timed_row(size, in_process[variant], served[variant])}
+                vrow = {"variant": variant, **_timed_row(size, in_process[variant], served[variant]),
+                        "triton_server_ms": inside[variant]}
                 vrow["speedup_vs_torch"] = {
                     where: round(row[where]["p50_ms"] / vrow[where]["p50_ms"], 2) for where in ("in_process", "triton")}
                 runtime_rows.append(vrow)
                 print(f"batch {size:3d} {VARIANT_NAMES[variant]}: in process p50 {vrow['in_process']['p50_ms']:8.1f} "
                       f"ms | Triton p50 {vrow['triton']['p50_ms']:8.1f} ms p95 {vrow['triton']['p95_ms']:8.1f} | "
-                      f"{vrow['speedup_vs_torch']['triton']:.2f}x torch through Triton", flush=True)
+                      f"{vrow['speedup_vs_torch']['triton']:.2f}x torch through Triton | inside Triton, mean ms: "
+                      f"{vrow['triton_server_ms']}", flush=True)
     finally:
         stack.down(settings, log=lambda *_: None)
     limits = _roofline(local, model, args, variant_judges)

@@ -105,7 +105,7 @@ class Encoder:
 
     def __init__(self, path: str | None = None, max_length: int = 256, device: str = "cpu", batch_size: int = 32,
                  top_state: Mapping[str, torch.Tensor] | None = None, onnx_file: str | Path | None = None,
-                 threads: int | None = None, attn_implementation: str | None = None):
+                 threads: int | None = None, attn_implementation: str | None = None, spinning: bool = False):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -120,7 +120,8 @@ class Encoder:
             if top_state:
                 raise ValueError("an ONNX encoder holds its fine-tuned layers already; pass top_state only to torch")
             self.config = AutoConfig.from_pretrained(path)
-            self.session = onnx_session(onnx_file, device, torch.get_num_threads() if threads is None else threads)
+            self.session = onnx_session(onnx_file, device, torch.get_num_threads() if threads is None else threads,
+                                        spinning)
             self._feeds = [i.name for i in self.session.get_inputs()]
             return
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
@@ -259,9 +260,15 @@ def pool_numpy(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def onnx_session(onnx_file: str | Path, device: str = "cpu", threads: int = 0):
+def onnx_session(onnx_file: str | Path, device: str = "cpu", threads: int = 0, spinning: bool = False):
     """An ONNX Runtime session on ``onnx_file`` with every graph optimisation, ``threads`` intra-op threads (0: ORT
-    picks) that do not spin when idle, and sequential execution; on a CUDA device the CUDA provider, which must be installed."""
+    picks) and sequential execution; on a CUDA device the CUDA provider, which must be installed.
+
+    ``spinning``: the intra-op threads busy-wait between the parallel sections of a run instead of sleeping. At
+    batch 1 a run is a hundred short sections and waking a sleeping thread for each costs more than the work: on
+    this project's 2-core machine spinning cut a PandaLM item's encoding from 38 to 28 ms (p50, ONNX int8, 2
+    threads; issue 13). It burns CPU while a run waits, so it is off by default (in-process use on shared cores)
+    and on where latency matters (the Triton model's ``ort_spinning`` parameter)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -269,8 +276,7 @@ def onnx_session(onnx_file: str | Path, device: str = "cpu", threads: int = 0):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = max(0, int(threads))
     options.inter_op_num_threads = 1
-    # idle threads sleep instead of spinning: the cores are shared (the workers, the broker, the store, other models)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     providers = ["CPUExecutionProvider"]
     if str(device).startswith("cuda"):
         if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -521,9 +527,11 @@ class StudentHeads(nn.Module):
 class Judge:
     """Encoder + heads: judge raw items end to end (what the Triton model and the in-process benchmark run)."""
 
-    def __init__(self, model_dir: str | Path, device: str = "cpu", threads: int | None = None):
+    def __init__(self, model_dir: str | Path, device: str = "cpu", threads: int | None = None,
+                 spinning: bool = False):
         """``threads``: the ONNX runtime's intra-op threads (default: torch's thread count); torch's own are set
-        by the caller (``torch.set_num_threads``)."""
+        by the caller (``torch.set_num_threads``). ``spinning``: those threads busy-wait within a run
+        (``onnx_session``)."""
         self.heads, self.meta = StudentHeads.load(Path(model_dir))
         installed = encoder_version()
         if installed != self.meta["encoder_version"]:
@@ -541,7 +549,8 @@ class Judge:
             if not onnx_file.is_file():
                 raise FileNotFoundError(f"{model_dir}/student.json says runtime onnx but {onnx_file} is missing; "
                                         "export the version again with `judgeline export --runtime onnx`")
-            self.encoder = Encoder(max_length=max_length, device=device, onnx_file=onnx_file, threads=threads)
+            self.encoder = Encoder(max_length=max_length, device=device, onnx_file=onnx_file, threads=threads,
+                                   spinning=spinning)
         else:
             top = None
             if self.meta.get("finetuned_layers"):

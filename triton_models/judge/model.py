@@ -5,7 +5,8 @@ Contract:
   ``judge_engine/``), ``heads.pt`` and ``student.json``; it imports nothing from judgeline, so the same directory
   runs in the embedded CPU Triton and in the NVIDIA Triton image on a GPU (the instance kind picks the device).
   The version's ``student.json`` picks the encoder's runtime (torch, or ONNX Runtime with ``encoder.onnx``); the
-  ``torch_threads`` parameter sets the threads of either.
+  ``torch_threads`` parameter sets the threads of either; ``ort_spinning`` ("1"/"0") whether ONNX Runtime's threads
+  busy-wait within a run (``student.onnx_session``).
 - Each request row is one item: KIND, CRITERION, QUESTION, ANSWER_A (the answer for pointwise), ANSWER_B (empty
   for pointwise), REFERENCE (empty when none), all UTF-8 strings. Rows of every request in one execution (dynamic
   batching) are judged together; the response rows keep the request's order.
@@ -48,8 +49,11 @@ class TritonPythonModel:
         device = "cpu"
         if args.get("model_instance_kind") == "GPU":
             device = f"cuda:{args['model_instance_device_id']}"
-        # torch_threads also sizes the ONNX Runtime session of a version exported with --runtime onnx
-        self.judge = student.Judge(version_dir, device=device, threads=threads if threads > 0 else None)
+        # torch_threads also sizes the ONNX Runtime session of a version exported with --runtime onnx, whose threads
+        # busy-wait within a run when ort_spinning is "1" (lower latency at batch 1, CPU burnt while a run waits)
+        spinning = params.get("ort_spinning", {}).get("string_value", "0") == "1"
+        self.judge = student.Judge(version_dir, device=device, threads=threads if threads > 0 else None,
+                                   spinning=spinning)
         self.trained_kinds = set(self.judge.meta.get("trained_kinds", ["pairwise", "pointwise"]))
 
     def _rows(self, request):

@@ -100,6 +100,14 @@ def test_onnx_session_takes_the_threads_it_is_given(fp32):
     assert Judge(fp32).encoder.session.get_session_options().intra_op_num_threads == torch_threads
 
 
+def test_onnx_threads_spin_only_when_asked(fp32, items):
+    spin = "session.intra_op.allow_spinning"
+    quiet, spinning = Judge(fp32), Judge(fp32, spinning=True)
+    assert quiet.encoder.session.get_session_options().get_session_config_entry(spin) == "0"
+    assert spinning.encoder.session.get_session_options().get_session_config_entry(spin) == "1"
+    assert [v["label"] for v in spinning.judge(items[:4])] == [v["label"] for v in quiet.judge(items[:4])]
+
+
 def test_bad_runtime_settings_are_refused_naming_the_fix(tiny_judge, fp32, tmp_path):
     with pytest.raises(ValueError, match="--runtime onnx"):
         prepare(tiny_judge.model_dir, tmp_path / "a", "torch", "int8")
