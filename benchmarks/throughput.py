@@ -15,10 +15,17 @@ Contract:
   ``paced at half the ceiling``: one worker, traces published at half the one-worker burst rate for
   ``--paced-s`` seconds; latency = ``stored_at - produced_at`` (ClickHouse's insert time minus the Kafka message
   time), p50/p95: a trace that does not queue.
+- Before them, ``Faust alone`` (``benchmarks.faust_ceiling``): one process with the inline worker's Faust
+  configuration whose agent only takes the same messages in micro-batches and acknowledges them: the framework's
+  own ceiling on this machine, which no inline worker can pass (``one_worker_vs_faust_ceiling``).
+- Where the cores go (``benchmarks.process_cpu``): over each run's stored span (the Faust run's first to last
+  batch) the CPU of the workers, the broker and the store server, as cores busy and microseconds per trace, and the
+  whole machine's; ``two_workers_ratio_cores_allow`` is the machine's cores over the cores the one-worker run kept
+  busy (the most two workers could reach if each needed what one did).
 - Every run checks that each trace got exactly one verdict (FINAL) before it counts; a run that does not finish
   within ``--timeout-s`` is an error.
 - ``--quick`` (5,000-trace bursts, 5 s paced) is for trying changes; its figures are not the benchmark's.
-- Prints one Markdown table (absolute figures and the two-worker ratio) and writes
+- Prints the Markdown tables (absolute figures, the two-worker ratio, the CPU per process) and writes
   ``bench-results/throughput.json`` (with the machine: CPU count, platform). The two workers share the machine's
   cores with the broker and the store server: the ratio says what the cores allow, not what the code does.
 """
@@ -32,6 +39,9 @@ import platform
 import shutil
 import time
 from pathlib import Path
+
+from benchmarks import faust_ceiling
+from benchmarks.process_cpu import CpuSampler
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench-results"
@@ -70,7 +80,7 @@ def _stage_timings(logs: list[Path]) -> dict | None:
 
 
 def _run(settings, gold: Path, name: str, *, workers: int, n: int | None, rate: float | None, seconds: float,
-         stub_ms: float, timeout_s: float, log) -> dict:
+         stub_ms: float, timeout_s: float, log, sampler=None) -> dict:
     from operations import demo
     from operations.produce import produce
     from stack.topics import ensure_topics
@@ -91,6 +101,8 @@ def _run(settings, gold: Path, name: str, *, workers: int, n: int | None, rate: 
             run.processes.append(start_worker(cfg, "inline", name=f"tp-{slug}-{i}-{run.run_id}", extra_args=args))
         for w in run.processes:
             wait_worker_ready(cfg, w, timeout_s=120)
+            if sampler is not None:
+                sampler.add("worker", w.pid)
 
     try:
         if rate is None:  # burst: the backlog is there before the workers are
@@ -125,6 +137,8 @@ def _run(settings, gold: Path, name: str, *, workers: int, n: int | None, rate: 
         "latency_ms_p50": demo._quantile(ms, 0.5), "latency_ms_p95": demo._quantile(ms, 0.95),
         "stage_counts": timings,
     }
+    if sampler is not None:
+        row["cpu"] = sampler.window(stored[0] / 1000, stored[-1] / 1000, len(lat))
     log(f"{name:<28} {row['traces']} traces: {row['throughput_traces_per_s']} traces/s, p50 "
         f"{row['latency_ms_p50']:.0f} ms, p95 {row['latency_ms_p95']:.0f} ms")
     return row
@@ -172,13 +186,20 @@ def main() -> None:
     load_before = os.getloadavg()
     rows = []
     common = dict(stub_ms=args.stub_ms, timeout_s=args.timeout_s, log=print, seconds=args.paced_s)
+    sampler = CpuSampler()
     try:
         stack.up(base, only=("broker", "clickhouse"), log=lambda *_: None)
         settings = stack.effective_settings(base)
-        rows.append(_run(settings, gold, "burst, 1 worker", workers=1, n=args.burst, rate=None, **common))
-        rows.append(_run(settings, gold, "burst, 2 workers", workers=2, n=args.burst, rate=None, **common))
-        half = rows[0]["throughput_traces_per_s"] / 2
-        rows.append(_run(settings, gold, "paced at half the ceiling", workers=1, n=None, rate=half, **common))
+        with sampler:
+            for role, service in (("broker", "broker"), ("store", "clickhouse")):
+                sampler.add(role, stack.running_service(settings, service).pid)
+            ceiling = faust_ceiling.measure(settings, _messages(gold, "ceiling", args.burst), log=print,
+                                            sampler=sampler)
+            common["sampler"] = sampler
+            rows.append(_run(settings, gold, "burst, 1 worker", workers=1, n=args.burst, rate=None, **common))
+            rows.append(_run(settings, gold, "burst, 2 workers", workers=2, n=args.burst, rate=None, **common))
+            half = rows[0]["throughput_traces_per_s"] / 2
+            rows.append(_run(settings, gold, "paced at half the ceiling", workers=1, n=None, rate=half, **common))
     finally:
         stack.down(base, log=lambda *_: None)
     one, two = rows[0]["throughput_traces_per_s"], rows[1]["throughput_traces_per_s"]
@@ -190,6 +211,11 @@ def main() -> None:
                     "load_average_after": [round(x, 2) for x in os.getloadavg()]},
         "gold": str(gold), "stub_judge_ms": args.stub_ms, "partitions": args.partitions, "quick": args.quick,
         "two_workers_ratio": round(two / one, 2),
+        # what two workers could reach if each needed what one did: the machine's cores over the cores the
+        # one-worker run kept busy (the broker's and the store's share included)
+        "two_workers_ratio_cores_allow": round(min(2.0, os.cpu_count() / rows[0]["cpu"]["machine"]["cores"]), 2),
+        "faust_ceiling": ceiling,
+        "one_worker_vs_faust_ceiling": round(one / ceiling["throughput_traces_per_s"], 2),
         "seconds": round(time.monotonic() - started),
         "rows": [{**r, "per_batch": per_batch(r)} for r in rows],
     }
@@ -207,6 +233,20 @@ def main() -> None:
     for r in result["rows"]:
         if r["per_batch"]:
             print(f"per batch, {r['run']}: {r['per_batch']}")
+    print(f"\nFaust alone (an agent that only takes and acknowledges the same messages): "
+          f"{ceiling['throughput_traces_per_s']} messages/s; one inline worker reaches "
+          f"{result['one_worker_vs_faust_ceiling']:.2f} of it")
+    print("\nCPU over each run's stored span (cores busy on average; microseconds of CPU per trace):")
+    print("| run | worker cores | worker us/trace | broker cores | broker us/trace | store cores | store us/trace | "
+          "other cores | machine cores busy (of %d) |" % os.cpu_count())
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in [ceiling, *result["rows"]]:
+        c = r["cpu"]
+        print(f"| {r['run']} | " + " | ".join(f"{c[k]['cores']} | {c[k]['us_per_trace']}" for k in
+                                               ("worker", "broker", "store")) +
+              f" | {c['other']['cores']} | {c['machine']['cores']} |")
+    print(f"two workers: {result['two_workers_ratio']:.2f}x one measured; the cores allow at most "
+          f"{result['two_workers_ratio_cores_allow']:.2f}x (cores / cores busy in the one-worker run)")
     print(f"wrote {OUT / 'throughput.json'}")
 
 
