@@ -10,31 +10,19 @@ Contract:
 - Labels fit the trace's kind (the candidate's and the live one); score and confidence lie in [0, 1].
 - Its identity is (tenant, app, criterion, trace_id, judge_version): a redelivered trace judged again replaces its
   twin (``schemas/ddl.py`` migration 8); partitioned by the trace's own time.
-- A ``schemas.base.Message`` model: strict, immutable; ``streams.sink`` derives the table's columns from it.
+- A ``schemas.trace_row.TraceRow`` (the trace's identity fields first), so a ``schemas.base.Message``: strict,
+  immutable; ``streams.sink`` derives the table's columns from it.
 """
 
 from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from schemas.base import (
-    Identifier,
-    Kind,
-    Label,
-    Message,
-    Name,
-    UtcDatetime,
-    check_label,
-    utc_now,
-)
+from schemas.base import Label, Name, UtcDatetime, check_label, utc_now
+from schemas.trace_row import TraceRow
 
 
-class ShadowVerdict(Message):
-    trace_id: Identifier
-    tenant: Name = "default"
-    app: Name = "default"
-    kind: Kind
-    criterion: Name
+class ShadowVerdict(TraceRow):
     label: Label
     score: float = Field(ge=0.0, le=1.0)
     confidence: float = Field(ge=0.0, le=1.0)
@@ -45,7 +33,6 @@ class ShadowVerdict(Message):
     live_label: Label | None = None
     live_confidence: float | None = Field(None, ge=0.0, le=1.0)
     live_latency_ms: float | None = Field(None, ge=0.0)
-    trace_time: UtcDatetime
     judged_at: UtcDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")

@@ -6,6 +6,8 @@ Contract:
 - ``reference`` (a reference answer) and ``context`` (retrieved documents, for groundedness) are optional.
 - ``from_otel_span`` builds a trace from an OpenTelemetry GenAI span (OTLP/JSON or a flat attribute mapping),
   reading ``gen_ai.input.messages`` / ``gen_ai.output.messages`` and the judgeline attributes listed there.
+- ``row_keys`` gives the ``schemas.trace_row.TraceRow`` fields of a row about the trace (``trace_time`` is its
+  ``timestamp``).
 - ``from_gold`` builds the trace a gold-format item describes (for streaming gold and demo sets).
 """
 
@@ -29,6 +31,10 @@ from schemas.base import (
     utc_now,
     validate,
 )
+from schemas.trace_row import TRACE_ROW_FIELDS
+
+# a row key that the trace holds under another name: a row's trace_time is the trace's own timestamp
+_ROW_KEY_SOURCES = {"trace_time": "timestamp"}
 
 
 class Trace(JudgedItem):
@@ -44,10 +50,10 @@ class Trace(JudgedItem):
     metadata: Metadata = Field(default_factory=dict)
 
     def row_keys(self) -> dict[str, Any]:
-        """The columns every row about this trace carries (verdicts, frontier verdicts): its identity, its kind and
-        criterion, and its time (the partition of those tables)."""
-        return {"trace_id": self.trace_id, "tenant": self.tenant, "app": self.app, "kind": self.kind,
-                "criterion": self.criterion, "trace_time": self.timestamp}
+        """The fields of ``schemas.trace_row.TraceRow`` that every row about this trace carries (verdicts, frontier
+        verdicts, disagreements, shadow verdicts): its identity, its kind and criterion, and its time (the
+        partition of those tables), named by ``TRACE_ROW_FIELDS``."""
+        return {name: getattr(self, _ROW_KEY_SOURCES.get(name, name)) for name in TRACE_ROW_FIELDS}
 
     @classmethod
     def from_gold(cls, item: Any, **overrides: Any) -> "Trace":

@@ -11,6 +11,8 @@ Contract:
   routing policy's version (``policy_version``, 0 when no policy had been published), the segment's threshold
   (``route_threshold``) and calibration sample rate (``sample_rate``), and the trace's ``novelty`` score where the
   judge gives one. These are optional with defaults, so a verdict written before issue 15 still parses.
+- ``Verdict``, ``FrontierVerdict`` and ``Disagreement`` are ``schemas.trace_row.TraceRow``s: the trace's identity
+  fields (trace_id, tenant, app, kind, criterion, trace_time) come first, then each model's own.
 - A frontier verdict that could not be obtained still exists, with ``status`` saying why (budget exhausted,
   retries exhausted, unparseable answer): nothing routed vanishes silently.
 """
@@ -21,18 +23,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from schemas.base import (
-    Identifier,
-    Kind,
-    Label,
-    Message,
-    Name,
-    Text,
-    UtcDatetime,
-    check_label,
-    utc_now,
-)
+from schemas.base import Label, Message, Name, Text, UtcDatetime, check_label, utc_now
 from schemas.trace import Trace
+from schemas.trace_row import TraceRow
 
 # route_all: the segment's routing policy rule routes every trace (cold start, too little evidence, after a drift
 # alarm); novel: the trace's novelty score is above the policy's novelty threshold (docs/routing.md)
@@ -40,13 +33,8 @@ RouteReason = Literal["low_confidence", "calibration_sample", "forced", "judge_u
 FrontierStatus = Literal["ok", "unparseable", "budget_exhausted", "retries_exhausted", "rejected"]
 
 
-class Verdict(Message):
-    trace_id: Identifier
-    tenant: Name = "default"
-    app: Name = "default"
+class Verdict(TraceRow):
     model: Name | None = None
-    kind: Kind
-    criterion: Name
     label: Label
     score: float = Field(ge=0.0, le=1.0)
     confidence: float = Field(ge=0.0, le=1.0)
@@ -60,7 +48,6 @@ class Verdict(Message):
     route_threshold: float | None = Field(None, ge=0.0, le=2.0, allow_inf_nan=False)  # a policy rule's: above 1 routes all
     sample_rate: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
     novelty: float | None = Field(None, allow_inf_nan=False)
-    trace_time: UtcDatetime
     produced_at: UtcDatetime | None = None
     judged_at: UtcDatetime = Field(default_factory=utc_now)
 
@@ -89,12 +76,7 @@ class FrontierRequest(Message):
         return self
 
 
-class FrontierVerdict(Message):
-    trace_id: Identifier
-    tenant: Name = "default"
-    app: Name = "default"
-    kind: Kind
-    criterion: Name
+class FrontierVerdict(TraceRow):
     judge_name: Name  # the frontier model, e.g. gpt-4
     status: FrontierStatus = "ok"
     label: Label | None = None  # None unless status == ok
@@ -110,7 +92,6 @@ class FrontierVerdict(Message):
     cost_usd: float = Field(0.0, ge=0.0)
     attempts: int = Field(0, ge=0)
     latency_ms: float = Field(0.0, ge=0.0)
-    trace_time: UtcDatetime
     judged_at: UtcDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
@@ -125,19 +106,13 @@ class FrontierVerdict(Message):
         return self
 
 
-class Disagreement(Message):
-    trace_id: Identifier
-    tenant: Name = "default"
-    app: Name = "default"
-    kind: Kind
-    criterion: Name
+class Disagreement(TraceRow):
     inline_label: Label
     inline_confidence: float = Field(ge=0.0, le=1.0)
     inline_judge_version: Name
     frontier_label: Label
     frontier_judge: Name
     request_reason: RouteReason
-    trace_time: UtcDatetime
     detected_at: UtcDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")

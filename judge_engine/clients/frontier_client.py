@@ -308,16 +308,11 @@ def disagreement(inline: Verdict, frontier: FrontierVerdict) -> Disagreement | N
     if frontier.status != "ok" or frontier.label is None or frontier.label == inline.label:
         return None
     return Disagreement(
-        trace_id=inline.trace_id,
-        tenant=inline.tenant,
-        app=inline.app,
-        kind=inline.kind,
-        criterion=inline.criterion,
+        **inline.row_keys(),
         inline_label=inline.label,
         inline_confidence=inline.confidence,
         inline_judge_version=inline.judge_version,
         frontier_label=frontier.label,
         frontier_judge=frontier.judge_name,
         request_reason=frontier.request_reason,
-        trace_time=inline.trace_time,
     )
