@@ -1,0 +1,74 @@
+"""streams.app.publisher against the real broker: one record batch per partition, and nothing about a message
+changes: every message arrives once, a key keeps the partition the producer's partitioner gives it (what
+``send`` would have chosen), each key's messages keep their order, and a message larger than a producer batch
+(a dead letter holding a long raw message) is published too."""
+
+import asyncio
+import json
+import time
+import uuid
+
+import pytest
+
+from judge_engine.online.pipeline import Outbox
+from schemas.settings import Settings
+from stack.topics import ensure_topics
+from streams.app import create_app, publisher
+
+pytestmark = pytest.mark.integration
+
+
+def _read(settings: Settings, topic: str, expected: int) -> list[tuple[int, bytes | None, bytes]]:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"read-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        out: list[tuple[int, bytes | None, bytes]] = []
+        deadline = time.monotonic() + 30
+        while len(out) < expected and time.monotonic() < deadline:
+            out += [(m.partition(), m.key(), m.value()) for m in consumer.consume(500, timeout=0.5) if not m.error()]
+        return out
+    finally:
+        consumer.close()
+
+
+def test_the_publisher_sends_record_batches_per_partition_and_keeps_keys_order_and_big_messages(stack, tmp_path):
+    topic = f"judgeline.publish-test.{uuid.uuid4().hex[:8]}"
+    settings = stack.model_copy(update={
+        "stack": stack.stack.model_copy(update={"state_dir": tmp_path}),
+        "kafka": stack.kafka.model_copy(update={
+            "topics": stack.kafka.topics.model_copy(update={"traces": topic, "partitions": 4})})})
+    ensure_topics(settings)
+    outbox = Outbox()
+    for i in range(600):  # 37 keys over 4 partitions, each key's messages interleaved with the others'
+        outbox.add(topic, f"trace-{i % 37}", json.dumps({"seq": i, "pad": "x" * 300}).encode())
+    big = b"y" * 700_000  # over the producer's 16 KB batch: a batch of its own
+    outbox.add(topic, "big", big)
+    outbox.add(topic, None, b"no key")
+
+    async def publish() -> dict[str, int]:
+        app = create_app(settings, "inline")
+        try:
+            await publisher(app)(outbox)
+            producer = app.producer
+            return {key: producer.key_partition(topic, key.encode()).partition
+                    for key in {f"trace-{i % 37}" for i in range(600)} | {"big"}}
+        finally:
+            await app.producer.stop()
+
+    expected_partition = asyncio.run(publish())
+    got = _read(settings, topic, len(outbox))
+    assert len(got) == len(outbox)
+    assert sorted(v for _, _, v in got) == sorted(v for _, _, v in outbox.messages)  # each once, unchanged
+    by_key: dict[bytes, list[tuple[int, int]]] = {}
+    for partition, key, value in got:
+        if key is not None and key != b"big":
+            by_key.setdefault(key, []).append((partition, json.loads(value)["seq"]))
+    assert len({p for messages in by_key.values() for p, _ in messages}) > 1  # the keys did spread
+    for key, messages in by_key.items():
+        assert {p for p, _ in messages} == {expected_partition[key.decode()]}  # the partitioner's partition
+        assert [s for _, s in messages] == sorted(s for _, s in messages)  # in the order published
+    assert [(p, v) for p, k, v in got if k == b"big"] == [(expected_partition["big"], big)]
