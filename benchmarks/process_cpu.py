@@ -9,7 +9,8 @@ Contract:
   seconds, e.g. the first and last ``stored_at`` of a run), interpolated linearly between the samples around each
   end; a process gone before ``end`` counts what it had spent, one added after ``start`` counts from its first
   sample. ``machine_seconds(start, end)`` the same for the
-  whole machine. A window with no sample on both sides of it is an error (the sampler did not run long enough).
+  whole machine. A window that ended after the last sample gets a sample taken then; one with no sample before
+  its start, or one that ends in the future, is an error.
 - ``window(start, end, traces)`` is the summary a benchmark row carries: per role, cores busy on average
   (``cores``) and CPU microseconds per trace (``us_per_trace``), plus ``machine`` (all cores, every process) and
   ``other`` (the machine less the roles: the benchmark's own process, anything else on the machine).
@@ -83,6 +84,8 @@ class CpuSampler:
         return c0 + (c1 - c0) * (when - t0) / (t1 - t0) if t1 > t0 else c1
 
     def _check(self, start: float, end: float) -> None:
+        if self._machine and self._machine[-1][0] < end <= time.time():
+            self._sample()  # the window ended after the last periodic sample: take the one after it now
         with self._lock:
             first, last = (self._machine[0][0], self._machine[-1][0]) if self._machine else (None, None)
         if first is None or first > start or last < end:

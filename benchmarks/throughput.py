@@ -15,9 +15,11 @@ Contract:
   ``paced at half the ceiling``: one worker, traces published at half the one-worker burst rate for
   ``--paced-s`` seconds; latency = ``stored_at - produced_at`` (ClickHouse's insert time minus the Kafka message
   time), p50/p95: a trace that does not queue.
-- Before them, ``Faust alone`` (``benchmarks.faust_ceiling``): one process with the inline worker's Faust
+- Before them, ``Faust alone`` (``benchmarks.consumer_ceiling``): one process with the inline worker's Faust
   configuration whose agent only takes the same messages in micro-batches and acknowledges them: the framework's
-  own ceiling on this machine, which no inline worker can pass (``one_worker_vs_faust_ceiling``).
+  own ceiling on this machine, which no inline worker can pass (``one_worker_vs_faust_ceiling``); and, for
+  comparison, the same with confluent-kafka's batch ``consume`` (``librdkafka_batch_consumer``): what a consumer
+  without Faust's per-event stream reaches here.
 - Where the cores go (``benchmarks.process_cpu``): over each run's stored span (the Faust run's first to last
   batch) the CPU of the workers, the broker and the store server, as cores busy and microseconds per trace, and the
   whole machine's; ``two_workers_ratio_cores_estimate`` is the machine's cores over the cores the one-worker run
@@ -41,7 +43,7 @@ import shutil
 import time
 from pathlib import Path
 
-from benchmarks import faust_ceiling
+from benchmarks import consumer_ceiling
 from benchmarks.process_cpu import CpuSampler
 
 REPO = Path(__file__).resolve().parent.parent
@@ -194,8 +196,10 @@ def main() -> None:
         with sampler:
             for role, service in (("broker", "broker"), ("store", "clickhouse")):
                 sampler.add(role, stack.running_service(settings, service).pid)
-            ceiling = faust_ceiling.measure(settings, _messages(gold, "ceiling", args.burst), log=print,
-                                            sampler=sampler)
+            messages = _messages(gold, "ceiling", args.burst)
+            ceiling = consumer_ceiling.measure(settings, messages, log=print, sampler=sampler, consumer="faust")
+            batch_consumer = consumer_ceiling.measure(settings, messages, log=print, sampler=sampler,
+                                                      consumer="librdkafka")
             common["sampler"] = sampler
             rows.append(_run(settings, gold, "burst, 1 worker", workers=1, n=args.burst, rate=None, **common))
             rows.append(_run(settings, gold, "burst, 2 workers", workers=2, n=args.burst, rate=None, **common))
@@ -218,6 +222,7 @@ def main() -> None:
         # process for one GIL: measured 341 against 446 us per trace of worker CPU in one run)
         "two_workers_ratio_cores_estimate": round(min(2.0, os.cpu_count() / rows[0]["cpu"]["machine"]["cores"]), 2),
         "faust_ceiling": ceiling,
+        "librdkafka_batch_consumer": batch_consumer,
         "one_worker_vs_faust_ceiling": round(one / ceiling["throughput_traces_per_s"], 2),
         "seconds": round(time.monotonic() - started),
         "rows": [{**r, "per_batch": per_batch(r)} for r in rows],
@@ -238,12 +243,13 @@ def main() -> None:
             print(f"per batch, {r['run']}: {r['per_batch']}")
     print(f"\nFaust alone (an agent that only takes and acknowledges the same messages): "
           f"{ceiling['throughput_traces_per_s']} messages/s; one inline worker reaches "
-          f"{result['one_worker_vs_faust_ceiling']:.2f} of it")
+          f"{result['one_worker_vs_faust_ceiling']:.2f} of it; librdkafka's batch consume: "
+          f"{batch_consumer['throughput_traces_per_s']} messages/s")
     print("\nCPU over each run's stored span (cores busy on average; microseconds of CPU per trace):")
     print("| run | worker cores | worker us/trace | broker cores | broker us/trace | store cores | store us/trace | "
           "other cores | machine cores busy (of %d) |" % os.cpu_count())
     print("|---|---|---|---|---|---|---|---|---|")
-    for r in [ceiling, *result["rows"]]:
+    for r in [ceiling, batch_consumer, *result["rows"]]:
         c = r["cpu"]
         print(f"| {r['run']} | " + " | ".join(f"{c[k]['cores']} | {c[k]['us_per_trace']}" for k in
                                                ("worker", "broker", "store")) +
