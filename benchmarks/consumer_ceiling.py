@@ -90,32 +90,38 @@ def measure(settings, messages: list[tuple[bytes, bytes]], log=print, sampler=No
     return row
 
 
-def _report(seen: int, first_size: int, first_at: float, now: float, first_cpu: float) -> None:
-    counted = seen - first_size
-    print("CEILING " + json.dumps({
-        "events": seen, "counted": counted, "first_batch_at": first_at, "last_batch_at": now,
-        "cpu_s": time.process_time() - first_cpu,
-        "seconds": round(now - first_at, 3),
-        "events_per_s": round(counted / (now - first_at), 1) if now > first_at else None}), flush=True)
-    os._exit(0)  # a benchmark's consumer: nothing to shut down cleanly
+class _Tally:
+    """Counts the batches a consumer takes; after ``n`` messages prints the ``CEILING`` line and ends the process."""
+
+    def __init__(self, n: int):
+        self.n, self.seen, self.first_at, self.first_size, self.first_cpu = n, 0, None, 0, 0.0
+
+    def batch(self, size: int) -> None:
+        self.seen += size
+        now = time.time()
+        if self.first_at is None:
+            self.first_at, self.first_size, self.first_cpu = now, size, time.process_time()
+        if self.seen < self.n:
+            return
+        counted, seconds = self.seen - self.first_size, now - self.first_at
+        print("CEILING " + json.dumps({
+            "events": self.seen, "counted": counted, "first_batch_at": self.first_at, "last_batch_at": now,
+            "cpu_s": time.process_time() - self.first_cpu, "seconds": round(seconds, 3),
+            "events_per_s": round(counted / seconds, 1) if seconds > 0 else None}), flush=True)
+        os._exit(0)  # a benchmark's consumer: nothing to shut down cleanly
 
 
 def _consume_faust(settings, n: int) -> None:
     from streams.app import acknowledge, create_app, hold_references, register_agent, run, source_topic
 
     app = create_app(settings, "inline")
+    tally = _Tally(n)
 
     async def ceiling(stream):
-        seen, first_at, first_size, first_cpu = 0, None, 0, 0.0
         async for events in stream.take_events(settings.stream.batch_size, within=settings.stream.batch_within_s):
             hold_references(events)
             acknowledge(events)
-            seen += len(events)
-            now = time.time()
-            if first_at is None:
-                first_at, first_size, first_cpu = now, len(events), time.process_time()
-            if seen >= n:
-                _report(seen, first_size, first_at, now, first_cpu)
+            tally.batch(len(events))
 
     register_agent(app, source_topic(app, settings.kafka.topics.traces), "consumer-ceiling", ceiling)
     run(app, settings)
@@ -127,19 +133,13 @@ def _consume_librdkafka(settings, n: int) -> None:
     consumer = Consumer({**settings.kafka.client_config(), "group.id": settings.kafka.consumer_group,
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     consumer.subscribe([settings.kafka.topics.traces])
-    seen, first_at, first_size, first_cpu = 0, None, 0, 0.0
+    tally = _Tally(n)
     while True:
         batch = [m for m in consumer.consume(settings.stream.batch_size, timeout=settings.stream.batch_within_s)
                  if m.error() is None]
-        if not batch:
-            continue
-        consumer.commit(asynchronous=True)  # after the batch, as a worker commits what it stored
-        seen += len(batch)
-        now = time.time()
-        if first_at is None:
-            first_at, first_size, first_cpu = now, len(batch), time.process_time()
-        if seen >= n:
-            _report(seen, first_size, first_at, now, first_cpu)
+        if batch:
+            consumer.commit(asynchronous=True)  # after the batch, as a worker commits what it stored
+            tally.batch(len(batch))
 
 
 if __name__ == "__main__":
