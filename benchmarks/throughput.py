@@ -19,7 +19,8 @@ Contract:
   configuration whose agent only takes the same messages in micro-batches and acknowledges them: the framework's
   own ceiling on this machine, which no inline worker can pass (``one_worker_vs_faust_ceiling``); and, for
   comparison, the same with confluent-kafka's batch ``consume`` (``librdkafka_batch_consumer``): what a consumer
-  without Faust's per-event stream reaches here.
+  without Faust's per-event stream reaches here, and that consumer feeding the inline stage itself
+  (``librdkafka_consumer_with_stage``: stub judge, rows stored and checked, messages published).
 - Where the cores go (``benchmarks.process_cpu``): over each run's stored span (the Faust run's first to last
   batch) the CPU of the workers, the broker and the store server, as cores busy and microseconds per trace, and the
   whole machine's; ``two_workers_ratio_cores_estimate`` is the machine's cores over the cores the one-worker run
@@ -200,6 +201,8 @@ def main() -> None:
             ceiling = consumer_ceiling.measure(settings, messages, log=print, sampler=sampler, consumer="faust")
             batch_consumer = consumer_ceiling.measure(settings, messages, log=print, sampler=sampler,
                                                       consumer="librdkafka")
+            batch_stage = consumer_ceiling.measure(settings, _messages(gold, f"stage-{time.time_ns()}", args.burst), log=print,
+                                                   sampler=sampler, consumer="librdkafka-stage")
             common["sampler"] = sampler
             rows.append(_run(settings, gold, "burst, 1 worker", workers=1, n=args.burst, rate=None, **common))
             rows.append(_run(settings, gold, "burst, 2 workers", workers=2, n=args.burst, rate=None, **common))
@@ -223,6 +226,7 @@ def main() -> None:
         "two_workers_ratio_cores_estimate": round(min(2.0, os.cpu_count() / rows[0]["cpu"]["machine"]["cores"]), 2),
         "faust_ceiling": ceiling,
         "librdkafka_batch_consumer": batch_consumer,
+        "librdkafka_consumer_with_stage": batch_stage,
         "one_worker_vs_faust_ceiling": round(one / ceiling["throughput_traces_per_s"], 2),
         "seconds": round(time.monotonic() - started),
         "rows": [{**r, "per_batch": per_batch(r)} for r in rows],
@@ -244,12 +248,13 @@ def main() -> None:
     print(f"\nFaust alone (an agent that only takes and acknowledges the same messages): "
           f"{ceiling['throughput_traces_per_s']} messages/s; one inline worker reaches "
           f"{result['one_worker_vs_faust_ceiling']:.2f} of it; librdkafka's batch consume: "
-          f"{batch_consumer['throughput_traces_per_s']} messages/s")
+          f"{batch_consumer['throughput_traces_per_s']} messages/s; librdkafka feeding the inline stage (stub judge, "
+          f"rows stored, messages published, one batch at a time): {batch_stage['throughput_traces_per_s']} traces/s")
     print("\nCPU over each run's stored span (cores busy on average; microseconds of CPU per trace):")
     print("| run | worker cores | worker us/trace | broker cores | broker us/trace | store cores | store us/trace | "
           "other cores | machine cores busy (of %d) |" % os.cpu_count())
     print("|---|---|---|---|---|---|---|---|---|")
-    for r in [ceiling, batch_consumer, *result["rows"]]:
+    for r in [ceiling, batch_consumer, batch_stage, *result["rows"]]:
         c = r["cpu"]
         print(f"| {r['run']} | " + " | ".join(f"{c[k]['cores']} | {c[k]['us_per_trace']}" for k in
                                                ("worker", "broker", "store")) +
