@@ -24,6 +24,7 @@ Contract:
 
 from __future__ import annotations
 
+import collections
 from typing import Mapping, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -126,8 +127,8 @@ class WorkerMetrics(Recorder):
             self.dead_letters.labels(d.stage).inc()
         if rows.disagreements:
             self.disagreements.inc(len(rows.disagreements))
-        for sv in rows.shadow_verdicts:
-            self.shadow_verdicts.labels(sv.judge_version).inc()
+        for version, n in collections.Counter(sv.judge_version for sv in rows.shadow_verdicts).items():
+            self.shadow_verdicts.labels(version).inc(n)  # one labelled increment per version, not per row
         inline = [v for v in rows.verdicts if v.source == "inline"]
         if inline:
             self._served(inline[-1].judge_name, inline[-1].judge_version)

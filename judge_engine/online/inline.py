@@ -9,9 +9,9 @@ Contract:
     invalid one becomes a ``DeadLetter`` (stage ``parse``) with the reason naming the field and the raw bytes whole;
   - the valid traces are judged in one call (``TritonJudge.judge``: requests of at most the model's batch size,
     merged again by Triton's dynamic batcher). The judge must return exactly one result per trace (a short or long
-    answer is ``JudgeAnswerMismatch``, permanent: never zipped). When the batch fails, its traces are judged again
-    one per call, so a bad trace costs only itself: a trace the judge refuses as bad input (permanent under
-    ``judge_engine.failures``), or whose call fails again, once more, while others of its batch were judged (a model
+    answer is ``JudgeAnswerMismatch``, permanent: never zipped; ``judge_calls.judge_exactly``). When the batch
+    fails, its traces are judged again one per call, so a bad trace costs only itself: a trace the judge refuses as
+    bad input (permanent under ``judge_engine.failures``), or whose call fails again, once more, while others of its batch were judged (a model
     that raises for one input), becomes a dead letter (stage ``judge``) with the error, and the batch goes on;
   - when the judge judged none of the batch and the failure may pass (``GaveUp`` after its retries, or any other
     transient error) it raises ``JudgeUnavailable``, unless ``settings.stream.judge_unavailable`` is ``frontier``: then every valid trace of
@@ -52,10 +52,11 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-from judge_engine.clients.triton_client import JudgeAnswerMismatch, JudgeResult
+from judge_engine.clients.triton_client import JudgeResult
 from judge_engine.failures import classify, describe
+from judge_engine.online.judge_calls import Judge, checked_scores, judge_exactly, judge_singles
 from judge_engine.online.pipeline import (
     BatchStage,
     Incoming,
@@ -82,10 +83,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("judgeline.inline")
 
 
-class Judge(Protocol):
-    async def judge(self, items: Iterable) -> list[JudgeResult]: ...
-
-
 class JudgeUnavailable(RuntimeError):
     """The judge could not be reached (after its own retries); the batch was not judged."""
 
@@ -109,21 +106,6 @@ def parse_trace(message: Incoming) -> Trace | DeadLetter:
     return parsed
 
 
-async def judge_singles(judge: Judge, traces: list[Trace]) -> list[JudgeResult | BaseException]:
-    """Each trace judged in a call of its own (concurrently): its result, or the error of its call."""
-    async def one(trace: Trace) -> JudgeResult:
-        results = list(await judge.judge([trace]))
-        if len(results) != 1:
-            raise JudgeAnswerMismatch(f"the judge returned {len(results)} results for 1 trace")
-        return results[0]
-
-    out = await asyncio.gather(*(one(t) for t in traces), return_exceptions=True)
-    for result in out:
-        if isinstance(result, asyncio.CancelledError):
-            raise result
-    return list(out)
-
-
 def _transient(result: object) -> bool:
     return isinstance(result, BaseException) and classify(result) != "permanent"
 
@@ -133,10 +115,7 @@ async def _judge_isolating(judge: Judge, traces: list[Trace]) -> list[JudgeResul
     while the rest of its batch is judged, gets its error instead of a result; ``JudgeUnavailable`` when the judge
     judged none of them and the failure may pass."""
     try:
-        results = list(await judge.judge(traces))
-        if len(results) != len(traces):  # never zip past a short answer
-            raise JudgeAnswerMismatch(f"the judge returned {len(results)} results for {len(traces)} traces")
-        return results
+        return await judge_exactly(judge, traces)
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - classified just below
@@ -154,16 +133,6 @@ async def _judge_isolating(judge: Judge, traces: list[Trace]) -> list[JudgeResul
         for i, result in zip(failing, await judge_singles(judge, [traces[i] for i in failing]), strict=True):
             out[i] = result
     return out
-
-
-def checked_scores(result: JudgeResult) -> tuple[float, float]:
-    """(score, confidence) of a judge's result, clipped into [0, 1] from float noise; ``ValueError`` naming the
-    value when one is not finite or clearly outside [0, 1]."""
-    for name in ("score", "confidence"):
-        value = getattr(result, name)
-        if not math.isfinite(value) or not -1e-6 <= value <= 1 + 1e-6:
-            raise ValueError(f"the judge returned {name}={value!r}, outside [0, 1]")
-    return min(1.0, max(0.0, result.score)), min(1.0, max(0.0, result.confidence))
 
 
 def make_verdict(trace: Trace, result: JudgeResult, message: Incoming, settings: Settings,

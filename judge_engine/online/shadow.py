@@ -30,15 +30,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from judge_engine.clients.triton_client import JudgeAnswerMismatch
 from judge_engine.failures import GaveUp, classify, describe
+from judge_engine.online.judge_calls import Judge, checked_scores, judge_exactly, judge_singles
 from schemas.shadow import ShadowVerdict
 from schemas.trace import Trace
 from schemas.verdict import Verdict
 
 if TYPE_CHECKING:
     from judge_engine.clients.triton_client import JudgeResult
-    from judge_engine.online.inline import Judge
     from schemas.settings import Settings
 
 log = logging.getLogger("judgeline.shadow")
@@ -66,7 +65,7 @@ def failure_reason(exc: BaseException) -> str:
 
 
 class ShadowScorer:
-    def __init__(self, judge: "Judge", timeout_s: float, *, warn_every_s: float = 30.0, clock=time.monotonic):
+    def __init__(self, judge: Judge, timeout_s: float, *, warn_every_s: float = 30.0, clock=time.monotonic):
         self.judge = judge
         self.timeout_s = timeout_s
         self.warn_every_s = warn_every_s
@@ -79,10 +78,7 @@ class ShadowScorer:
             return ShadowResult()
         started = self._clock()
         try:
-            results = list(await asyncio.wait_for(self.judge.judge(list(traces)), self.timeout_s))
-            if len(results) != len(traces):
-                raise JudgeAnswerMismatch(f"the candidate returned {len(results)} results for {len(traces)} traces")
-            return ShadowResult(results)
+            return ShadowResult(await asyncio.wait_for(judge_exactly(self.judge, traces), self.timeout_s))
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - a shadow failure never holds the batch: classified, counted
@@ -91,8 +87,6 @@ class ShadowScorer:
                 reason = "timeout"
         if reason != "refused" or len(traces) == 1:
             return self._failed(traces, [None] * len(traces), [(reason, error)] * len(traces))
-        from judge_engine.online.inline import judge_singles  # the live stage's own isolation (imports this module)
-
         left = self.timeout_s - (self._clock() - started)
         try:  # one bad trace must not cost the others their rows
             singles = await asyncio.wait_for(judge_singles(self.judge, list(traces)), max(left, 0.001))
@@ -128,8 +122,6 @@ class ShadowScorer:
 def shadow_rows(traces: Sequence[Trace], results: Sequence["JudgeResult | None"],
                 live: Mapping[str, Verdict]) -> tuple[list[ShadowVerdict], int]:
     """(the shadow verdicts, how many results were unusable); see the module contract."""
-    from judge_engine.online.inline import checked_scores  # the live verdict's own check
-
     rows: list[ShadowVerdict] = []
     unusable = 0
     for trace, result in zip(traces, results, strict=True):
