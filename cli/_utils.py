@@ -6,6 +6,8 @@ Contract:
 - ``settings()`` is the one ``Settings`` (env prefix ``JUDGELINE_``) resolved against the running embedded stack
   (``stack.services.effective_settings``); invalid settings end the command with one line naming the variable.
 - ``fail(message, code=1)`` prints ``error: <message>`` in red on stderr and exits with ``code``.
+- ``trained_model(settings, model)``: ``model``, or the last trained judge (``schemas.paths.latest_model_pointer``)
+  when it is None; a missing pointer or a directory without ``student.json`` ends the command naming the fix.
 - ``exits_on_error(what)`` wraps a command: any exception other than ``typer.Exit``/``KeyboardInterrupt`` becomes
   ``error: <what> failed: <the failure policy's description>`` and exit 1, never a traceback. ``what`` may use the
   command's keyword arguments (``"importing {file}"``) and ``{settings.<group>.<field>}`` of the settings;
@@ -51,6 +53,21 @@ def settings():
 def fail(message: str, code: int = 1):
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def trained_model(settings, model):
+    from pathlib import Path
+
+    from schemas.paths import latest_model_pointer
+
+    if model is None:
+        pointer = latest_model_pointer(settings.state_dir)
+        if not pointer.exists():
+            fail("no trained judge yet: run `judgeline train --gold FILE` first, or pass --model DIR")
+        model = Path(pointer.read_text().strip())
+    if not (Path(model) / "student.json").is_file():
+        fail(f"{model} is not a trained judge (no student.json); run `judgeline train` first")
+    return Path(model)
 
 
 def _failed(what: str, exc: BaseException, hint: str, values: dict) -> None:

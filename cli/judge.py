@@ -12,17 +12,14 @@ from typing import Optional
 import typer
 
 from cli._utils import fail as _fail
-from cli._utils import fails_as, family
+from cli._utils import fails_as, family, trained_model
 from cli._utils import settings as _settings
+from schemas.paths import latest_model_pointer
 
 commands, register = family()
 
 
 FINETUNE_LAYERS_DEFAULT = 1  # measured: see docs/judge.md, "Fine-tuning"
-
-
-def _latest_model_pointer(settings) -> Path:
-    return settings.state_dir / "models" / "LATEST"
 
 
 @commands.command()
@@ -72,7 +69,7 @@ def train(
         result = run_training(cfg, log=typer.echo)
     except (GoldFileError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    pointer = _latest_model_pointer(settings)
+    pointer = latest_model_pointer(settings.state_dir)
     pointer.parent.mkdir(parents=True, exist_ok=True)
     pointer.write_text(str(result.model_dir.resolve()))
     for kind, m in result.test.items():
@@ -131,13 +128,7 @@ def export(
     from stack.triton import model_repository
 
     settings = _settings()
-    if model is None:
-        pointer = _latest_model_pointer(settings)
-        if not pointer.exists():
-            _fail("no trained judge yet: run `judgeline train --gold FILE` first, or pass --model DIR")
-        model = Path(pointer.read_text().strip())
-    if not (model / "student.json").is_file():
-        _fail(f"{model} is not a trained judge (no student.json); run `judgeline train` first")
+    model = trained_model(settings, model)
     try:
         check_template()  # before the gate: a misplaced template is a set-up error, not a judgement of the version
     except FileNotFoundError as e:

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from cli._utils import fail as _fail
-from cli._utils import fails_as, family
+from cli._utils import fails_as, family, trained_model
 from cli._utils import settings as _settings
 
 commands, register = family()
@@ -45,13 +45,7 @@ def start(
     from operations.shadow import start as run_start
 
     settings = _settings()
-    if model is None:
-        pointer = settings.state_dir / "models" / "LATEST"
-        if not pointer.exists():
-            _fail("no trained judge yet: run `judgeline train --gold FILE` first, or pass --model DIR")
-        model = Path(pointer.read_text().strip())
-    if not (model / "student.json").is_file():
-        _fail(f"{model} is not a trained judge (no student.json); run `judgeline train` first")
+    model = trained_model(settings, model)
     client = _store(settings, required=False)
     with fails_as(f"starting shadow mode with {model}", "is Triton running? `judgeline status`"):
         try:

@@ -100,7 +100,7 @@ def ensure_judge(settings: Settings, gold_dir: Path = SHARED_GOLD, log: Callable
             "the first run encodes every text, a few minutes on 2 cores; later runs read the embedding cache)")
         started = time.monotonic()
         result = train(TrainConfig(gold=tuple(files), out=out), log=log)
-        pointer = settings.state_dir / "models" / "LATEST"
+        pointer = paths.latest_model_pointer(settings.state_dir)
         pointer.write_text(str(result.model_dir.resolve()))
         runtime, precision = SERVED_RUNTIME
         target = export(result.model_dir, repo, name, runtime=runtime, precision=precision)

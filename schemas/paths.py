@@ -10,6 +10,8 @@ Contract:
   into the tree), overridable with ``JUDGELINE_SHARED_DATA``; ``SHARED_GOLD`` and ``SHARED_TRAIN`` its folders.
 - ``CACHE_DIR`` is ``$XDG_CACHE_HOME/judgeline`` (default ``~/.cache/judgeline``): embeddings, the Triton serving
   venv; shared by every checkout on a machine.
+- ``latest_model_pointer(state_dir)``: the file in a state directory that names the last trained judge (written by
+  ``judgeline train`` and the demo's training, read where a command defaults to "the last trained judge").
 These are locations, not settings of a deployment: the runtime settings (``schemas.settings``) say where the
 state directory and the served model repository are.
 """
@@ -27,3 +29,7 @@ SHARED_DATA = Path(os.environ.get("JUDGELINE_SHARED_DATA") or SOURCE_ROOT.parent
 SHARED_GOLD = SHARED_DATA / "gold"
 SHARED_TRAIN = SHARED_DATA / "train"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "judgeline"
+
+
+def latest_model_pointer(state_dir: Path) -> Path:
+    return Path(state_dir) / "models" / "LATEST"
