@@ -267,8 +267,9 @@ def onnx_session(onnx_file: str | Path, device: str = "cpu", threads: int = 0, s
     ``spinning``: the intra-op threads busy-wait between the parallel sections of a run instead of sleeping. At
     batch 1 a run is a hundred short sections and waking a sleeping thread for each costs more than the work: on
     this project's 2-core machine spinning cut a PandaLM item's encoding from 38 to 28 ms (p50, ONNX int8, 2
-    threads; issue 13). It burns CPU while a run waits, so it is off by default (in-process use on shared cores)
-    and on where latency matters (the Triton model's ``ort_spinning`` parameter)."""
+    threads; issue 13). It burns CPU while a run waits, and through Triton on the same 2 shared cores it gained
+    nothing, so it is off by default; the Triton model's ``ort_spinning`` parameter turns it on for a host of its
+    own."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
