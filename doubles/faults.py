@@ -8,7 +8,7 @@ Contract:
   (``--latency-ms`` for ``latency_ms``), and ``to_args()`` renders a ``Faults`` as those options, which is how the
   server is started as a process (``doubles.frontier_replay.start``). Nothing else declares them.
 - ``crash_on_key(key)`` is a fault hook of the inline agent (``judgeline worker inline --crash-agent-on-key KEY``,
-  the fault suite's only): called with each batch's events after the agent took their references and before they
+  the fault suite's only): called with each batch's records (``Incoming``) once they are taken and before they
   are judged, it raises ``AgentCrash`` on the first batch holding a message with that key (once), outside every
   guarded path, the way a bug in the agent would; the message names the batch's offsets as JSON
   (``{partition: [first, last]}``) so a test can check that none of them was committed.
@@ -64,15 +64,15 @@ def crash_on_key(key: str) -> Callable[[Sequence], None]:
     target = key.encode()
     fired = False
 
-    def hook(events: Sequence) -> None:
+    def hook(messages: Sequence) -> None:  # judge_engine.online.pipeline.Incoming, as the inline stage gets them
         nonlocal fired
-        if fired or not any(event.message.key == target for event in events):
+        if fired or not any(m.key == target for m in messages):
             return
         fired = True
         offsets: dict[int, list[int]] = {}
-        for event in events:
-            span = offsets.setdefault(int(event.message.partition), [event.message.offset, event.message.offset])
-            span[0], span[1] = min(span[0], event.message.offset), max(span[1], event.message.offset)
+        for m in messages:
+            span = offsets.setdefault(int(m.partition), [m.offset, m.offset])
+            span[0], span[1] = min(span[0], m.offset), max(span[1], m.offset)
         raise AgentCrash(f"{CRASH_MESSAGE} {key}: offsets {json.dumps(offsets, sort_keys=True)}")
 
     return hook

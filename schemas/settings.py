@@ -288,14 +288,18 @@ class StreamSettings(_Group):
     An unavailable store always holds: rows are never dropped and offsets never committed before they are stored.
     """
 
+    # what consumes the inline worker's topics: ``librdkafka`` (confluent-kafka's batch consume, which builds each
+    # batch in C: streams.batch_consumer) or ``faust`` (Faust's per-event stream, which alone costs about 200 us of
+    # CPU per message: benchmarks/consumer_ceiling.py). Same guarantees either way (the fault suite runs on both)
+    consumer: Literal["librdkafka", "faust"] = "librdkafka"
     # the inline worker's largest micro-batch: reached at once while it is behind (a backlog), while at light load a
     # batch is what arrived within batch_within_s. Each batch costs a fixed ~70 ms on the embedded store (one insert
     # per table), so a large maximum is what lets a worker catch up (benchmarks/throughput.py: issue 13)
-    batch_size: int = Field(512, ge=1, le=4096)
+    batch_size: int = Field(2048, ge=1, le=4096)
     batch_within_s: float = Field(0.05, gt=0, le=60)
     # judged batches that may wait while the one before is stored and published (the judging of batch N+1 overlaps
     # the storing of batch N; offsets are still committed in order and only after their rows are stored)
-    batches_in_flight: int = Field(1, ge=1, le=16)
+    batches_in_flight: int = Field(2, ge=1, le=16)
     frontier_batch_size: int = Field(16, ge=1, le=4096)
     frontier_batch_within_s: float = Field(0.2, gt=0, le=60)
     judge_unavailable: Literal["hold", "frontier"] = "hold"

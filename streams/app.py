@@ -12,12 +12,14 @@ Contract:
   whatever the judge or the store is doing); the web server (health checks) binds to ``stream.worker_web_bind`` on
   ``stream.worker_web_port``; Faust's data directory is under the state directory; no leader topic is created.
   Besides Faust's own pages (``/`` answers as soon as the worker runs: the liveness probe), ``/ready/`` answers 200
-  once the consumer has joined its group and holds partitions (not while rebalancing), else 503.
+  once the consumer has joined its group and holds partitions (not while rebalancing), else 503: the consumer is
+  ``consumer_state(app)``, the batch consumer an agent registered as ``app.judgeline_consumer``
+  (``streams.batch_consumer``) or else Faust's (``FaustConsumerState``, which also reads the lag).
 - The consumer's fetch wait is ``kafka.fetch_max_wait_ms`` instead of the 1500 ms Faust fixes: the embedded broker
   does not answer a waiting fetch as soon as data arrives, so 1500 ms added about half a second to every trace at
   light load (measured with aiokafka: 250-670 ms per message at 1500, 3-57 ms at 500, 5-29 ms at 100).
-- ``incoming(event)`` turns a Faust event into the stages' ``judge_engine.online.pipeline.Incoming`` and never raises on a
-  record's contents: every Kafka-level field is untrusted. The timestamp goes through ``kafka_time`` (absent, -1,
+- ``incoming(event)`` turns a Faust event (``incoming_fields``: any client's record fields) into the stages'
+  ``judge_engine.online.pipeline.Incoming`` and never raises on a record's contents: every Kafka-level field is untrusted. The timestamp goes through ``kafka_time`` (absent, -1,
   not a finite number, or outside 2000..2200, e.g. a CreateTime of 10**15 ms: ``None``, so nothing downstream
   meets a datetime that cannot be stored); key and value are kept only when they are bytes (else treated as
   absent: a tombstone dead-letters with its reason); topic/partition/offset as the consumer reported them.
@@ -31,7 +33,8 @@ Contract:
   are its two halves, for a caller that stores a batch on another task (``streams.overlap``).
 - ``process_batches(stream, stage, size, within_s)`` is an agent's plain loop: micro-batches of the stream
   through ``stage.process`` inside ``acknowledged_after`` (the inline agent overlaps instead: ``streams.overlap``).
-- ``register_agent(app, topic, name, fun)`` registers every judgeline agent. An agent that crashes (an exception
+- ``register_agent(app, topic, name, fun)`` registers every judgeline agent (``register_task(app, name, fun)``, a
+  task that consumes through ``streams.batch_consumer`` instead, ends the worker the same way). An agent that crashes (an exception
   out of its body: a bug, nothing a record's contents can cause) ends its worker process at once, with exit status
   1, as a SIGKILL would, after logging the crash (CRITICAL, naming the agent and the error): nothing is committed
   after the crash, and the orchestrator's restart plus the group's redelivery from the last commit recover every
@@ -155,14 +158,50 @@ def create_app(settings: Settings, role: Role):
 
     @app.page("/ready/")
     async def ready(web, request):
-        try:
-            partitions = len(app.consumer.assignment())
-        except Exception:  # noqa: BLE001 - the consumer is not up yet
-            partitions = 0
-        ok = partitions > 0 and not app.rebalancing
+        state = consumer_state(app)
+        partitions = state.partitions()
+        ok = partitions > 0 and state.ready()
         return web.json({"ready": ok, "partitions": partitions}, status=200 if ok else 503)
 
     return app
+
+
+class FaustConsumerState:
+    """What ``/ready/`` and the lag metric read from a worker whose agents consume through Faust."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def _assignment(self) -> set:
+        try:
+            return set(self.app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - the consumer is not up yet
+            return set()
+
+    def partitions(self) -> int:
+        return len(self._assignment())
+
+    def ready(self) -> bool:
+        return not self.app.rebalancing
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        consumer = self.app.consumer
+        for tp in sorted(self._assignment()):
+            try:
+                high = consumer.highwater(tp)
+                committed = consumer._committed_offset.get(tp)  # Faust keeps it; no public accessor
+            except Exception:  # noqa: BLE001 - a partition being revoked: skip it this scrape
+                continue
+            if high is not None and high >= 0:
+                out[(tp.topic, tp.partition)] = max(0, high - (committed or 0))
+        return out
+
+
+def consumer_state(app):
+    """The worker's consumer as ``/ready/`` and the lag metric see it: the batch consumer an agent registered
+    (``app.judgeline_consumer``, ``streams.batch_consumer``) or else Faust's own."""
+    return getattr(app, "judgeline_consumer", None) or FaustConsumerState(app)
 
 
 def source_topic(app, name: str):
@@ -187,10 +226,16 @@ def _bytes_or_none(value: object) -> bytes | None:
     return bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else None
 
 
+def incoming_fields(value: object, key: object, topic: object, partition: object, offset: object,
+                    timestamp_s: object) -> Incoming:
+    """A record's fields, as any client reported them, as the stages' ``Incoming`` (never raises on them)."""
+    return Incoming(value=_bytes_or_none(value), key=_bytes_or_none(key), topic=str(topic),
+                    partition=int(partition), offset=int(offset), timestamp=kafka_time(timestamp_s))
+
+
 def incoming(event) -> Incoming:
     m = event.message
-    return Incoming(value=_bytes_or_none(m.value), key=_bytes_or_none(m.key), topic=str(m.topic),
-                    partition=int(m.partition), offset=int(m.offset), timestamp=kafka_time(m.timestamp))
+    return incoming_fields(m.value, m.key, m.topic, m.partition, m.offset, m.timestamp)
 
 
 def hold_references(events: Sequence) -> None:
@@ -230,6 +275,19 @@ def register_agent(app, topic, name: str, fun):
 
     agent.__doc__ = fun.__doc__
     return app.agent(topic, name=name)(agent)  # Faust's supervisor still restarts it after a rebalance's cancel
+
+
+def register_task(app, name: str, fun):
+    """Run ``fun()`` (a coroutine function that consumes on its own: ``streams.batch_consumer``) as a task of the
+    worker, started with it and cancelled when it stops; a crash ends the worker as an agent's does."""
+    async def task():
+        try:
+            await fun()
+        except Exception as exc:  # noqa: BLE001 - a bug: the worker ends (cancellation is not an Exception)
+            crashed(app, name, exc)
+
+    task.__name__ = name
+    return app.task(task)
 
 
 def crashed(app, name: str, exc: BaseException) -> None:

@@ -14,8 +14,8 @@ Contract:
 - The routing policy a worker applies: ``judgeline_routing_policy_version`` is the policy version of the latest
   inline verdict (0: no policy published yet), ``judgeline_routing_settings_info`` the routing settings it
   falls back on (threshold, calibration sample rate, what it does without a policy and with an unavailable judge).
-- ``judgeline_consumer_lag`` (per topic and partition: high watermark minus committed offset, read from the Faust
-  consumer at scrape time) is exported only when ``kafka.broker_reports_lag`` is true: the embedded Tansu broker's
+- ``judgeline_consumer_lag`` (per topic and partition: high watermark minus committed offset, read from the
+  worker's consumer at scrape time: ``streams.app.consumer_state``) is exported only when ``kafka.broker_reports_lag`` is true: the embedded Tansu broker's
   high watermark is wrong (platform.md), so a lag computed from it would be a lie; for it there is no lag metric.
 - ``install(app, metrics)`` adds ``GET /metrics`` (the Prometheus text format) to the worker's Faust web server.
 - ``metric_names()`` lists every metric name (as written in PromQL, with the ``_total``/``_bucket``...
@@ -27,19 +27,28 @@ from __future__ import annotations
 import collections
 from typing import Mapping, Sequence
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 
 from judge_engine.online.pipeline import Recorder, Rows
 from schemas.settings import Settings
 from schemas.verdict import FrontierVerdict
+from streams.app import consumer_state
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class _LagCollector:
-    """Consumer lag read from a Faust app's consumer at scrape time (only created when the broker reports it)."""
+    """Consumer lag read from the worker's consumer (``streams.app.consumer_state``) at scrape time (only created when
+    the broker reports it)."""
 
     def __init__(self, app):
         self.app = app
@@ -52,19 +61,11 @@ class _LagCollector:
         family = GaugeMetricFamily("judgeline_consumer_lag", "Messages not yet committed (high watermark - committed)",
                                    labels=["topic", "partition"])
         try:
-            consumer = self.app.consumer
-            assignment = consumer.assignment()
+            lag = consumer_state(self.app).lag()
         except Exception:  # noqa: BLE001 - the consumer is not up yet: no samples
-            assignment = set()
-        for tp in sorted(assignment):
-            try:
-                high = consumer.highwater(tp)
-                committed = consumer._committed_offset.get(tp)  # Faust keeps it; no public accessor
-            except Exception:  # noqa: BLE001 - a partition being revoked: skip it this scrape
-                continue
-            if high is None or high < 0:
-                continue
-            family.add_metric([tp.topic, str(tp.partition)], max(0, high - (committed or 0)))
+            lag = {}
+        for (topic, partition), messages in sorted(lag.items()):
+            family.add_metric([topic, str(partition)], messages)
         yield family
 
 

@@ -1,13 +1,14 @@
 """Judging batch N+1 while batch N is being stored: an in-order delivery task with bounded depth.
 
 Contract:
-- ``InOrderDelivery(deliver, depth)``: ``submit(events, batch)`` hands a judged batch to one background task that
-  runs ``await deliver(batch)`` for the batches in the order they were submitted, one at a time, and only after
-  ``deliver`` has returned releases the batch's references on its events (``streams.app.acknowledge``). So an
-  offset becomes committable only after its rows are stored and its messages published, and offsets become
-  committable in order.
-- The caller must have taken the references (``streams.app.hold_references``) before the consumer could
-  acknowledge the events itself (Faust's ``take_events`` does so when the next batch is asked for).
+- ``InOrderDelivery(deliver, depth, acknowledge)``: ``submit(events, batch)`` hands a judged batch to one background
+  task that runs ``await deliver(batch)`` for the batches in the order they were submitted, one at a time, and only
+  after ``deliver`` has returned calls ``acknowledge(events)``: by default ``streams.app.acknowledge`` (releases the
+  references on Faust events), for the batch consumer ``streams.batch_consumer.BatchConsumer.done`` (stores the
+  offsets to commit). So an offset becomes committable only after its rows are stored and its messages published,
+  and offsets become committable in order.
+- With Faust events, the caller must have taken the references (``streams.app.hold_references``) before the
+  consumer could acknowledge the events itself (Faust's ``take_events`` does so when the next batch is asked for).
 - At most ``depth`` batches wait behind the one being delivered: ``submit`` waits while the queue is full, so a
   store or broker that holds (``pipeline.hold``) stops consumption after ``depth + 1`` batches, as before.
 - A failure of ``deliver`` (anything but holding, which never fails) ends the task; the next ``submit`` (or
@@ -26,10 +27,11 @@ from streams.app import acknowledge
 
 
 class InOrderDelivery:
-    def __init__(self, deliver: Callable[[Any], Awaitable[Any]], depth: int = 1):
+    def __init__(self, deliver: Callable[[Any], Awaitable[Any]], depth: int = 1,
+                 acknowledge: Callable[[Sequence], None] = acknowledge):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
-        self._deliver = deliver
+        self._deliver, self._acknowledge = deliver, acknowledge
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=depth)
         self._task: asyncio.Task | None = None
 
@@ -38,7 +40,7 @@ class InOrderDelivery:
             events, batch = await self._queue.get()
             try:
                 await self._deliver(batch)
-                acknowledge(events)
+                self._acknowledge(events)
             finally:
                 self._queue.task_done()
 

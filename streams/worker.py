@@ -2,7 +2,8 @@
 
 Contract:
 - ``build(settings, role)`` returns the Faust app with the role's agent registered (``streams.inline_agent`` or
-  ``streams.frontier_agent``); ``stub_judge_ms`` (inline only) replaces the Triton judge with
+  ``streams.frontier_agent``; with ``stream.consumer`` librdkafka the inline worker's consumers are batch consumers
+  run as app tasks, and Faust runs only its web server and producer: ``producer_only``); ``stub_judge_ms`` (inline only) replaces the Triton judge with
   ``judge_engine.online.inline.ConstantJudge`` answering each call after that many milliseconds (the benchmark's
   pipeline ceiling); ``crash_agent_on_key`` (inline only, the fault suite's) makes the agent crash on the batch
   holding a message with that key (``doubles.faults.crash_on_key``); with ``otel.ingest_spans`` the inline worker also consumes the OpenTelemetry Collector's
@@ -19,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 
-from schemas.settings import Settings
 from judge_engine.online.pipeline import Recorder, Recorders
+from schemas.settings import Settings
 from streams import frontier_agent, inline_agent, span_agent
 from streams.app import Role, create_app, group_id, run
 from streams.metrics import WorkerMetrics, install
@@ -61,6 +62,8 @@ def build(settings: Settings, role: Role, stub_judge_ms: float | None = None, cr
             span_agent.register(app, settings, recorder=recorder)
     else:
         frontier_agent.register(app, settings, recorder=recorder)
+    if not app.agents:  # every consumer is a batch consumer (stream.consumer librdkafka): Faust's own consumer,
+        app.producer_only = True  # which cannot subscribe to nothing, stays off; its web server and producer run
     return app
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-from types import SimpleNamespace
 
 import pytest
 
 from doubles.faults import CRASH_MESSAGE, AgentCrash, crash_on_key
+from judge_engine.online.pipeline import Incoming
 
 
 def _events(*messages: tuple[int, int, bytes | None]):
-    return [SimpleNamespace(message=SimpleNamespace(partition=p, offset=o, key=k)) for p, o, k in messages]
+    return [Incoming(value=b"{}", key=k, topic="t", partition=p, offset=o) for p, o, k in messages]
 
 
 def test_crashes_on_the_batch_holding_the_key_once_naming_its_offsets_per_partition():

@@ -80,11 +80,19 @@ def test_credentials_follow_the_security_protocol():
         credentials(make_settings(kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "OAUTHBEARER"}).kafka)
 
 
-def test_each_worker_registers_its_one_agent(tmp_path):
+def test_each_worker_registers_its_one_consumer(tmp_path):
     s = make_settings(stack={"state_dir": tmp_path})
-    inline = build(s, "inline")
-    assert [a.name for a in inline.agents.values()] == ["judgeline-inline"]
-    assert inline.agents["judgeline-inline"].channel.get_topic_name() == s.kafka.topics.traces
+    inline = build(s, "inline")  # the default: librdkafka's batch consumer, run as a task; Faust's consumer off
+    assert not inline.agents and inline.producer_only
+    assert (inline.judgeline_consumer.topic, inline.judgeline_consumer.group) == (s.kafka.topics.traces,
+                                                                                   s.kafka.consumer_group)
+    assert [t.__name__ for t in inline._app_tasks] == ["judgeline-inline"]
+    spans = build(make_settings(stack={"state_dir": tmp_path}, otel={"ingest_spans": True}), "inline")
+    assert [t.__name__ for t in spans._app_tasks] == ["judgeline-inline", "judgeline-span-ingest"]
+    faust = build(make_settings(stack={"state_dir": tmp_path}, stream={"consumer": "faust"}), "inline")
+    assert [a.name for a in faust.agents.values()] == ["judgeline-inline"] and not faust.producer_only
+    assert faust.agents["judgeline-inline"].channel.get_topic_name() == s.kafka.topics.traces
+    assert not hasattr(faust, "judgeline_consumer")
     frontier = build(s, "frontier")
     assert frontier.agents["judgeline-frontier"].channel.get_topic_name() == s.kafka.topics.frontier_requests
     with pytest.raises(ValueError, match="inline worker only"):
