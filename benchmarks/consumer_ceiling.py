@@ -1,25 +1,20 @@
 """A consumer's own ceiling on this machine: how fast one process can take trace messages from Kafka and
-acknowledge them when it does nothing else with them. The inline worker's rate cannot exceed Faust's.
+acknowledge them when it does nothing else with them. No inline worker can be faster than its consumer.
 
 Contract:
 - ``measure(settings, messages, log, sampler, consumer)`` publishes ``messages`` (key, value) to a fresh topic of
   its own (``settings.kafka.topics.partitions`` partitions) on the running broker, then starts one consumer process
   (``python -m benchmarks.consumer_ceiling --consume N --consumer C``, the settings in its environment as a worker
   gets them) and waits for it (``timeout_s``); the process is stopped by PID if it overruns.
-- ``consumer="faust"``: a Faust app built by ``streams.app.create_app(settings, "inline")`` (the inline worker's
-  Faust configuration: fetch wait, commit interval, stream buffer) with one agent on that topic that takes events in
-  micro-batches of ``stream.batch_size`` within ``stream.batch_within_s`` (``take_events``, as the inline agent)
-  and holds and acknowledges each batch (``streams.app.hold_references``/``acknowledge``): nothing parsed, judged,
-  stored or published. This is the ceiling of the inline worker as built.
-- ``consumer="librdkafka"``: for comparison, confluent-kafka's consumer in the same group role, taking up to
+- ``consumer="librdkafka"``: confluent-kafka's consumer in the inline worker's group role, taking up to
   ``stream.batch_size`` messages per ``consume`` call (a list built in C) within ``stream.batch_within_s``, and
-  committing each batch's offsets asynchronously after it: what a batch consumer without Faust's per-event stream
-  could reach on the same machine (not how judgeline consumes).
-- ``consumer="librdkafka-stage"``: for comparison, that consumer feeding the inline stage itself
-  (``InlineStage.process`` with the 1 ms stub judge: parse, route, store the rows in the running store, publish
-  through a confluent-kafka producer), one batch at a time, committing after each batch is stored and published.
-  ``measure`` then checks that every message got exactly one stored verdict. It is a measurement of the
-  alternative, not a worker: no rebalance handling, shutdown, policy feed or metrics.
+  committing each batch's offsets asynchronously after it: the ceiling of the inline worker as built
+  (``stream.consumer`` librdkafka, ``streams.batch_consumer``).
+- ``consumer="faust"``: a Faust app built by ``streams.app.create_app(settings, "inline")`` (the Faust configuration:
+  fetch wait, commit interval, stream buffer) with one agent on that topic that takes events in micro-batches of
+  ``stream.batch_size`` within ``stream.batch_within_s`` (``take_events``) and holds and acknowledges each batch
+  (``streams.app.hold_references``/``acknowledge``): the ceiling of a worker consuming through Faust's per-event
+  stream (``stream.consumer`` faust). Nothing parsed, judged, stored or published in either.
 - Either prints one line after N messages, ``CEILING {json}`` (events, seconds, the epoch times of its first and
   last batch, events per second from the end of the first batch to the end of the last, so start-up and group join
   are left out), and exits.
@@ -39,8 +34,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-RUNS = {"faust": "Faust alone (take and acknowledge)", "librdkafka": "librdkafka batch consumer (for comparison)",
-        "librdkafka-stage": "librdkafka consumer + the inline stage (for comparison)"}
+RUNS = {"faust": "Faust alone (take and acknowledge)", "librdkafka": "librdkafka alone (take and acknowledge)"}
 
 
 def measure(settings, messages: list[tuple[bytes, bytes]], log=print, sampler=None, timeout_s: float = 300,
@@ -82,8 +76,6 @@ def measure(settings, messages: list[tuple[bytes, bytes]], log=print, sampler=No
     finally:
         process.stop(record)
     out = json.loads(line[len("CEILING "):])
-    if consumer == "librdkafka-stage":
-        _check_stored(cfg, json.loads(messages[0][1])["tenant"], len(messages))
     row = {"run": RUNS[consumer], "workers": 1, "traces": out["events"],
            "offered_per_s": "burst", "stored_span_s": out["seconds"],
            "throughput_traces_per_s": out["events_per_s"]}
@@ -96,22 +88,6 @@ def measure(settings, messages: list[tuple[bytes, bytes]], log=print, sampler=No
                          "us_per_trace": round(1e6 * out["cpu_s"] / max(1, out["counted"]), 1)}
     log(f"{row['run']:<36} {out['events']} messages: {row['throughput_traces_per_s']} messages/s")
     return row
-
-
-def _check_stored(settings, tenant: str, expected: int) -> None:
-    """The stage stored exactly one verdict (FINAL) for each of the ``expected`` traces of ``tenant`` (a tenant of the
-    run's own), or ``RuntimeError``."""
-    from streams.clickhouse import connect
-
-    client = connect(settings)
-    try:
-        stored, distinct = client.query(
-            f"SELECT count(), uniqExact(trace_id) FROM {settings.clickhouse.database}.verdicts FINAL "
-            "WHERE tenant = {tenant:String}", parameters={"tenant": tenant}).result_rows[0]
-    finally:
-        client.close()
-    if stored != expected or distinct != expected:
-        raise RuntimeError(f"librdkafka + stage: {stored} verdicts ({distinct} traces) stored for {expected} messages")
 
 
 class _Tally:
@@ -136,7 +112,14 @@ class _Tally:
 
 
 def _consume_faust(settings, n: int) -> None:
-    from streams.app import acknowledge, create_app, hold_references, register_agent, run, source_topic
+    from streams.app import (
+        acknowledge,
+        create_app,
+        hold_references,
+        register_agent,
+        run,
+        source_topic,
+    )
 
     app = create_app(settings, "inline")
     tally = _Tally(n)
@@ -166,50 +149,6 @@ def _consume_librdkafka(settings, n: int) -> None:
             tally.batch(len(batch))
 
 
-def _stage_librdkafka(settings, n: int) -> None:
-    """The inline stage as the worker runs it (``InlineStage``: parse, the 1 ms stub judge, route, store the rows in
-    ClickHouse, publish the verdicts and frontier requests), fed by librdkafka's batch ``consume`` instead of Faust,
-    one batch at a time: store and publish, then commit (no overlap of batches)."""
-    import asyncio
-
-    from confluent_kafka import Consumer, KafkaException, Producer
-
-    from judge_engine.online.inline import ConstantJudge, InlineStage
-    from judge_engine.online.pipeline import Incoming
-    from streams.app import kafka_time
-    from streams.sink import ClickHouseStore
-
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": settings.kafka.consumer_group,
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    producer = Producer({**settings.kafka.client_config(), "acks": "all", "linger.ms": 5})
-    consumer.subscribe([settings.kafka.topics.traces])
-
-    async def publish(outbox) -> None:
-        failed: list = []
-        for topic, key, value in outbox.messages:
-            producer.produce(topic, value=value, key=key,
-                             on_delivery=lambda err, _msg: failed.append(err) if err is not None else None)
-        await asyncio.to_thread(producer.flush)
-        if failed:
-            raise KafkaException(failed[0])
-
-    async def run() -> None:
-        stage = InlineStage(settings, ConstantJudge(0.001), ClickHouseStore(settings), publish)
-        tally = _Tally(n)
-        while True:
-            batch = [m for m in consumer.consume(settings.stream.batch_size, timeout=settings.stream.batch_within_s)
-                     if m.error() is None]
-            if not batch:
-                continue
-            await stage.process([Incoming(value=m.value(), key=m.key(), topic=m.topic(), partition=m.partition(),
-                                          offset=m.offset(), timestamp=kafka_time(m.timestamp()[1] / 1000))
-                                 for m in batch])
-            consumer.commit(asynchronous=True)  # after the batch is stored and published
-            tally.batch(len(batch))
-
-    asyncio.run(run())
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--consume", type=int, required=True, help="events to take before reporting")
@@ -217,5 +156,5 @@ if __name__ == "__main__":
     args = parser.parse_args()
     from schemas.settings import Settings
 
-    consume = {"faust": _consume_faust, "librdkafka": _consume_librdkafka, "librdkafka-stage": _stage_librdkafka}
+    consume = {"faust": _consume_faust, "librdkafka": _consume_librdkafka}
     consume[args.consumer](Settings(), args.consume)

@@ -8,19 +8,20 @@ Contract:
 - Traces are gold items (PandaLM, or the synthetic sample without ``../shared``) cycled with a per-cycle id prefix,
   so every trace id of a run is new; each run has its own traces topic (``--partitions``, default 4), consumer group
   and tenant. Default settings otherwise (``stream.*``), so the figures are what a deployment gets.
-- Three runs, one after another:
+- Four runs, one after another, with the default settings (``stream.consumer``, ``batch_size``,
+  ``batches_in_flight``: recorded in the JSON):
   ``burst, 1 worker`` and ``burst, 2 workers``: ``--burst`` traces (>= 20,000 by default) are published *before*
   the workers start, so the workers meet a full backlog; throughput = verdicts / (last stored_at - first
   stored_at): the steady-state consumption rate, without start-up, group join or the producer's own speed in it.
   ``paced at half the ceiling``: one worker, traces published at half the one-worker burst rate for
   ``--paced-s`` seconds; latency = ``stored_at - produced_at`` (ClickHouse's insert time minus the Kafka message
   time), p50/p95: a trace that does not queue.
-- Before them, ``Faust alone`` (``benchmarks.consumer_ceiling``): one process with the inline worker's Faust
-  configuration whose agent only takes the same messages in micro-batches and acknowledges them: the framework's
-  own ceiling on this machine, which no inline worker can pass (``one_worker_vs_faust_ceiling``); and, for
-  comparison, the same with confluent-kafka's batch ``consume`` (``librdkafka_batch_consumer``): what a consumer
-  without Faust's per-event stream reaches here, and that consumer feeding the inline stage itself
-  (``librdkafka_consumer_with_stage``: stub judge, rows stored and checked, messages published).
+- Then ``burst, 1 worker, Faust consumer``: the one-worker burst again with ``stream.consumer`` faust (Faust's
+  per-event stream instead of librdkafka's batch consumer, everything else the same): the before of issue 13's
+  consumer change (``one_worker_vs_faust_consumer_worker``).
+- Before them, the consumers' own ceilings (``benchmarks.consumer_ceiling``): one process that only takes the same
+  messages in micro-batches and acknowledges them, with librdkafka's batch ``consume`` (``librdkafka_ceiling``,
+  ``one_worker_vs_librdkafka_ceiling``) and with Faust's per-event stream (``faust_ceiling``).
 - Where the cores go (``benchmarks.process_cpu``): over each run's stored span (the Faust run's first to last
   batch) the CPU of the workers, the broker and the store server, as cores busy and microseconds per trace, and the
   whole machine's; ``two_workers_ratio_cores_estimate`` is the machine's cores over the cores the one-worker run
@@ -201,13 +202,15 @@ def main() -> None:
             ceiling = consumer_ceiling.measure(settings, messages, log=print, sampler=sampler, consumer="faust")
             batch_consumer = consumer_ceiling.measure(settings, messages, log=print, sampler=sampler,
                                                       consumer="librdkafka")
-            batch_stage = consumer_ceiling.measure(settings, _messages(gold, f"stage-{time.time_ns()}", args.burst), log=print,
-                                                   sampler=sampler, consumer="librdkafka-stage")
             common["sampler"] = sampler
             rows.append(_run(settings, gold, "burst, 1 worker", workers=1, n=args.burst, rate=None, **common))
             rows.append(_run(settings, gold, "burst, 2 workers", workers=2, n=args.burst, rate=None, **common))
             half = rows[0]["throughput_traces_per_s"] / 2
             rows.append(_run(settings, gold, "paced at half the ceiling", workers=1, n=None, rate=half, **common))
+            # before: the same worker consuming through Faust's per-event stream (stream.consumer faust)
+            faust = settings.model_copy(update={"stream": settings.stream.model_copy(update={"consumer": "faust"})})
+            rows.append(_run(faust, gold, "burst, 1 worker, Faust consumer", workers=1, n=args.burst, rate=None,
+                             **common))
     finally:
         stack.down(base, log=lambda *_: None)
     one, two = rows[0]["throughput_traces_per_s"], rows[1]["throughput_traces_per_s"]
@@ -224,10 +227,12 @@ def main() -> None:
         # run kept busy. Two workers can beat it when a trace costs less CPU among them (less contention per
         # process for one GIL: measured 341 against 446 us per trace of worker CPU in one run)
         "two_workers_ratio_cores_estimate": round(min(2.0, os.cpu_count() / rows[0]["cpu"]["machine"]["cores"]), 2),
+        "consumer": settings.stream.consumer,
+        "batch_size": settings.stream.batch_size, "batches_in_flight": settings.stream.batches_in_flight,
         "faust_ceiling": ceiling,
-        "librdkafka_batch_consumer": batch_consumer,
-        "librdkafka_consumer_with_stage": batch_stage,
-        "one_worker_vs_faust_ceiling": round(one / ceiling["throughput_traces_per_s"], 2),
+        "librdkafka_ceiling": batch_consumer,
+        "one_worker_vs_librdkafka_ceiling": round(one / batch_consumer["throughput_traces_per_s"], 2),
+        "one_worker_vs_faust_consumer_worker": round(one / rows[3]["throughput_traces_per_s"], 2),
         "seconds": round(time.monotonic() - started),
         "rows": [{**r, "per_batch": per_batch(r)} for r in rows],
     }
@@ -245,16 +250,16 @@ def main() -> None:
     for r in result["rows"]:
         if r["per_batch"]:
             print(f"per batch, {r['run']}: {r['per_batch']}")
-    print(f"\nFaust alone (an agent that only takes and acknowledges the same messages): "
-          f"{ceiling['throughput_traces_per_s']} messages/s; one inline worker reaches "
-          f"{result['one_worker_vs_faust_ceiling']:.2f} of it; librdkafka's batch consume: "
-          f"{batch_consumer['throughput_traces_per_s']} messages/s; librdkafka feeding the inline stage (stub judge, "
-          f"rows stored, messages published, one batch at a time): {batch_stage['throughput_traces_per_s']} traces/s")
+    print(f"\nconsumer {result['consumer']}, batch_size {result['batch_size']}, batches_in_flight "
+          f"{result['batches_in_flight']}. Consumers alone (take and acknowledge the same messages, nothing else): "
+          f"librdkafka's batch consume {batch_consumer['throughput_traces_per_s']} messages/s, Faust's per-event "
+          f"stream {ceiling['throughput_traces_per_s']} messages/s. One inline worker: "
+          f"{result['one_worker_vs_faust_consumer_worker']:.2f}x the same worker on Faust's stream")
     print("\nCPU over each run's stored span (cores busy on average; microseconds of CPU per trace):")
     print("| run | worker cores | worker us/trace | broker cores | broker us/trace | store cores | store us/trace | "
           "other cores | machine cores busy (of %d) |" % os.cpu_count())
     print("|---|---|---|---|---|---|---|---|---|")
-    for r in [ceiling, batch_consumer, batch_stage, *result["rows"]]:
+    for r in [ceiling, batch_consumer, *result["rows"]]:
         c = r["cpu"]
         print(f"| {r['run']} | " + " | ".join(f"{c[k]['cores']} | {c[k]['us_per_trace']}" for k in
                                                ("worker", "broker", "store")) +
