@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from judge_engine.clients.triton_client import TritonJudge
-from judge_engine.dataset import load_gold
+from judge_engine.clients.triton_client import TritonJudge, request_order
+from judge_engine.dataset import item_dict, load_gold
 from judge_engine.failures import GaveUp, JitteredWait, classify
 from judge_engine.model.student import Judge
 from judge_engine.training.export import export
@@ -51,6 +51,23 @@ def test_served_verdicts_equal_the_in_process_judge_and_carry_the_version(served
         assert r.score == pytest.approx(ref["score"], abs=1e-5)
         assert sum(r.probs) == pytest.approx(1.0, abs=1e-5)
         assert r.novelty is not None and r.novelty == pytest.approx(ref["novelty"], abs=1e-4)  # the version's index
+
+
+def test_a_batch_split_into_requests_is_grouped_by_text_and_answered_in_the_callers_order(served, sample_gold):
+    settings, _ = served
+    pairs = [i for i in load_gold([sample_gold]).items if i.kind == "pairwise"][:12]
+    # each question three times, interleaved: a split in the caller's order would put no two of them together
+    items = [pairs[q].model_copy(update={"answer_b": f"{pairs[q].answer_b} ({n})"}) for n in range(3)
+             for q in range(len(pairs))]
+    rows = [item_dict(i) for i in items]
+    order = request_order(rows)
+    assert sorted(order) == list(range(len(rows)))
+    requests = [order[k:k + 6] for k in range(0, len(order), 6)]
+    assert all(len({rows[i]["question"] for i in request}) <= 2 for request in requests)  # grouped by question
+    grouped = _judge(settings, items, max_batch_size=6)
+    one_by_one = [_judge(settings, [item])[0] for item in items]
+    assert [r.label for r in grouped] == [r.label for r in one_by_one]  # each result back at its own item
+    assert [r.confidence for r in grouped] == pytest.approx([r.confidence for r in one_by_one], abs=1e-5)
 
 
 def test_pairwise_confidence_is_order_invariant_through_the_server(served, sample_gold):
