@@ -157,8 +157,9 @@ def _run(settings, gold: Path, name: str, *, workers: int, n: int | None, rate: 
 
 
 def per_batch(row: dict) -> dict | None:
-    """Mean traces and milliseconds per batch for each part the stage times (``*_s`` counters), and the rest of each
-    worker's wall time per batch over the stored span (``wall_ms``)."""
+    """Mean traces and milliseconds per batch for each part the stage times (``*_s`` counters), and each worker's
+    wall time per batch over the steady-state span (``wall_ms``: the span over the batches stored within it, at the
+    mean batch size)."""
     counts = row["stage_counts"]
     if not counts or not counts.get("batches"):
         return None
@@ -167,7 +168,8 @@ def per_batch(row: dict) -> dict | None:
     parts = {f"{k[:-2]}_ms": round(1000 * v / b, 2) for k, v in sorted(counts.items()) if k.endswith("_s")}
     out.update(parts)
     if row["offered_per_s"] == "burst":  # judging overlaps storing, so the parts may add up to more than this
-        out["wall_ms"] = round(1000 * row["stored_span_s"] * row["workers"] / b, 2)
+        batches_in_span = row["counted_traces"] / out["traces_per_batch"]
+        out["wall_ms"] = round(1000 * row["stored_span_s"] * row["workers"] / batches_in_span, 2)
     return out
 
 

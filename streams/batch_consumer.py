@@ -39,8 +39,11 @@ import queue
 import threading
 from typing import Awaitable, Callable, Sequence, TypeVar
 
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
 from judge_engine.online.pipeline import Incoming
 from schemas.settings import Settings
+from streams.app import incoming_fields
 
 log = logging.getLogger("judgeline.consumer")
 T = TypeVar("T")
@@ -81,6 +84,7 @@ class _ClientThread:
 
 class BatchConsumer:
     POLL_WHILE_HELD_S = 0.5
+    POLL_WHILE_HELD_MAX = 512  # records one poll while held may return (kept for the next take)
 
     def __init__(self, settings: Settings, topic: str, group: str, name: str = "inline",
                  close_timeout_s: float = 5.0):
@@ -108,8 +112,6 @@ class BatchConsumer:
     # --- lifecycle ---
 
     async def start(self) -> "BatchConsumer":
-        from confluent_kafka import Consumer
-
         self._thread = _ClientThread(f"judgeline-consumer-{self.group}")
         self._consumer = await self._thread.call(Consumer, self._conf)
         await self._thread.call(self._consumer.subscribe, [self.topic], self._on_assign, self._on_revoke,
@@ -136,8 +138,6 @@ class BatchConsumer:
 
     def _commit_stored(self, consumer) -> None:
         """Commit the offsets stored so far, now (librdkafka's auto-commit does not on close nor before a revoke)."""
-        from confluent_kafka import KafkaError, KafkaException
-
         try:
             consumer.commit(asynchronous=False)
         except KafkaException as exc:
@@ -176,8 +176,6 @@ class BatchConsumer:
     # --- consuming ---
 
     def _consume(self, size: int, within_s: float) -> list:
-        from confluent_kafka import KafkaError, KafkaException
-
         records = []
         for m in self._consumer.consume(size, within_s):
             err = m.error()
@@ -208,8 +206,6 @@ class BatchConsumer:
             stored.add_done_callback(_log_failure)
 
     def _store(self, consumer, offsets: dict[tuple[str, int], int]) -> None:
-        from confluent_kafka import KafkaException, TopicPartition
-
         for (topic, partition), offset in offsets.items():
             try:
                 consumer.store_offsets(offsets=[TopicPartition(topic, partition, offset)])
@@ -245,7 +241,7 @@ class BatchConsumer:
             self._consumer.pause(assignment)
 
     def _poll_paused(self) -> list:
-        records = self._consume(512, self.POLL_WHILE_HELD_S)
+        records = self._consume(self.POLL_WHILE_HELD_MAX, self.POLL_WHILE_HELD_S)
         self._pause()  # a rebalance meanwhile assigned partitions that are not paused yet
         return records
 
@@ -267,8 +263,6 @@ class BatchConsumer:
         consumer = self._consumer
         if consumer is None:
             return out
-        from confluent_kafka import TopicPartition
-
         for topic, partition in sorted(self._assigned):
             try:
                 _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
@@ -286,8 +280,6 @@ def _log_failure(future: concurrent.futures.Future) -> None:
 
 def incoming_record(m) -> Incoming:
     """A librdkafka message as the stages' ``Incoming`` (never raises on its contents; see ``streams.app``)."""
-    from streams.app import incoming_fields
-
     kind, ms = m.timestamp()
     seconds = ms / 1000 if kind and isinstance(ms, int) else None  # kind 0: TIMESTAMP_NOT_AVAILABLE
     return incoming_fields(m.value(), m.key(), m.topic(), m.partition(), m.offset(), seconds)
