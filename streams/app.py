@@ -210,6 +210,7 @@ def source_topic(app, name: str):
 
 KAFKA_TIME_MIN = datetime(2000, 1, 1, tzinfo=timezone.utc)
 KAFKA_TIME_MAX = datetime(2200, 1, 1, tzinfo=timezone.utc)
+_KAFKA_SECONDS_MIN, _KAFKA_SECONDS_MAX = KAFKA_TIME_MIN.timestamp(), KAFKA_TIME_MAX.timestamp()
 
 
 def kafka_time(seconds: object) -> datetime | None:
@@ -217,7 +218,7 @@ def kafka_time(seconds: object) -> datetime | None:
     is absent, not a finite number, or outside [2000, 2200): a producer's CreateTime is whatever it chose to send."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         return None
-    if not KAFKA_TIME_MIN.timestamp() <= seconds < KAFKA_TIME_MAX.timestamp():
+    if not _KAFKA_SECONDS_MIN <= seconds < _KAFKA_SECONDS_MAX:
         return None
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
