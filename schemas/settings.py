@@ -88,6 +88,9 @@ class KafkaSettings(_Group):
     # false where the broker's high watermark is wrong (the embedded Tansu broker: platform.md): the workers then
     # export no consumer lag rather than a wrong one. The embedded stack sets it false.
     broker_reports_lag: bool = True
+    # how long a stage's publish waits for the broker to acknowledge its messages (librdkafka's message.timeout.ms)
+    # before it fails; the stage then holds and publishes the batch again, so this only bounds one attempt
+    publish_timeout_s: float = Field(30.0, gt=0, le=3600)
     topics: TopicSettings = TopicSettings()
 
     @model_validator(mode="after")

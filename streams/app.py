@@ -44,17 +44,15 @@ Contract:
   check misses a gap of one offset at the head, and any gap while nothing is committed yet): a batch was committed
   unstored (found by ``tests/faults/test_shutdown.py``). A graceful stop cannot be trusted there (Faust commits on
   the way out), hence the hard exit.
-- ``publisher(app)`` returns the stages' ``publish``: it groups the messages of an ``Outbox`` by topic and partition
-  (the producer's partitioner: the same partition a key always gets), builds one record batch per partition (aiokafka's
-  ``create_batch``/``send_batch``, a new one when one is full), keeping each partition's messages in order, and returns
-  when the broker has acknowledged every batch; the first failed acknowledgement raises (the stage holds and
-  publishes the batch again). One record batch per partition instead of a producer call per message: 0.93x the
-  worker's CPU per trace in the stub benchmark (issue 13).
+- ``publisher(app, settings)`` returns the stages' ``publish``: the app's ``streams.batch_producer.BatchProducer``
+  (librdkafka; one per app, made on first use) publishes an ``Outbox`` in order and returns when the broker has
+  acknowledged every message; a failure raises (the stage holds and publishes the batch again). Faust's aiokafka
+  producer, batched one record batch per partition, cost the inline worker about 105 us of CPU per trace, half of
+  it (issue 13).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -301,26 +299,16 @@ def crashed(app, name: str, exc: BaseException) -> None:
     os._exit(1)
 
 
-def publisher(app):
+def publisher(app, settings: Settings):
+    """The stages' ``publish``: one ``streams.batch_producer.BatchProducer`` per app, made on first use (see the
+    module contract)."""
     async def publish(outbox: Outbox) -> None:
-        producer = await app.maybe_start_producer()
-        kafka = producer._ensure_producer()  # the aiokafka producer Faust runs: its batch API, which Faust does not wrap
-        for topic in dict.fromkeys(t for t, _, _ in outbox.messages):
-            await kafka.partitions_for(topic)  # the topic's metadata, before its keys are partitioned
-        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
-        for topic, key, value in outbox.messages:  # the producer's own partitioner: a key keeps its partition
-            by_partition.setdefault((topic, producer.key_partition(topic, key).partition), []).append((key, value))
-        acks = []
-        for (topic, partition), messages in by_partition.items():
-            batch = kafka.create_batch()
-            for key, value in messages:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full (it closed itself): send it
-                    acks.append(await kafka.send_batch(batch, topic, partition=partition))
-                    batch = kafka.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)  # an empty batch takes any one message
-            batch.close()
-            acks.append(await kafka.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*acks)
+        producer = getattr(app, "judgeline_producer", None)
+        if producer is None:
+            from streams.batch_producer import BatchProducer
+
+            producer = app.judgeline_producer = BatchProducer(settings, app.conf.id)
+        await producer.publish(outbox)
 
     return publish
 

@@ -27,7 +27,7 @@ def register(app, settings: Settings, recorder: Recorder = NO_RECORDER):
         from judge_engine.clients.frontier_client import FrontierJudge
 
         judge = FrontierJudge(settings.frontier)
-        stage = FrontierStage(settings, judge, store, publisher(app), recorder=recorder)
+        stage = FrontierStage(settings, judge, store, publisher(app, settings), recorder=recorder)
         try:
             await process_batches(stream, stage, settings.stream.frontier_batch_size,
                                   settings.stream.frontier_batch_within_s)

@@ -72,7 +72,7 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
             log.info("shadow mode: every batch is also scored by %s version %s (stored apart in shadow_verdicts)",
                      settings.shadow_model_name, settings.shadow.version)
         feed = PolicyFeed(settings).start()
-        stage = InlineStage(settings, judge, store, publisher(app), policy=feed.current, recorder=recorder,
+        stage = InlineStage(settings, judge, store, publisher(app, settings), policy=feed.current, recorder=recorder,
                             shadow=shadow)
         try:
             if not await asyncio.to_thread(feed.wait_caught_up, settings.routing.policy_wait_s):

@@ -31,7 +31,7 @@ def register(app, settings: Settings, recorder: Recorder = NO_RECORDER):
     size, within = settings.stream.batch_size, settings.stream.batch_within_s
 
     def stage() -> SpanIngestStage:
-        return SpanIngestStage(settings, None, store, publisher(app), recorder=recorder)
+        return SpanIngestStage(settings, None, store, publisher(app, settings), recorder=recorder)
 
     if settings.stream.consumer == "librdkafka":
         async def batched() -> None:

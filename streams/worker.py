@@ -3,7 +3,8 @@
 Contract:
 - ``build(settings, role)`` returns the Faust app with the role's agent registered (``streams.inline_agent`` or
   ``streams.frontier_agent``; with ``stream.consumer`` librdkafka the inline worker's consumers are batch consumers
-  run as app tasks, and Faust runs only its web server and producer: ``producer_only``); ``stub_judge_ms`` (inline only) replaces the Triton judge with
+  run as app tasks, and Faust runs only its web server and producer: ``producer_only``; the stages publish with
+  their own librdkafka producer, ``streams.batch_producer``); ``stub_judge_ms`` (inline only) replaces the Triton judge with
   ``judge_engine.online.inline.ConstantJudge`` answering each call after that many milliseconds (the benchmark's
   pipeline ceiling); ``crash_agent_on_key`` (inline only, the fault suite's) makes the agent crash on the batch
   holding a message with that key (``doubles.faults.crash_on_key``); with ``otel.ingest_spans`` the inline worker also consumes the OpenTelemetry Collector's

@@ -1,7 +1,8 @@
-"""streams.app.publisher against the real broker: one record batch per partition, and nothing about a message
-changes: every message arrives once, a key keeps the partition the producer's partitioner gives it (what
-``send`` would have chosen), each key's messages keep their order, and a message larger than a producer batch
-(a dead letter holding a long raw message) is published too."""
+"""streams.app.publisher (librdkafka's producer) against the real broker: nothing about a message changes: every
+message arrives once, a key keeps the partition Kafka's partitioner gives it (the same as Faust's aiokafka producer,
+so keys published before and after the change stay on their partitions), each key's messages keep their order, and a
+message larger than a producer batch (a dead letter holding a long raw message) is published too; a broker that does
+not answer fails the publish within ``kafka.publish_timeout_s`` (the stage then holds and publishes again)."""
 
 import asyncio
 import json
@@ -52,11 +53,12 @@ def test_the_publisher_sends_record_batches_per_partition_and_keeps_keys_order_a
     async def publish() -> dict[str, int]:
         app = create_app(settings, "inline")
         try:
-            await publisher(app)(outbox)
-            producer = app.producer
+            await publisher(app, settings)(outbox)
+            producer = await app.maybe_start_producer()  # aiokafka's partitioner, for comparison
             return {key: producer.key_partition(topic, key.encode()).partition
                     for key in {f"trace-{i % 37}" for i in range(600)} | {"big"}}
         finally:
+            app.judgeline_producer.close()
             await app.producer.stop()
 
     expected_partition = asyncio.run(publish())
@@ -72,3 +74,29 @@ def test_the_publisher_sends_record_batches_per_partition_and_keeps_keys_order_a
         assert {p for p, _ in messages} == {expected_partition[key.decode()]}  # the partitioner's partition
         assert [s for _, s in messages] == sorted(s for _, s in messages)  # in the order published
     assert [(p, v) for p, k, v in got if k == b"big"] == [(expected_partition["big"], big)]
+
+
+def test_a_publish_to_a_broker_that_does_not_answer_fails_within_the_publish_timeout(tmp_path):
+    import socket
+
+    from confluent_kafka import KafkaException
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings(stack={"state_dir": tmp_path}, kafka={"bootstrap_servers": f"127.0.0.1:{port}",
+                                                                "publish_timeout_s": 1.0})
+    outbox = Outbox()
+    outbox.add("judgeline.nowhere", "k", b"v")
+
+    async def publish() -> float:
+        app = create_app(settings, "inline")
+        started = time.monotonic()
+        try:
+            with pytest.raises(KafkaException):
+                await publisher(app, settings)(outbox)
+            return time.monotonic() - started
+        finally:
+            app.judgeline_producer.close(timeout_s=0.1)
+
+    assert asyncio.run(publish()) < 10
