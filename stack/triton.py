@@ -7,7 +7,8 @@ Contract:
   concurrent callers wait instead of racing; a stamp written last marks it complete.
 - ``start`` runs tritonserver on the model repository (``triton_models/`` by default) with explicit model
   control, loading every model that has a version directory, bound to the loopback address, with the
-  environment platform.md prescribes (serving venv first on PATH, its libpython on LD_LIBRARY_PATH).
+  environment platform.md prescribes (serving venv first on PATH, its libpython on LD_LIBRARY_PATH), with numpy's
+  OpenBLAS on one thread (``OPENBLAS_NUM_THREADS``; the judge's numpy work is small).
 - ``load_model``/``unload_model`` (re)load or unload one model of a running server (explicit model control).
 - ``healthy`` is ``GET /v2/health/ready``. Production runs the NVIDIA Triton image on a GPU node with the same
   model repository (``infra/compose``, ``infra/k8s``).
@@ -135,6 +136,9 @@ def start(settings: Settings) -> process.ServiceRecord:
         "LD_LIBRARY_PATH": ":".join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH", "")) if p),
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+        # numpy's OpenBLAS (the serving venv's numpy<2 wheel) starts a thread per core for the judge's tiny matrix
+        # products, which then competes with torch's and ONNX Runtime's: one thread is enough for them (issue 13)
+        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1"),
     }
     return process.start(
         "triton", command, settings.state_dir, env=env, ports=ports, extra={"model_repository": str(repository)}

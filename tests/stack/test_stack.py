@@ -28,6 +28,14 @@ def test_services_listen_on_loopback_only(stack):
         assert addresses <= LOOPBACK_HEX, (name, addresses)
 
 
+def test_triton_runs_numpys_openblas_on_one_thread(stack):
+    # the python backend's stubs inherit it: OpenBLAS's own thread per core competed with torch's and ONNX Runtime's
+    # at batch 1 (issue 13)
+    record = stack_mod.running_service(stack, "triton")
+    environ = dict(v.split("=", 1) for v in open(f"/proc/{record.pid}/environ").read().split("\0") if "=" in v)
+    assert environ.get("OPENBLAS_NUM_THREADS") == "1"
+
+
 def test_topics_are_precreated_with_configured_partitions(stack):
     from stack.topics import list_topics
 

@@ -1,0 +1,56 @@
+"""The inline judge's Triton model (``triton_models/judge/model.py``) sizes its threads as its config says: with the
+encoder on ONNX Runtime on CPU, torch keeps only the small heads, on one thread, while ONNX Runtime gets
+``torch_threads``; a torch-encoder version keeps ``torch_threads`` for torch.
+
+Why it matters (issue 13): two torch threads waking beside ONNX Runtime's took 53-57 ms per batch-1 PandaLM item
+through Triton against 42-45 ms with one (alternating runs of ``benchmarks.judge``). The real ``initialize`` runs on
+real exported versions; only ``triton_python_backend_utils`` is a stand-in (no Triton stub in this process)."""
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from judge_engine.training.export import export
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _initialize(version_dir: Path, threads: int):
+    sys.modules.setdefault("triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    spec = importlib.util.spec_from_file_location("judge_model_under_test", version_dir / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    config = {"parameters": {"torch_threads": {"string_value": str(threads)}}}
+    model.initialize({"model_repository": str(version_dir.parent), "model_version": version_dir.name,
+                      "model_config": json.dumps(config), "model_instance_kind": "CPU"})
+    return model
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    modules = dict(sys.modules)
+    path = list(sys.path)
+    yield
+    torch.set_num_threads(before)
+    for name in set(sys.modules) - set(modules):  # the version's student.py and friends
+        del sys.modules[name]
+    sys.path[:] = path
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_torch_runs_on_one_thread_only_when_onnx_runtime_runs_the_encoder(runtime, tiny_judge, tmp_path,
+                                                                         restore_threads):
+    version = export(tiny_judge.model_dir, tmp_path / "repository", "judge", runtime=runtime)
+    model = _initialize(version, threads=2)
+    onnx = model.judge.encoder.session is not None
+    assert onnx == (runtime == "onnx")
+    assert torch.get_num_threads() == (1 if onnx else 2)
+    if onnx:  # ONNX Runtime keeps the configured threads
+        assert model.judge.encoder.session.get_session_options().intra_op_num_threads == 2
