@@ -32,15 +32,21 @@ def _initialize(version_dir: Path, threads: int):
     return model
 
 
+# what a version directory's model.py imports from beside it (and this test's names): forgotten afterwards, so no
+# later import finds this version's copies. Library modules stay loaded: a C extension (onnx) must not load twice
+VERSION_MODULES = ("student", "verdict_math", "novelty", "judge_model_under_test", "triton_python_backend_utils")
+
+
 @pytest.fixture
 def restore_threads():
     before = torch.get_num_threads()
-    modules = dict(sys.modules)
+    kept = {name: sys.modules[name] for name in VERSION_MODULES if name in sys.modules}
     path = list(sys.path)
     yield
     torch.set_num_threads(before)
-    for name in set(sys.modules) - set(modules):  # the version's student.py and friends
-        del sys.modules[name]
+    for name in VERSION_MODULES:
+        sys.modules.pop(name, None)
+    sys.modules.update(kept)
     sys.path[:] = path
 
 
