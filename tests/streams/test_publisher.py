@@ -36,7 +36,7 @@ def _read(settings: Settings, topic: str, expected: int) -> list[tuple[int, byte
         consumer.close()
 
 
-def test_the_publisher_sends_record_batches_per_partition_and_keeps_keys_order_and_big_messages(stack, tmp_path):
+def test_the_publisher_keeps_each_keys_partition_and_order_and_publishes_big_messages(stack, tmp_path):
     topic = f"judgeline.publish-test.{uuid.uuid4().hex[:8]}"
     settings = stack.model_copy(update={
         "stack": stack.stack.model_copy(update={"state_dir": tmp_path}),
