@@ -332,9 +332,12 @@ def answer_key(item: Mapping, answer: str, cross: bool) -> str:
 
 
 def texts_of(item: Mapping, cross: bool = False) -> list[str]:
-    """Every text of an item that gets an embedding (answers joined to the question for the cross-encoder)."""
-    out = [item["question"], item.get("criterion") or "overall"]
-    answers = [item["answer_a"], item["answer_b"]] if item["kind"] == "pairwise" else [item["answer"]]
+    """Every text of an item that gets an embedding (answers joined to the question for the cross-encoder). The
+    criterion is embedded for pointwise items only: the pairwise head does not read it (``pair_block``), and at
+    batch 1 it was a run of the encoder of its own, about 1 ms (issue 13)."""
+    pairwise = item["kind"] == "pairwise"
+    out = [item["question"]] if pairwise else [item["question"], item.get("criterion") or "overall"]
+    answers = [item["answer_a"], item["answer_b"]] if pairwise else [item["answer"]]
     out += [answer_key(item, a, cross) for a in answers]
     if reference_of(item):
         out.append(reference_of(item))

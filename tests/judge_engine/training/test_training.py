@@ -63,6 +63,21 @@ def test_judge_is_order_invariant_and_keeps_input_order(tiny_judge, sample_gold)
     assert [fingerprint(r) for r in rows] == [fingerprint(i) for i in items]
 
 
+def test_only_pointwise_items_embed_their_criterion(tiny_judge, sample_gold):
+    items = [i.model_dump() for i in load_gold([sample_gold]).items]
+    pair = next(i for i in items if i["kind"] == "pairwise")
+    point = next(i for i in items if i["kind"] == "pointwise")
+    judge = Judge(tiny_judge.model_dir)
+    encoded: list[str] = []
+    encode = judge.encoder.encode
+    judge.encoder.encode = lambda texts: encoded.extend(texts) or encode(texts)
+    first = judge.judge([dict(pair, criterion="a rubric of its own")])
+    assert "a rubric of its own" not in encoded and pair["question"] in encoded  # the pairwise head never reads it
+    assert judge.judge([dict(pair, criterion="another rubric")])[0]["probs"] == first[0]["probs"]
+    judge.judge([dict(point, criterion="a pointwise rubric")])
+    assert "a pointwise rubric" in encoded
+
+
 def test_untrained_kind_and_missing_teacher_are_clear_errors(tmp_path, sample_gold):
     from judge_engine.training.trainer import TrainConfig, train
 
