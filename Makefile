@@ -47,6 +47,7 @@ status: install
 
 bench: install
 	$(BIN)/python -m benchmarks.judge $(if $(JUDGE_CANDIDATE),--candidate $(JUDGE_CANDIDATE))
+	$(BIN)/python -m benchmarks.encoder_depth
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.throughput
 	$(BIN)/python -m benchmarks.shift

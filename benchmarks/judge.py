@@ -3,7 +3,8 @@
 Contract:
 - Starts its own Triton (``stack.services`` with a private state directory under ``bench-results/``), exports the
   judge into a private model repository, and stops Triton by PID at the end; touches no running stack.
-- The judge is the one ``--model`` names, else one trained here on the shared pairwise sets (seconds once their
+- The judge is the one ``--model`` names, else one trained here with the embedded default's recipe
+  (``operations.demo.default_training``: four encoder layers) on the shared pairwise sets (seconds once their
   embeddings are cached), else on the project's synthetic sample when ``../shared`` is absent.
 - Items are real pairwise gold items (realistic lengths: PandaLM's questions and answers), cycled. For each batch
   size it times whole micro-batches one after another: the model in process (``student.Judge``, torch threads as
@@ -69,14 +70,15 @@ def _model(args) -> Path:
     if args.model:
         return Path(args.model)
     from judge_engine.training.sample import write_sample
-    from judge_engine.training.trainer import TrainConfig, train
+    from judge_engine.training.trainer import train
+    from operations.demo import TRAIN_FILES, default_training
 
-    gold = [SHARED_GOLD / f for f in ("pandalm-test.jsonl", "llmbar-processed.jsonl") if (SHARED_GOLD / f).exists()]
+    gold = [SHARED_GOLD / f for f in TRAIN_FILES if (SHARED_GOLD / f).exists()]
     if not gold:
         gold = [OUT / "sample.jsonl"]
         write_sample(gold[0])
     out = OUT / "judge-bench-model"
-    train(TrainConfig(gold=tuple(gold), out=out, progress=False), log=lambda *_: None)
+    train(default_training(gold, out, progress=False), log=lambda *_: None)
     return out
 
 

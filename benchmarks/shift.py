@@ -43,15 +43,15 @@ def _train(train_set: Path, out: Path) -> Path:
 
 def _judge(model: Path, items: list[dict]):
     """Verdicts and the judge's own embeddings for ``items`` (embeddings cached as training caches them)."""
-    from judge_engine.model.student import Judge, answer_key, encoder_version, texts_of
-    from judge_engine.training.embedding_cache import EmbeddingCache
+    from judge_engine.model.student import Judge, answer_key, texts_of
+    from judge_engine.training.embedding_cache import EmbeddingCache, sentence_namespace
 
     judge = Judge(model)
     texts = [t for it in items for t in texts_of(it, judge.heads.cross)]
     if judge.meta.get("finetuned_layers"):
         vectors = judge.vectors(texts)
     else:
-        cache = EmbeddingCache(namespace=f"{encoder_version()}|{int(judge.meta.get('max_length', 256))}")
+        cache = EmbeddingCache(namespace=sentence_namespace(judge.encoder.max_length, judge.encoder.depth))
         vectors, _ = cache.vectors(texts, judge.encoder.encode)
         cache.close()
     keyed = (lambda item, answer: answer_key(item, answer, True)) if judge.heads.cross else None

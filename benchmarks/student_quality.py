@@ -36,10 +36,9 @@ def measure(model_dir: Path, gold: Path, teacher: str = "gpt-4") -> dict:
 
     judge = Judge(model_dir)
     if not judge.meta.get("finetuned_layers"):  # frozen encoder: cached vectors are bit-identical to fresh ones
-        from judge_engine.model.student import encoder_version
-        from judge_engine.training.embedding_cache import EmbeddingCache
+        from judge_engine.training.embedding_cache import EmbeddingCache, sentence_namespace
 
-        cache = EmbeddingCache(namespace=f"{encoder_version()}|{judge.encoder.max_length}")
+        cache = EmbeddingCache(namespace=sentence_namespace(judge.encoder.max_length, judge.encoder.depth))
         judge.vectors = lambda texts: cache.vectors(texts, judge.encoder.encode)[0]
     seen = set(judge.meta.get("trained_on", []))
     split = judge.meta["split"]  # the test split's questions: the same in every run with the same seed and fractions

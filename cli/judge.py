@@ -49,6 +49,9 @@ def train(
     arch: str = typer.Option("bi", help="bi: question and answers embedded apart; cross: each answer read jointly "
                                         "with the question (a cross-encoder)."),
     max_length: int = typer.Option(256, min=16, max=512, help="Tokens per encoded text (longer ones are cut)."),
+    encoder_layers: int = typer.Option(
+        6, min=1, max=6, help="Run the encoder's first N of 6 layers: fewer cost less per token (4: the CPU default's "
+                              "depth, about two thirds of the time; docs/judge.md)."),
 ) -> None:
     """Distil the student judge from recorded teacher verdicts; calibrate and measure it on held-out questions."""
     from datetime import datetime
@@ -63,7 +66,8 @@ def train(
                       val_fraction=val, sample_per_file=sample_per_file, length_balance=length_balance,
                       test_fraction=test, seed=seed, swap=swap, reference_drop=reference_drop, epochs=epochs,
                       limit_per_file=limit_per_file, skip_invalid=skip_invalid, finetune_layers=finetune_layers,
-                      finetune_epochs=finetune_epochs, arch=arch, max_length=max_length)
+                      finetune_epochs=finetune_epochs, arch=arch, max_length=max_length,
+                      encoder_layers=encoder_layers)
     typer.echo(f"training on {', '.join(map(str, gold))} (labels: {' then '.join(teacher)})")
     try:
         result = run_training(cfg, log=typer.echo)

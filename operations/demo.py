@@ -6,9 +6,10 @@ Contract:
   resolved against the running stack.
 - ``ensure_judge(settings)``: when the model repository holds no version of the judge, trains one
   (``../shared/data/gold`` pandalm-test + llmbar-processed with their recorded gpt-4 verdicts, or the project's
-  synthetic sample when ``../shared`` is absent), exports it on ``SERVED_RUNTIME`` (the encoder on ONNX Runtime,
-  int8 per-channel: the CPU default, measured in docs/benchmarks.md: about a third of torch fp32's batch-1 time,
-  the same held-out accuracy) and loads it into Triton; otherwise makes sure the newest version is loaded. Returns
+  synthetic sample when ``../shared`` is absent; ``default_training``: the first ``SERVED_ENCODER_LAYERS`` of the
+  encoder's layers), exports it on ``SERVED_RUNTIME`` (the encoder on ONNX Runtime, int8 per-channel: the CPU
+  default, measured in docs/benchmarks.md: about a third of torch fp32's batch-1 time, the same held-out accuracy)
+  and loads it into Triton; otherwise makes sure the newest version is loaded. Returns
   the version Triton serves.
 - ``run(settings, gold, ...)``: starts the replay frontier (recorded gpt-4 verdicts of the streamed file, with a
   little latency) and the two workers as processes (``stack.workers``), waits until they hold their partitions,
@@ -84,6 +85,18 @@ def default_gold(settings: Settings, gold_dir: Path = SHARED_GOLD) -> Path:
 # What the embedded default serves: the judge's encoder on ONNX Runtime with int8 weights (``judgeline export
 # --runtime onnx --quantize int8``); ``judgeline export`` without options keeps torch fp32 (the GPU image).
 SERVED_RUNTIME = ("onnx", "int8")
+# ... and the first four of the encoder's six layers: two thirds of the time per token, so one trace of median length
+# takes about 25 ms through Triton on 2 CPU cores; the accuracy this costs is measured by benchmarks.encoder_depth
+# (docs/judge.md, "Encoder depth"). `judgeline train` keeps all six unless told (--encoder-layers).
+SERVED_ENCODER_LAYERS = 4
+
+
+def default_training(files, out: Path, **overrides):
+    """The embedded default judge's training recipe on ``files``: ``TrainConfig``'s defaults (gpt-4 labels, a
+    frozen encoder) with ``SERVED_ENCODER_LAYERS`` encoder layers; ``overrides`` replace any field."""
+    from judge_engine.training.trainer import TrainConfig
+
+    return TrainConfig(gold=tuple(files), out=out, **({"encoder_layers": SERVED_ENCODER_LAYERS} | overrides))
 
 
 def ensure_judge(settings: Settings, gold_dir: Path = SHARED_GOLD, log: Callable[[str], None] = print) -> str:
@@ -92,14 +105,14 @@ def ensure_judge(settings: Settings, gold_dir: Path = SHARED_GOLD, log: Callable
     repo = triton.model_repository(settings)
     name = settings.triton.model_name
     if not versions(repo / name):
-        from judge_engine.training.trainer import TrainConfig, train
+        from judge_engine.training.trainer import train
 
         files = [gold_dir / f for f in TRAIN_FILES if (gold_dir / f).is_file()] or [sample_file(settings)]
         out = settings.state_dir / "models" / f"student-{datetime.now():%Y%m%d-%H%M%S}"
         log(f"   no judge in {repo / name}: training one on {', '.join(f.name for f in files)} (labels: gpt-4; "
             "the first run encodes every text, a few minutes on 2 cores; later runs read the embedding cache)")
         started = time.monotonic()
-        result = train(TrainConfig(gold=tuple(files), out=out), log=log)
+        result = train(default_training(files, out), log=log)
         pointer = paths.latest_model_pointer(settings.state_dir)
         pointer.write_text(str(result.model_dir.resolve()))
         runtime, precision = SERVED_RUNTIME

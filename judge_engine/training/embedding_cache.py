@@ -1,8 +1,9 @@
 """A content-addressed cache of sentence embeddings (and hidden states), so retraining does not re-encode texts.
 
 Contract:
-- Keyed by (namespace, text); the namespace names what is stored: encoder package version and max_length, plus
-  the layer for the hidden states fine-tuning starts from. Arrays are stored in the cache's ``dtype`` (float32 for
+- Keyed by (namespace, text); the namespace names what is stored: ``sentence_namespace`` (encoder package
+  version, max_length and, for a shallower encoder, how many of its layers run), plus the layer for the hidden states
+  fine-tuning starts from. Arrays are stored in the cache's ``dtype`` (float32 for
   sentence vectors, so a cached vector is bit-identical to a fresh one and training sees what serving computes;
   float16 for hidden states) and come back with their trailing width (``width``: 1-D vectors when None, else
   ``[rows, width]``).
@@ -25,6 +26,15 @@ import numpy as np
 from schemas import paths
 
 DEFAULT_PATH = paths.CACHE_DIR / "embeddings.sqlite"
+
+
+def sentence_namespace(max_length: int, layers: int | None = None) -> str:
+    """The namespace of sentence vectors made with ``max_length`` tokens per text and the encoder's first ``layers``
+    layers (None or all of them: the namespace vectors were always cached under, so existing caches stay valid)."""
+    from judge_engine.model.student import ENCODER_DEPTH, encoder_version
+
+    base = f"{encoder_version()}|{max_length}"
+    return base if layers in (None, ENCODER_DEPTH) else f"{base}|layers-{layers}"
 
 
 class EmbeddingCache:

@@ -41,14 +41,13 @@ from judge_engine.model.student import (
     EMBED_DIM,
     Encoder,
     StudentHeads,
-    encoder_version,
     load_top_layers,
     pair_inputs,
     point_inputs,
     texts_of,
     top_layers_state,
 )
-from judge_engine.training.embedding_cache import DEFAULT_PATH, EmbeddingCache
+from judge_engine.training.embedding_cache import DEFAULT_PATH, EmbeddingCache, sentence_namespace
 
 KINDS = ("pairwise", "pointwise")
 
@@ -114,8 +113,8 @@ def finetune(encoder: Encoder, heads: StudentHeads, texts: list[str], train: lis
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     unique = list(dict.fromkeys(texts))
-    cache = EmbeddingCache(cfg.cache, namespace=f"{encoder_version()}|{encoder.max_length}|below-top-{cfg.layers}",
-                           dtype=np.float16, width=EMBED_DIM)
+    namespace = f"{sentence_namespace(encoder.max_length, encoder.depth)}|below-top-{cfg.layers}"
+    cache = EmbeddingCache(cfg.cache, namespace=namespace, dtype=np.float16, width=EMBED_DIM)
     with tqdm(total=len(unique), desc=f"hidden states below the top {cfg.layers} layer(s) (cached)", unit="text",
               disable=not cfg.progress, file=sys.stderr, leave=False) as bar:
         states, fresh = cache.vectors(unique, lambda chunk, progress: encoder.lower_states(chunk, cfg.layers, progress),

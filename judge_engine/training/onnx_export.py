@@ -2,7 +2,8 @@
 
 Contract:
 - ``write_encoder(model_dir, precision)`` writes ``encoder.onnx`` into a trained (or exported) judge directory:
-  all-MiniLM-L6-v2 with the directory's fine-tuned top layers (``encoder_top.pt``) when it has them, exported with
+  all-MiniLM-L6-v2 (the first ``encoder_layers`` of its layers when ``student.json`` says so) with the directory's
+  fine-tuned top layers (``encoder_top.pt``) when it has them, exported with
   torch.onnx's TorchScript exporter (``dynamo=False``; eager attention, so ONNX Runtime's BERT fusions apply) with
   dynamic batch and token axes, inputs ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64) and output
   ``last_hidden_state`` [batch, tokens, 384]; the pooling stays in ``student.py``. The graph is then optimised
@@ -45,7 +46,8 @@ def _torch_encoder(model_dir: Path, max_length: int):
     top = None
     if (model_dir / ENCODER_TOP).is_file() and _meta(model_dir).get("finetuned_layers"):
         top = torch.load(model_dir / ENCODER_TOP, map_location="cpu", weights_only=True)
-    return Encoder(max_length=max_length, top_state=top, attn_implementation="eager")
+    return Encoder(max_length=max_length, top_state=top, attn_implementation="eager",
+                   layers=_meta(model_dir).get("encoder_layers"))
 
 
 def _export_graph(encoder, target: Path) -> None:

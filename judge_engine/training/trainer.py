@@ -51,10 +51,11 @@ from judge_engine.dataset import (
 from judge_engine.evaluation import metrics, plots
 from judge_engine.model.student import (
     ARCHS,
+    ENCODER_DEPTH,
+    check_layers,
     Encoder,
     StudentHeads,
     answer_key,
-    encoder_version,
     pair_features,
     point_features,
     texts_of,
@@ -62,7 +63,7 @@ from judge_engine.model.student import (
 from judge_engine.model.verdict_math import LABELS
 from judge_engine.training import calibration
 from judge_engine.model.novelty import NoveltyIndex, item_matrix
-from judge_engine.training.embedding_cache import DEFAULT_PATH, EmbeddingCache
+from judge_engine.training.embedding_cache import DEFAULT_PATH, EmbeddingCache, sentence_namespace
 from judge_engine.training.finetune import FinetuneConfig, finetune
 
 KINDS = ("pairwise", "pointwise")
@@ -89,6 +90,7 @@ class TrainConfig:
     hidden: int = 256
     dropout: float = 0.5
     max_length: int = 256
+    encoder_layers: int = ENCODER_DEPTH  # the first N of the encoder's layers (fewer: cheaper per token, issue 13)
     finetune_layers: int = 0
     finetune_epochs: int = 2
     finetune_lr: float = 3e-5
@@ -223,6 +225,10 @@ def _measure(heads: StudentHeads, kind: str, examples: list[Example], v) -> dict
 def train(cfg: TrainConfig, log=print) -> TrainResult:
     if cfg.arch not in ARCHS:
         raise ValueError(f"--arch must be one of {', '.join(ARCHS)} (got {cfg.arch!r})")
+    check_layers(cfg.encoder_layers)
+    if cfg.finetune_layers > cfg.encoder_layers:
+        raise ValueError(f"--finetune-layers {cfg.finetune_layers} is more than the encoder's {cfg.encoder_layers} "
+                         "layers (--encoder-layers); fine-tune at most that many")
     timings: dict[str, float] = {}
     started = time.perf_counter()
     with _bar(None, "reading gold files", cfg.progress, unit="line") as bar:
@@ -261,8 +267,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     }
     log(f"  examples: {json.dumps(counts)}; labels from {dict(report.used)} ({report.soft} soft targets)")
 
-    encoder = Encoder(max_length=cfg.max_length)
-    cache = EmbeddingCache(cfg.cache, namespace=f"{encoder_version()}|{cfg.max_length}")
+    encoder = Encoder(max_length=cfg.max_length, layers=cfg.encoder_layers)
+    cache = EmbeddingCache(cfg.cache, namespace=sentence_namespace(cfg.max_length, cfg.encoder_layers))
     texts = [t for e in examples for t in texts_of(e.item, cfg.arch == "cross")]
     with _bar(len(set(texts)), "encoding texts (cached after the first run)", cfg.progress) as bar:
         vectors, encoded = cache.vectors(texts, encoder.encode, progress=bar.update)
@@ -331,6 +337,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         "training": trained,
         "finetune": finetuned,
         "max_length": cfg.max_length,
+        "encoder_layers": cfg.encoder_layers,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "gold"},
         "trained_on": sorted({e.fingerprint for e in parts["train"] + parts["val"]}),
         "validation_evidence": validation,
