@@ -1,0 +1,42 @@
+"""The roofline's arithmetic: FLOPs counted for the layers the judge really runs (a shallow ONNX version included),
+and each pass paired with a sustained matmul rate measured beside it."""
+
+import pytest
+
+from benchmarks.judge_roofline import FlopCounter, roofline
+from judge_engine.dataset import load_gold
+from judge_engine.model.student import Judge
+from judge_engine.training.export import prepare
+from judge_engine.training.trainer import TrainConfig, train
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def shallow_onnx(sample_gold, tmp_path_factory):
+    root = tmp_path_factory.mktemp("roofline")
+    cfg = TrainConfig(gold=(sample_gold,), out=root / "model", progress=False, epochs=5, val_fraction=0.2,
+                      encoder_layers=2, cache=root / "cache.sqlite")
+    return prepare(train(cfg, log=lambda *_: None).model_dir, root / "onnx", "onnx", "fp32")
+
+
+def test_flops_are_counted_for_the_layers_the_version_runs(shallow_onnx, sample_gold):
+    judge = Judge(shallow_onnx)
+    counter = FlopCounter(judge.encoder)
+    h, i, length = 384, 1536, 10
+    per_layer = 2 * length * (4 * h * h + 2 * h * i) + 2 * 2 * length * length * h
+    assert counter.per_sequence(length) == 2 * per_layer  # two layers, not the package's six
+    item = next(i.model_dump() for i in load_gold([sample_gold]).items if i.kind == "pairwise")
+    judge.judge([item])
+    assert counter.tokens > 0 and counter.useful <= counter.flops
+    counter.close()
+    assert "embed_batch" not in vars(judge.encoder)
+
+
+def test_each_pass_is_paired_with_a_sustained_matmul_rate(shallow_onnx, sample_gold):
+    judge = Judge(shallow_onnx, threads=1)
+    items = [i.model_dump() for i in load_gold([sample_gold]).items][:8]
+    r = roofline(judge, [items], threads=1, peak_gflops=1.0)
+    assert r["items"] == 8 and r["gflop"] > 0 and r["sustained_peak_gflops"] > 0
+    assert r["fraction_of_peak"] == pytest.approx(r["gflops"], abs=0.06)  # against a 1 GFLOP/s "peak"
+    assert 0 < r["fraction_of_sustained_peak"] < r["fraction_of_peak"]
