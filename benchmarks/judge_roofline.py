@@ -5,7 +5,8 @@ Contract:
   (the best of several 1024x1024x1024 products, measured now, in the same run as the judge): the roofline.
 - ``FlopCounter(encoder)`` records the shape of every batch the encoder's transformer runs (torch or ONNX
   Runtime: it wraps ``Encoder.embed_batch``) and counts its FLOPs
-  (2 per multiply-add): the six layers' linear maps (Q, K, V, output, the two feed-forward maps) and the
+  (2 per multiply-add): the linear maps of the layers it runs (``config.num_hidden_layers``: six, or a judge's
+  ``encoder_layers``) (Q, K, V, output, the two feed-forward maps) and the
   attention products, for the tokens actually processed (padding included: the model computes it), besides
   the ``useful`` share without padding. The embeddings' lookups, layer norms, softmax and the small heads are
   left out (under 1% of the work), so the rate is a slight underestimate.
