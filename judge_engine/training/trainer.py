@@ -276,6 +276,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     timings["encode_s"] = round(time.perf_counter() - started, 1)
     log(f"  {len(vectors)} distinct texts, {encoded} newly encoded, in {timings['encode_s']} s")
 
+    torch.manual_seed(cfg.seed)  # the heads' initial weights: one config trains one model, whatever ran before it
     heads = StudentHeads(hidden=cfg.hidden, dropout=cfg.dropout, arch=cfg.arch)
     trained: dict[str, dict] = {}
     test: dict[str, dict] = {}

@@ -2,6 +2,7 @@
 and each pass paired with a sustained matmul rate measured beside it."""
 
 import pytest
+import torch
 
 from benchmarks.judge_roofline import FlopCounter, roofline
 from judge_engine.dataset import load_gold
@@ -10,6 +11,14 @@ from judge_engine.training.export import prepare
 from judge_engine.training.trainer import TrainConfig, train
 
 pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """``roofline`` sets torch's thread count for the process; the tests after these keep the one they had."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +45,7 @@ def test_flops_are_counted_for_the_layers_the_version_runs(shallow_onnx, sample_
 def test_each_pass_is_paired_with_a_sustained_matmul_rate(shallow_onnx, sample_gold):
     judge = Judge(shallow_onnx, threads=1)
     items = [i.model_dump() for i in load_gold([sample_gold]).items][:8]
-    r = roofline(judge, [items], threads=1, peak_gflops=1.0)
+    r = roofline(judge, [items], threads=torch.get_num_threads(), peak_gflops=1.0)
     assert r["items"] == 8 and r["gflop"] > 0 and r["sustained_peak_gflops"] > 0
     assert r["fraction_of_peak"] == pytest.approx(r["gflops"], abs=0.06)  # against a 1 GFLOP/s "peak"
     assert 0 < r["fraction_of_sustained_peak"] < r["fraction_of_peak"]

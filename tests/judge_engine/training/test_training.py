@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from judge_engine.dataset import fingerprint, label_examples, load_gold, split
 from judge_engine.model.student import Judge
@@ -110,9 +111,13 @@ def test_gzipped_teacher_set_several_teachers_soft_targets_and_a_second_run_from
     assert first.test["pairwise"]["accuracy_vs_human"] > 0.8
     assert not any(" 0 newly encoded" in line for line in logs)
     logs.clear()
+    torch.rand(5)  # whatever else the process did in between must not change what the same config trains
     second = train(cfg.__class__(**{**cfg.__dict__, "out": tmp_path / "m2"}), log=logs.append)
     assert any(" 0 newly encoded" in line for line in logs), logs
     assert second.test["pairwise"]["accuracy_vs_human"] == first.test["pairwise"]["accuracy_vs_human"]
+    weights = [torch.load(m / "heads.pt", weights_only=True) for m in (first.model_dir, second.model_dir)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_cross_encoder_reads_each_answer_with_its_question_fine_tunes_and_serves_order_invariant(tmp_path,
