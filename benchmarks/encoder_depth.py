@@ -10,7 +10,9 @@ Contract:
   is trained to reproduce) and against the human labels, kappa against humans and ECE; and per depth below the
   full six, the paired change in points against six layers (mean over seeds, with its standard error: one split of
   about 340 items has a standard error near 2.6 points, so a single split cannot tell a 1-point change).
-  The speed of a depth is ``benchmarks.judge``'s (the CPU default serves four layers).
+  The same per gold file (``per_file``: each file's held-out items vs human and vs gpt-4, measured in process by
+  ``benchmarks.student_quality.measure``): the demo reports one file on one split, where a depth can swing by
+  several points either way. The speed of a depth is ``benchmarks.judge``'s (the CPU default serves four layers).
 - Models go to ``bench-results/depth-models/`` (replaced each run); results: a printed table and
   ``bench-results/encoder_depth.json``. Embeddings are cached per depth (``embedding_cache.sentence_namespace``), so
   only the first run at a depth encodes the texts.
@@ -42,8 +44,24 @@ def train_at(depth: int, seed: int, out: Path) -> dict:
     files = [paths.SHARED_GOLD / f for f in TRAIN_FILES]
     cfg = default_training(files, out, seed=seed, encoder_layers=depth, progress=False)
 
+    from benchmarks.student_quality import measure
+
     result = train(cfg, log=lambda *_: None)
-    return {m: float(result.test["pairwise"][m]) for m in METRICS} | {"n": int(result.test["pairwise"]["n"])}
+    per_file = {}
+    for f in files:
+        m = measure(result.model_dir, f)
+        per_file[f.name] = {"n": m["n"], "accuracy_vs_human": m["accuracy_vs_human"],
+                            "accuracy_vs_teacher": m["accuracy_vs_teacher"]}
+    return ({m: float(result.test["pairwise"][m]) for m in METRICS} | {"n": int(result.test["pairwise"]["n"])}
+            | {"per_file": per_file})
+
+
+def _paired(new: dict[int, float], base: dict[int, float]) -> dict:
+    """The change new - base in points over the seeds both have: mean, standard error, and each seed's."""
+    diffs = [100 * (new[s] - base[s]) for s in new if s in base]
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    return {"mean": round(statistics.fmean(diffs), 2), "standard_error": round(se, 2),
+            "per_seed": [round(d, 2) for d in diffs]}
 
 
 def summarise(runs: dict[int, dict[int, dict]], full: int) -> dict:
@@ -51,12 +69,18 @@ def summarise(runs: dict[int, dict[int, dict]], full: int) -> dict:
     out: dict = {}
     for depth, by_seed in runs.items():
         row: dict = {m: round(statistics.fmean(r[m] for r in by_seed.values()), 4) for m in METRICS}
+        files = sorted({f for r in by_seed.values() for f in r.get("per_file", {})})
+        row["per_file"] = {f: {m: round(statistics.fmean(r["per_file"][f][m] for r in by_seed.values()), 4)
+                               for m in ("accuracy_vs_human", "accuracy_vs_teacher")} for f in files}
         if depth != full and full in runs:
             for m in ("accuracy_vs_training_label", "accuracy_vs_human"):
-                diffs = [100 * (by_seed[s][m] - runs[full][s][m]) for s in by_seed if s in runs[full]]
-                se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-                row[f"{m}_change_points"] = {"mean": round(statistics.fmean(diffs), 2), "standard_error": round(se, 2),
-                                             "per_seed": [round(d, 2) for d in diffs]}
+                row[f"{m}_change_points"] = _paired({s: r[m] for s, r in by_seed.items()},
+                                                    {s: r[m] for s, r in runs[full].items()})
+            for f in files:
+                for m in ("accuracy_vs_human", "accuracy_vs_teacher"):
+                    row["per_file"][f][f"{m}_change_points"] = _paired(
+                        {s: r["per_file"][f][m] for s, r in by_seed.items()},
+                        {s: r["per_file"][f][m] for s, r in runs[full].items() if f in r.get("per_file", {})})
         out[depth] = row
     return out
 
@@ -98,6 +122,15 @@ def main() -> None:
         fmt = (lambda c: f"{c['mean']:+.2f} ({c['standard_error']:.2f})" if c else "-")
         print(f"| {depth} | {s['accuracy_vs_training_label']:.4f} | {fmt(t)} | {s['accuracy_vs_human']:.4f} | "
               f"{fmt(h)} | {s['kappa_vs_human']:.3f} | {s['ece']:.3f} |")
+    print(f"\n| encoder layers | gold file (its held-out items) | accuracy vs human | change vs {max(depths)} layers, "
+          "points (standard error) | accuracy vs gpt-4 | change, points (standard error) |")
+    print("|---|---|---|---|---|---|")
+    for depth in depths:
+        for name, f in summary[depth]["per_file"].items():
+            fmt = (lambda c: f"{c['mean']:+.2f} ({c['standard_error']:.2f})" if c else "-")
+            print(f"| {depth} | {name} | {f['accuracy_vs_human']:.4f} | "
+                  f"{fmt(f.get('accuracy_vs_human_change_points'))} | {f['accuracy_vs_teacher']:.4f} | "
+                  f"{fmt(f.get('accuracy_vs_teacher_change_points'))} |")
     print(f"wrote {OUT / 'encoder_depth.json'} in {result['seconds']} s")
 
 

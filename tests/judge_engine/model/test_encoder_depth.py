@@ -120,10 +120,17 @@ def test_the_embedded_default_trains_four_layers_and_the_depth_study_pairs_its_s
     assert cfg.gold == tuple(tmp_path / f for f in TRAIN_FILES)
     assert default_training([], tmp_path, encoder_layers=6, seed=3).encoder_layers == 6
     keys = ("accuracy_vs_training_label", "accuracy_vs_human", "kappa_vs_human", "ece")
-    runs = {6: {1: dict.fromkeys(keys, 0.60), 2: dict.fromkeys(keys, 0.70)},
-            4: {1: dict.fromkeys(keys, 0.59), 2: dict.fromkeys(keys, 0.68)}}
+    def run(acc, pandalm):
+        return dict.fromkeys(keys, acc) | {"per_file": {"pandalm.jsonl": {"accuracy_vs_human": pandalm,
+                                                                          "accuracy_vs_teacher": acc}}}
+
+    runs = {6: {1: run(0.60, 0.50), 2: run(0.70, 0.60)}, 4: {1: run(0.59, 0.56), 2: run(0.68, 0.58)}}
     summary = summarise(runs, full=6)
     change = summary[4]["accuracy_vs_training_label_change_points"]
     assert change["per_seed"] == [-1.0, -2.0] and change["mean"] == -1.5 and change["standard_error"] == 0.5
+    pandalm = summary[4]["per_file"]["pandalm.jsonl"]
+    assert pandalm["accuracy_vs_human"] == pytest.approx(0.57)
+    assert pandalm["accuracy_vs_human_change_points"]["per_seed"] == [6.0, -2.0]
+    assert pandalm["accuracy_vs_human_change_points"]["mean"] == 2.0
     assert summary[4]["accuracy_vs_human"] == pytest.approx(0.635) and "accuracy_vs_human_change_points" not in \
         summary[6]
