@@ -87,6 +87,14 @@ def sample_gold(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sample_items(sample_gold):
+    """The sample's items as the dicts the judge takes (read-only: copy one before changing it)."""
+    from judge_engine.dataset import load_gold
+
+    return [i.model_dump() for i in load_gold([sample_gold]).items]
+
+
+@pytest.fixture(scope="session")
 def tiny_judge(sample_gold, tmp_path_factory):
     from judge_engine.training.trainer import TrainConfig, train
 

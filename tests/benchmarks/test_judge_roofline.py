@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from benchmarks.judge_roofline import FlopCounter, roofline
-from judge_engine.dataset import load_gold
 from judge_engine.model.student import Judge
 from judge_engine.training.export import prepare
 from judge_engine.training.trainer import TrainConfig, train
@@ -29,22 +28,22 @@ def shallow_onnx(sample_gold, tmp_path_factory):
     return prepare(train(cfg, log=lambda *_: None).model_dir, root / "onnx", "onnx", "fp32")
 
 
-def test_flops_are_counted_for_the_layers_the_version_runs(shallow_onnx, sample_gold):
+def test_flops_are_counted_for_the_layers_the_version_runs(shallow_onnx, sample_items):
     judge = Judge(shallow_onnx)
     counter = FlopCounter(judge.encoder)
     h, i, length = 384, 1536, 10
     per_layer = 2 * length * (4 * h * h + 2 * h * i) + 2 * 2 * length * length * h
     assert counter.per_sequence(length) == 2 * per_layer  # two layers, not the package's six
-    item = next(i.model_dump() for i in load_gold([sample_gold]).items if i.kind == "pairwise")
+    item = next(i for i in sample_items if i["kind"] == "pairwise")
     judge.judge([item])
     assert counter.tokens > 0 and counter.useful <= counter.flops
     counter.close()
     assert "embed_batch" not in vars(judge.encoder)
 
 
-def test_each_pass_is_paired_with_a_sustained_matmul_rate(shallow_onnx, sample_gold):
+def test_each_pass_is_paired_with_a_sustained_matmul_rate(shallow_onnx, sample_items):
     judge = Judge(shallow_onnx, threads=1)
-    items = [i.model_dump() for i in load_gold([sample_gold]).items][:8]
+    items = sample_items[:8]
     r = roofline(judge, [items], threads=torch.get_num_threads(), peak_gflops=1.0)
     assert r["items"] == 8 and r["gflop"] > 0 and r["sustained_peak_gflops"] > 0
     assert r["fraction_of_peak"] == pytest.approx(r["gflops"], abs=0.06)  # against a 1 GFLOP/s "peak"

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from benchmarks.encoder_depth import summarise
 from cli.main import app
-from judge_engine.dataset import load_gold
 from judge_engine.model.student import ENCODER_DEPTH, Encoder, Judge, pool, texts_of
 from judge_engine.training.embedding_cache import EmbeddingCache, sentence_namespace
 from judge_engine.training.export import prepare
@@ -23,8 +22,8 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
-def items(sample_gold):
-    return [i.model_dump() for i in load_gold([sample_gold]).items]
+def items(sample_items):
+    return sample_items
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from judge_engine.dataset import load_gold
 from judge_engine.model.student import Encoder, Judge, joint, texts_of
 from judge_engine.training.export import export, prepare
 from tests_support import with_perturbed_top_layer
@@ -17,8 +16,8 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
-def items(sample_gold):
-    return [i.model_dump() for i in load_gold([sample_gold]).items]
+def items(sample_items):
+    return sample_items
 
 
 @pytest.fixture(scope="module")

@@ -64,8 +64,8 @@ def test_judge_is_order_invariant_and_keeps_input_order(tiny_judge, sample_gold)
     assert [fingerprint(r) for r in rows] == [fingerprint(i) for i in items]
 
 
-def test_only_pointwise_items_embed_their_criterion(tiny_judge, sample_gold):
-    items = [i.model_dump() for i in load_gold([sample_gold]).items]
+def test_only_pointwise_items_embed_their_criterion(tiny_judge, sample_items):
+    items = sample_items
     pair = next(i for i in items if i["kind"] == "pairwise")
     point = next(i for i in items if i["kind"] == "pointwise")
     judge = Judge(tiny_judge.model_dir)
