@@ -51,7 +51,7 @@ def train(
     max_length: int = typer.Option(256, min=16, max=512, help="Tokens per encoded text (longer ones are cut)."),
     encoder_layers: int = typer.Option(
         6, min=1, max=6, help="Run the encoder's first N of 6 layers: fewer cost less per token (4: the CPU default's "
-                              "depth, about two thirds of the time; docs/judge.md)."),
+                              "depth, about 0.6 of the time per pair; docs/judge.md)."),
 ) -> None:
     """Distil the student judge from recorded teacher verdicts; calibrate and measure it on held-out questions."""
     from datetime import datetime

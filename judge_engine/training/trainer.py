@@ -9,7 +9,9 @@ Contract:
   question into train / validation / test. Training uses only the train split (augmented: both answer orders,
   reference drop); the validation split chooses the epoch (early stopping on its loss) and fits the temperature;
   the test split is measured once, at the end, and never influences anything.
-- Student (``judge_engine.model.student``, ``arch`` bi or cross): the heads first train on frozen all-MiniLM-L6-v2 sentence embeddings, which
+- Student (``judge_engine.model.student``, ``arch`` bi or cross): the heads first train on frozen all-MiniLM-L6-v2 sentence
+  embeddings (its first ``encoder_layers`` layers; the heads' initial weights seeded by ``seed``, so one config trains
+  one model), which
   are cached (``embedding_cache``), so that stage takes seconds once the texts are encoded; encoding is the cost
   (minutes for the shared sets on 2 cores, a progress bar shows it). With ``finetune_layers`` > 0
   (``judge_engine.training.finetune``) the encoder's top layers and the heads then train together, the best point on
