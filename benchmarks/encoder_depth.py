@@ -14,8 +14,9 @@ Contract:
   ``benchmarks.student_quality.measure``): the demo reports one file on one split, where a depth can swing by
   several points either way. The speed of a depth is ``benchmarks.judge``'s (the CPU default serves four layers).
 - Models go to ``bench-results/depth-models/`` (replaced each run); results: a printed table and
-  ``bench-results/encoder_depth.json``. Embeddings are cached per depth (``embedding_cache.sentence_namespace``), so
-  only the first run at a depth encodes the texts.
+  ``bench-results/encoder_depth.json``; without ``../shared``'s gold sets it says so and measures nothing.
+  Embeddings are cached per depth (``embedding_cache.sentence_namespace``), so only the first run at a depth encodes
+  the texts.
 """
 
 from __future__ import annotations
@@ -35,18 +36,26 @@ from benchmarks.judge import OUT
 METRICS = ("accuracy_vs_training_label", "accuracy_vs_human", "kappa_vs_human", "ece")
 
 
-def train_at(depth: int, seed: int, out: Path) -> dict:
-    """The pairwise test metrics of the embedded default's judge trained with ``depth`` encoder layers."""
-    from judge_engine.training.trainer import train
-    from operations.demo import TRAIN_FILES, default_training
+def gold_files() -> list[Path]:
+    """The embedded default's training files in ``../shared``."""
+    from operations.demo import TRAIN_FILES
     from schemas import paths
 
-    files = [paths.SHARED_GOLD / f for f in TRAIN_FILES]
-    cfg = default_training(files, out, seed=seed, encoder_layers=depth, progress=False)
+    return [paths.SHARED_GOLD / f for f in TRAIN_FILES]
 
+
+def _change(c: dict | None) -> str:
+    return f"{c['mean']:+.2f} ({c['standard_error']:.2f})" if c else "-"
+
+
+def train_at(depth: int, seed: int, out: Path) -> dict:
+    """The pairwise test metrics of the embedded default's judge trained with ``depth`` encoder layers."""
     from benchmarks.student_quality import measure
+    from judge_engine.training.trainer import train
+    from operations.demo import default_training
 
-    result = train(cfg, log=lambda *_: None)
+    files = gold_files()
+    result = train(default_training(files, out, seed=seed, encoder_layers=depth, progress=False), log=lambda *_: None)
     per_file = {}
     for f in files:
         m = measure(result.model_dir, f)
@@ -93,6 +102,10 @@ def main() -> None:
     p.add_argument("--seeds", default="13,14,15,16,17", help="split and training seeds, comma-separated")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
+    missing = [str(f) for f in gold_files() if not f.is_file()]
+    if missing:  # the study is about the shared sets; the synthetic sample would measure nothing of them
+        print(f"encoder depth: not measured, the shared gold sets are missing ({', '.join(missing)})")
+        return
     torch.set_num_threads(args.threads)
     depths = [int(d) for d in args.depths.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -119,18 +132,16 @@ def main() -> None:
         s = summary[depth]
         t = s.get("accuracy_vs_training_label_change_points")
         h = s.get("accuracy_vs_human_change_points")
-        fmt = (lambda c: f"{c['mean']:+.2f} ({c['standard_error']:.2f})" if c else "-")
-        print(f"| {depth} | {s['accuracy_vs_training_label']:.4f} | {fmt(t)} | {s['accuracy_vs_human']:.4f} | "
-              f"{fmt(h)} | {s['kappa_vs_human']:.3f} | {s['ece']:.3f} |")
+        print(f"| {depth} | {s['accuracy_vs_training_label']:.4f} | {_change(t)} | {s['accuracy_vs_human']:.4f} | "
+              f"{_change(h)} | {s['kappa_vs_human']:.3f} | {s['ece']:.3f} |")
     print(f"\n| encoder layers | gold file (its held-out items) | accuracy vs human | change vs {max(depths)} layers, "
           "points (standard error) | accuracy vs gpt-4 | change, points (standard error) |")
     print("|---|---|---|---|---|---|")
     for depth in depths:
         for name, f in summary[depth]["per_file"].items():
-            fmt = (lambda c: f"{c['mean']:+.2f} ({c['standard_error']:.2f})" if c else "-")
             print(f"| {depth} | {name} | {f['accuracy_vs_human']:.4f} | "
-                  f"{fmt(f.get('accuracy_vs_human_change_points'))} | {f['accuracy_vs_teacher']:.4f} | "
-                  f"{fmt(f.get('accuracy_vs_teacher_change_points'))} |")
+                  f"{_change(f.get('accuracy_vs_human_change_points'))} | {f['accuracy_vs_teacher']:.4f} | "
+                  f"{_change(f.get('accuracy_vs_teacher_change_points'))} |")
     print(f"wrote {OUT / 'encoder_depth.json'} in {result['seconds']} s")
 
 

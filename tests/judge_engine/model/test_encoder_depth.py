@@ -22,13 +22,8 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
-def items(sample_items):
-    return sample_items
-
-
-@pytest.fixture(scope="module")
-def texts(items):
-    return list(dict.fromkeys(t for it in items[:40] for t in texts_of(it)))
+def texts(sample_items):
+    return list(dict.fromkeys(t for it in sample_items[:40] for t in texts_of(it)))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +54,7 @@ def test_a_depth_outside_the_encoder_is_refused_naming_the_field(bad):
         Encoder(layers=bad)
 
 
-def test_training_records_the_depth_and_the_judge_serves_it(shallow, texts, items):
+def test_training_records_the_depth_and_the_judge_serves_it(shallow, texts, sample_items):
     result, cfg = shallow
     meta = json.loads((result.model_dir / "student.json").read_text())
     assert meta["encoder_layers"] == 2 and meta["config"]["encoder_layers"] == 2
@@ -77,14 +72,14 @@ def test_training_records_the_depth_and_the_judge_serves_it(shallow, texts, item
     assert sentence_namespace(256, ENCODER_DEPTH) == sentence_namespace(256) != sentence_namespace(256, 2)
 
 
-def test_the_onnx_export_holds_only_the_shallow_layers_and_judges_alike(shallow, items, tmp_path):
+def test_the_onnx_export_holds_only_the_shallow_layers_and_judges_alike(shallow, sample_items, tmp_path):
     result, _ = shallow
     onnx_dir = prepare(result.model_dir, tmp_path / "onnx", "onnx", "fp32")
     graph = onnx.load(str(onnx_dir / "encoder.onnx")).graph
     assert sum(node.op_type == "Attention" for node in graph.node) == 2
     served = Judge(onnx_dir)
     assert served.encoder.runtime == "onnx" and served.encoder.config.num_hidden_layers == 2
-    for a, b in zip(Judge(result.model_dir).judge(items[:60]), served.judge(items[:60])):
+    for a, b in zip(Judge(result.model_dir).judge(sample_items[:60]), served.judge(sample_items[:60])):
         assert a["label"] == b["label"] and b["probs"] == pytest.approx(a["probs"], abs=1e-4)
 
 

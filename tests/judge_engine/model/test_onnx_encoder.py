@@ -16,15 +16,10 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
-def items(sample_items):
-    return sample_items
-
-
-@pytest.fixture(scope="module")
-def texts(items):
+def texts(sample_items):
     """Real texts of every length in the sample, plus joint (question, answer) pairs and an empty text."""
-    out = list(dict.fromkeys(t for it in items for t in texts_of(it)))
-    return out + [joint(it["question"], it.get("answer") or it["answer_a"]) for it in items[:8]] + [""]
+    out = list(dict.fromkeys(t for it in sample_items for t in texts_of(it)))
+    return out + [joint(it["question"], it.get("answer") or it["answer_a"]) for it in sample_items[:8]] + [""]
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +44,9 @@ def test_fp32_embeddings_equal_torch_on_real_texts(fp32, texts):
     assert np.abs(alone - onnx_vectors[:12]).max() < 1e-5
 
 
-def test_fp32_verdicts_equal_the_torch_judge(fp32, tiny_judge, items):
-    torch_verdicts = Judge(tiny_judge.model_dir).judge(items, first_order=True)
-    onnx_verdicts = Judge(fp32).judge(items, first_order=True)
+def test_fp32_verdicts_equal_the_torch_judge(fp32, tiny_judge, sample_items):
+    torch_verdicts = Judge(tiny_judge.model_dir).judge(sample_items, first_order=True)
+    onnx_verdicts = Judge(fp32).judge(sample_items, first_order=True)
     for a, b in zip(torch_verdicts, onnx_verdicts):
         assert (a["label"], a["swap_consistent"], a.get("first_order_label")) == \
             (b["label"], b["swap_consistent"], b.get("first_order_label"))
@@ -59,7 +54,7 @@ def test_fp32_verdicts_equal_the_torch_judge(fp32, tiny_judge, items):
         assert b["novelty"] == pytest.approx(a["novelty"], abs=1e-3)
 
 
-def test_int8_is_close_to_fp32_and_labels_mostly_agree(fp32, int8, texts, items):
+def test_int8_is_close_to_fp32_and_labels_mostly_agree(fp32, int8, texts, sample_items):
     meta = json.loads((int8 / "student.json").read_text())
     assert (meta["runtime"], meta["precision"], meta["encoder_file"]) == ("onnx", "int8", "encoder.onnx")
     assert (int8 / "encoder.onnx").stat().st_size < 0.5 * (fp32 / "encoder.onnx").stat().st_size  # int8 weights
@@ -67,7 +62,7 @@ def test_int8_is_close_to_fp32_and_labels_mostly_agree(fp32, int8, texts, items)
     cosine = (a.encoder.encode(texts[:-1]) * b.encoder.encode(texts[:-1])).sum(axis=1)
     assert cosine.min() > 0.95 and np.median(cosine) > 0.98  # measured: min 0.977, median 0.993
     assert not np.allclose(cosine, 1.0, atol=1e-5)  # the quantised graph is really used
-    same = np.mean([x["label"] == y["label"] for x, y in zip(a.judge(items), b.judge(items))])
+    same = np.mean([x["label"] == y["label"] for x, y in zip(a.judge(sample_items), b.judge(sample_items))])
     assert same >= 0.85  # measured: 0.99 of the sample's 460 items
 
 
@@ -82,7 +77,7 @@ def test_finetuned_top_layers_are_in_the_onnx_graph(tiny_judge, tmp_path, texts)
     assert np.abs(served - encoder.encode(texts[:20])).max() > 1e-2  # not the frozen encoder
 
 
-def test_export_records_the_runtime_and_can_go_back_to_torch(fp32, tmp_path, items):
+def test_export_records_the_runtime_and_can_go_back_to_torch(fp32, tmp_path, sample_items):
     version = export(fp32, tmp_path / "repo", "judge")  # a prepared directory is exported as it is
     meta = json.loads((version / "student.json").read_text())
     assert (meta["runtime"], meta["precision"], meta["model_version"]) == ("onnx", "fp32", "1")
@@ -99,12 +94,13 @@ def test_onnx_session_takes_the_threads_it_is_given(fp32):
     assert Judge(fp32).encoder.session.get_session_options().intra_op_num_threads == torch_threads
 
 
-def test_onnx_threads_spin_only_when_asked(fp32, items):
+def test_onnx_threads_spin_only_when_asked(fp32, sample_items):
     spin = "session.intra_op.allow_spinning"
     quiet, spinning = Judge(fp32), Judge(fp32, spinning=True)
     assert quiet.encoder.session.get_session_options().get_session_config_entry(spin) == "0"
     assert spinning.encoder.session.get_session_options().get_session_config_entry(spin) == "1"
-    assert [v["label"] for v in spinning.judge(items[:4])] == [v["label"] for v in quiet.judge(items[:4])]
+    few = sample_items[:4]
+    assert [v["label"] for v in spinning.judge(few)] == [v["label"] for v in quiet.judge(few)]
 
 
 def test_bad_runtime_settings_are_refused_naming_the_fix(tiny_judge, fp32, tmp_path):
