@@ -12,6 +12,8 @@ Contract:
   ``KafkaException`` after all of them are settled: the stage holds (``pipeline.hold``) and publishes the whole
   outbox again (at-least-once: messages that did arrive are sent twice, never lost). A full local queue waits for
   room instead of failing.
+- ``connect(topics, timeout_s)`` connects and fetches those topics' metadata ahead of the first publish (a worker's
+  warm-up).
 - Delivery reports are served by one daemon thread of the producer's own (``poll``); it resolves each publish on the
   event loop that awaits it. ``close(timeout_s)`` flushes what is still queued and stops that thread. A publish
   returns only when its messages are acknowledged, so nothing a stage published is left in the queue at exit.
@@ -83,6 +85,12 @@ class BatchProducer:
         if errors:
             log.warning("%d of %d messages were not delivered; first: %s", len(errors), len(messages), errors[0])
             raise KafkaException(errors[0])
+
+    def connect(self, topics: list[str], timeout_s: float) -> None:
+        """Connect to the broker and learn the leaders of ``topics`` now, so the first publish does not wait for
+        them (``streams.app.warm_up``); raises ``KafkaException`` when the broker does not answer in time."""
+        for topic in topics:
+            self._producer.list_topics(topic, timeout=timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> None:
         if self._closed.is_set():

@@ -18,7 +18,8 @@ Contract (thin: the logic is ``judge_engine.online.inline.InlineStage``):
   consumer pauses its partitions and keeps polling, so it stays in its group: ``BatchConsumer.held``);
 - routes under the newest routing policy of the compacted routing-policies topic (``streams.policy_feed.PolicyFeed``,
   started with the agent; before the first batch it waits up to ``routing.policy_wait_s`` to have read the topic to
-  its end); a policy published while the worker runs applies from its next batch, without a restart;
+  its end) and meanwhile connects its store and producer (``streams.app.warm_up``); a policy published while the
+  worker runs applies from its next batch, without a restart;
 - shadow mode (``settings.shadow.version`` set): a second Triton client on the candidate's model
   (``judge_engine.online.shadow.shadow_judge``) scores each batch beside the live judge; its rows are stored with the
   batch (``InlineStage``), its failures only counted;
@@ -45,6 +46,7 @@ from streams.app import (
     register_agent,
     register_task,
     source_topic,
+    warm_up,
 )
 from streams.batch_consumer import BatchConsumer, run_overlapped
 from streams.overlap import InOrderDelivery
@@ -74,8 +76,13 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
         feed = PolicyFeed(settings).start()
         stage = InlineStage(settings, judge, store, publisher(app, settings), policy=feed.current, recorder=recorder,
                             shadow=shadow)
+        topics = settings.kafka.topics
         try:
-            if not await asyncio.to_thread(feed.wait_caught_up, settings.routing.policy_wait_s):
+            caught_up, _ = await asyncio.gather(
+                asyncio.to_thread(feed.wait_caught_up, settings.routing.policy_wait_s),
+                warm_up(app, settings, store, ["verdicts", "traces", "dead_letters"],
+                        [topics.verdicts, topics.frontier_requests, topics.dead_letters]))
+            if not caught_up:
                 log.warning("the routing policy topic was not read to its end within %.0f s; judging meanwhile "
                             "under policy version %s (routing.without_policy=%s when none)",
                             settings.routing.policy_wait_s, getattr(feed.current(), "version", "none"),
