@@ -72,6 +72,9 @@ def produce(
     id_prefix: str = typer.Option("", help="Prefix every trace id (e.g. a run id, to tell runs apart)."),
     tenant: Optional[str] = typer.Option(None, help="Tenant of every trace from --gold (default: 'default')."),
     malformed: int = typer.Option(0, help="Also publish this many malformed messages (they become dead letters)."),
+    linger_ms: int = typer.Option(5, "--linger-ms", min=0, max=5000,
+                                  help="How long the producer gathers messages into one request (librdkafka's "
+                                       "linger.ms; it counts in each trace's latency)."),
 ) -> None:
     """Publish traces to the traces topic, from a gold-format file or OTel GenAI spans."""
     from itertools import islice
@@ -103,7 +106,7 @@ def produce(
     messages = [(t.trace_id.encode(), t.to_bytes()) for t in islice(traces, limit)]
     messages += malformed_messages(malformed, id_prefix)
     with fails_as(f"producing to Kafka at {settings.kafka.bootstrap_servers}"):
-        result = run_produce(settings, messages, rate=rate)
+        result = run_produce(settings, messages, rate=rate, linger_ms=linger_ms)
     typer.echo(f"published {result.sent} messages to {settings.kafka.topics.traces} in {result.seconds:.1f} s "
                f"({len(messages) - malformed} traces, {malformed} malformed; {bad} lines skipped)")
     if result.failed:

@@ -9,7 +9,9 @@ Contract:
 - ``produce(settings, messages, rate=...)`` publishes ``(key, value bytes)`` pairs to the traces topic with
   confluent-kafka (acks=all), each keyed by its trace id (one partition per trace) and stamped with the time it
   was produced (the start of the pipeline's produce-to-stored latency); ``rate`` paces the messages per second
-  (None: as fast as the broker takes them). It returns when every message is acknowledged by the broker or has
+  (None: as fast as the broker takes them): never earlier than its schedule, and the messages that fall due while
+  the producer sleeps (at least ``PACE_TICK_S``) go out together; a paced producer connects before its clock
+  starts. ``linger_ms`` is librdkafka's ``linger.ms`` (default 5): how long messages gather into one request. It returns when every message is acknowledged by the broker or has
   failed, with the counts; a broker that is unreachable for ``timeout_s`` is an error. ``on_delivery(partition,
   offset)``, when given, is called for every message the broker acknowledged (the soak benchmark's end offsets).
 - ``malformed_messages(n, prefix)`` are ``n`` deliberately bad messages (not JSON, a missing field, bytes that are
@@ -31,6 +33,11 @@ from schemas.settings import Settings
 from schemas.trace import Trace
 
 log = logging.getLogger("judgeline.produce")
+
+DEFAULT_LINGER_MS = 5  # librdkafka's own default
+# a paced producer sleeps at least this long between messages, then sends every message due by then: at thousands
+# of messages a second, one sleep per message cost the load generator more CPU than the messages did
+PACE_TICK_S = 0.002
 
 
 def traces_from_gold(path: str | Path, id_prefix: str = "", tenant: str | None = None
@@ -99,11 +106,12 @@ class ProduceResult:
 
 
 def produce(settings: Settings, messages: Iterable[tuple[bytes | None, bytes]], *, rate: float | None = None,
-            timeout_s: float = 60.0, topic: str | None = None,
+            timeout_s: float = 60.0, topic: str | None = None, linger_ms: int = DEFAULT_LINGER_MS,
             on_delivery: Callable[[int, int], None] | None = None) -> ProduceResult:
     from confluent_kafka import KafkaException, Producer
 
-    conf = {**settings.kafka.client_config(), "acks": "all", "linger.ms": 5, "message.timeout.ms": int(timeout_s * 1000)}
+    conf = {**settings.kafka.client_config(), "acks": "all", "linger.ms": linger_ms,
+            "message.timeout.ms": int(timeout_s * 1000)}
     producer = Producer(conf, logger=logging.getLogger("judgeline.kafka"))
     topic = topic or settings.kafka.topics.traces
     result = ProduceResult()
@@ -117,6 +125,11 @@ def produce(settings: Settings, messages: Iterable[tuple[bytes | None, bytes]], 
             result.failed += 1
             result.first_error = result.first_error or str(err)
 
+    if rate:  # connect and learn the partitions' leaders before the clock starts, as a long-lived client has
+        try:
+            producer.list_topics(topic, timeout=timeout_s)
+        except KafkaException as e:
+            raise RuntimeError(f"cannot reach {topic}: {e}") from e
     started = time.monotonic()
     interval = 1.0 / rate if rate else 0.0
     for i, (key, value) in enumerate(messages):
@@ -124,7 +137,7 @@ def produce(settings: Settings, messages: Iterable[tuple[bytes | None, bytes]], 
             delay = started + i * interval - time.monotonic()
             if delay > 0:
                 producer.poll(0)
-                time.sleep(delay)
+                time.sleep(max(delay, PACE_TICK_S))  # the messages that fall due meanwhile go out together
         while True:
             try:
                 producer.produce(topic, value=value, key=key, timestamp=int(time.time() * 1000), on_delivery=delivered)

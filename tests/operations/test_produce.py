@@ -65,6 +65,11 @@ def test_cli_needs_exactly_one_source(tmp_path):
     assert result.exit_code == 1 and "exactly one of --gold" in result.output
 
 
+def test_cli_refuses_a_negative_linger(sample_gold):
+    result = CliRunner().invoke(app, ["produce", "--gold", str(sample_gold), "--linger-ms", "-1"])
+    assert result.exit_code == 2 and "--linger-ms" in result.output
+
+
 @pytest.mark.integration
 def test_messages_arrive_keyed_and_stamped_with_the_produce_time(stack, sample_gold):
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -92,3 +97,35 @@ def test_messages_arrive_keyed_and_stamped_with_the_produce_time(stack, sample_g
     assert sorted(m.key() for m in got) == sorted(t.trace_id.encode() for t in traces)
     assert all(before - 1 <= m.timestamp()[1] / 1000 <= time.time() for m in got)
     assert {parse_json_bytes(Trace, m.value()).trace_id for m in got} == {t.trace_id for t in traces}
+
+
+@pytest.mark.integration
+def test_a_paced_producer_never_sends_a_message_before_its_time(stack, sample_gold):
+    """Pacing in ticks (the messages due while the producer slept go out together) and a longer linger keep the
+    schedule: message i is stamped no earlier than i / rate after the first."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from stack.topics import ensure_topics
+
+    topic = f"judgeline.produce-pace.{uuid.uuid4().hex[:8]}"
+    settings = stack.model_copy(update={"kafka": stack.kafka.model_copy(update={
+        "topics": stack.kafka.topics.model_copy(update={"traces": topic})})})
+    ensure_topics(settings)
+    traces = [t for _, t in traces_from_gold(sample_gold)][:60]
+    rate = 300.0
+    result = produce(settings, [(t.trace_id.encode(), t.to_bytes()) for t in traces], rate=rate, linger_ms=20)
+    assert (result.sent, result.failed) == (60, 0) and result.seconds >= 59 / rate
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"g-{uuid.uuid4().hex[:6]}"})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.kafka.topics.partitions)])
+    stamped = {}
+    deadline = time.time() + 30
+    while len(stamped) < 60 and time.time() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and m.error() is None:
+            stamped[m.key().decode()] = m.timestamp()[1]
+    consumer.close()
+    order = [t.trace_id for t in traces]
+    assert sorted(stamped) == sorted(order)
+    first = stamped[order[0]]
+    early = [(i, stamped[k] - first) for i, k in enumerate(order) if stamped[k] - first < 1000 * i / rate - 1]
+    assert not early, f"sent before their time (index, ms after the first): {early}"
