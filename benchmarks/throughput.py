@@ -15,8 +15,9 @@ Contract:
   first insert / (last stored_at - that insert's stored_at): the steady-state consumption rate, without start-up,
   group join, a first batch judged before the span, or the producer's own speed in it.
   ``paced at half the ceiling``: one worker, traces published at half the one-worker burst rate for
-  ``--paced-s`` seconds; latency = ``stored_at - produced_at`` (ClickHouse's insert time minus the Kafka message
-  time), p50/p95: a trace that does not queue.
+  ``--paced-s`` seconds by a load generator that gathers ``PACED_LINGER_MS`` of traces into a request (below);
+  latency = ``stored_at - produced_at`` (ClickHouse's insert time minus the Kafka message time, stamped when the
+  trace is handed to the producer, so the linger counts), p50/p95: a trace that does not queue.
 - Then ``burst, 1 worker, Faust consumer``: the one-worker burst again with ``stream.consumer`` faust (Faust's
   per-event stream instead of librdkafka's batch consumer, everything else the same): the before of issue 13's
   consumer change (``one_worker_vs_faust_consumer_worker``).
@@ -241,6 +242,7 @@ def main() -> None:
         # run kept busy. Two workers can beat it when a trace costs less CPU among them (less contention per
         # process for one GIL: measured 341 against 446 us per trace of worker CPU in one run)
         "two_workers_ratio_cores_estimate": round(min(2.0, os.cpu_count() / rows[0]["cpu"]["machine"]["cores"]), 2),
+        "paced_producer_linger_ms": PACED_LINGER_MS,
         "consumer": settings.stream.consumer,
         "batch_size": settings.stream.batch_size, "batches_in_flight": settings.stream.batches_in_flight,
         "faust_ceiling": ceiling,
@@ -265,7 +267,7 @@ def main() -> None:
         if r["per_batch"]:
             print(f"per batch, {r['run']}: {r['per_batch']}")
     print(f"\nconsumer {result['consumer']}, batch_size {result['batch_size']}, batches_in_flight "
-          f"{result['batches_in_flight']}. Consumers alone (take and acknowledge the same messages, nothing else): "
+          f"{result['batches_in_flight']}; the paced load generator lingers {PACED_LINGER_MS} ms. Consumers alone (take and acknowledge the same messages, nothing else): "
           f"librdkafka's batch consume {batch_consumer['throughput_traces_per_s']} messages/s, Faust's per-event "
           f"stream {ceiling['throughput_traces_per_s']} messages/s. One inline worker: "
           f"{result['one_worker_vs_faust_consumer_worker']:.2f}x the same worker on Faust's stream")
