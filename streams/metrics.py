@@ -122,14 +122,16 @@ class WorkerMetrics(Recorder):
         if consumed:
             self.consumed.labels(stage).inc(consumed)
             self.batch_size.labels(stage).observe(consumed)
-        for v in rows.verdicts:
-            self.verdicts.labels(v.label, v.source).inc()
-        for d in rows.dead_letters:
-            self.dead_letters.labels(d.stage).inc()
+        # one labelled increment per distinct label set, not per row: a labels() lookup and a locked increment per
+        # verdict took 4.4 % of a stub-judge worker's samples (py-spy, issue 13)
+        for (label, source), n in collections.Counter((v.label, v.source) for v in rows.verdicts).items():
+            self.verdicts.labels(label, source).inc(n)
+        for stage_name, n in collections.Counter(d.stage for d in rows.dead_letters).items():
+            self.dead_letters.labels(stage_name).inc(n)
         if rows.disagreements:
             self.disagreements.inc(len(rows.disagreements))
         for version, n in collections.Counter(sv.judge_version for sv in rows.shadow_verdicts).items():
-            self.shadow_verdicts.labels(version).inc(n)  # one labelled increment per version, not per row
+            self.shadow_verdicts.labels(version).inc(n)
         inline = [v for v in rows.verdicts if v.source == "inline"]
         if inline:
             self._served(inline[-1].judge_name, inline[-1].judge_version)

@@ -97,6 +97,32 @@ def test_the_inline_stage_records_consumed_verdicts_routes_dead_letters_latency_
     assert {name for name, _ in samples(text)} <= set(metric_names())
 
 
+def test_verdicts_and_dead_letters_are_counted_per_label_set_in_one_batch():
+    from judge_engine.online.pipeline import Rows
+    from schemas import DeadLetter, Verdict
+
+    def verdict(i: int, label: str, source: str) -> Verdict:
+        return Verdict(trace_id=f"t{i}", kind="pointwise", criterion="helpfulness", trace_time=T0, label=label,
+                       score=0.5, confidence=0.9, judge_name="judge", judge_version="1", source=source,
+                       latency_ms=1.0)
+
+    def letter(i: int, stage: str) -> DeadLetter:
+        return DeadLetter(raw=b"x", error="bad", stage=stage, topic="t", partition=0, offset=i, message_time=T0)
+
+    metrics = WorkerMetrics(Settings(), "inline")
+    verdicts = [verdict(0, "pass", "inline"), verdict(1, "fail", "inline"), verdict(2, "pass", "inline"),
+                verdict(3, "pass", "frontier"), verdict(4, "pass", "inline")]
+    metrics.batch("inline", 9, Rows(verdicts=verdicts,
+                                    dead_letters=[letter(5, "parse"), letter(6, "judge"), letter(7, "parse")]))
+    metrics.batch("inline", 1, Rows(verdicts=[verdict(8, "fail", "inline")]))
+    text = metrics.exposition().decode()
+    assert value(text, "judgeline_verdicts_total", label="pass", source="inline") == 3
+    assert value(text, "judgeline_verdicts_total", label="fail", source="inline") == 2
+    assert value(text, "judgeline_verdicts_total", label="pass", source="frontier") == 1
+    assert value(text, "judgeline_dead_letters_total", stage="parse") == 2
+    assert value(text, "judgeline_dead_letters_total", stage="judge") == 1
+
+
 def test_a_new_judge_version_replaces_the_served_judge_sample():
     settings = Settings(routing={"calibration_sample_rate": 0.0})
     metrics = WorkerMetrics(settings, "inline")
