@@ -267,7 +267,8 @@ def main() -> None:
         if r["per_batch"]:
             print(f"per batch, {r['run']}: {r['per_batch']}")
     print(f"\nconsumer {result['consumer']}, batch_size {result['batch_size']}, batches_in_flight "
-          f"{result['batches_in_flight']}; the paced load generator lingers {PACED_LINGER_MS} ms. Consumers alone (take and acknowledge the same messages, nothing else): "
+          f"{result['batches_in_flight']}; the paced load generator lingers {PACED_LINGER_MS} ms. Consumers alone "
+          "(take and acknowledge the same messages, nothing else): "
           f"librdkafka's batch consume {batch_consumer['throughput_traces_per_s']} messages/s, Faust's per-event "
           f"stream {ceiling['throughput_traces_per_s']} messages/s. One inline worker: "
           f"{result['one_worker_vs_faust_consumer_worker']:.2f}x the same worker on Faust's stream")

@@ -11,9 +11,10 @@ Contract:
   was produced (the start of the pipeline's produce-to-stored latency); ``rate`` paces the messages per second
   (None: as fast as the broker takes them): never earlier than its schedule, and the messages that fall due while
   the producer sleeps (at least ``PACE_TICK_S``) go out together; a paced producer connects before its clock
-  starts. ``linger_ms`` is librdkafka's ``linger.ms`` (default 5): how long messages gather into one request. It returns when every message is acknowledged by the broker or has
-  failed, with the counts; a broker that is unreachable for ``timeout_s`` is an error. ``on_delivery(partition,
-  offset)``, when given, is called for every message the broker acknowledged (the soak benchmark's end offsets).
+  starts. ``linger_ms`` is librdkafka's ``linger.ms`` (default 5): how long messages gather into one request. It
+  returns when every message is acknowledged by the broker or has failed, with the counts; a broker that is
+  unreachable for ``timeout_s`` is an error. ``on_delivery(partition, offset)``, when given, is called for every
+  message the broker acknowledged (the soak benchmark's end offsets).
 - ``malformed_messages(n, prefix)`` are ``n`` deliberately bad messages (not JSON, a missing field, bytes that are
   not UTF-8, ...) keyed ``<prefix>bad-<i>``, for showing the dead-letter path.
 """

@@ -66,6 +66,7 @@ import ssl
 from datetime import datetime, timezone
 from typing import Iterator, Literal, Sequence
 
+from judge_engine.failures import describe
 from judge_engine.online.pipeline import Incoming, Outbox
 from schemas.settings import KafkaSettings, Settings
 
@@ -332,8 +333,8 @@ async def warm_up(app, settings: Settings, store, tables: list[str], topics: lis
         try:
             await asyncio.wait_for(asyncio.to_thread(connect, *args), timeout_s)
         except Exception as exc:  # noqa: BLE001 - only slower: the first batch connects instead
-            log.warning("warm-up: %s not reached as the worker started (%s: %s); its first batch connects instead",
-                        what, type(exc).__name__, exc)
+            log.warning("warm-up: %s not reached as the worker started (%s); its first batch connects instead",
+                        what, describe(exc))
 
     await asyncio.gather(part("the store", store.connect_sync, tables),
                          part("the broker", producer(app, settings).connect, topics, timeout_s))
