@@ -36,7 +36,7 @@ import logging
 from typing import Awaitable, Callable, Sequence
 
 from judge_engine.online.inline import InlineStage
-from judge_engine.online.pipeline import NO_RECORDER, Recorder
+from judge_engine.online.pipeline import NO_RECORDER, Recorder, Rows
 from judge_engine.online.shadow import ShadowScorer, shadow_judge
 from schemas.settings import Settings
 from streams.app import (
@@ -76,12 +76,10 @@ def register(app, settings: Settings, judge_factory: Callable[[], object] | None
         feed = PolicyFeed(settings).start()
         stage = InlineStage(settings, judge, store, publisher(app, settings), policy=feed.current, recorder=recorder,
                             shadow=shadow)
-        topics = settings.kafka.topics
         try:
             caught_up, _ = await asyncio.gather(
                 asyncio.to_thread(feed.wait_caught_up, settings.routing.policy_wait_s),
-                warm_up(app, settings, store, ["verdicts", "traces", "dead_letters"],
-                        [topics.verdicts, topics.frontier_requests, topics.dead_letters]))
+                warm_up(app, settings, store, list(Rows().tables()), settings.kafka.topics.names()))
             if not caught_up:
                 log.warning("the routing policy topic was not read to its end within %.0f s; judging meanwhile "
                             "under policy version %s (routing.without_policy=%s when none)",
