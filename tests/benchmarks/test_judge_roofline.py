@@ -48,3 +48,7 @@ def test_each_pass_is_paired_with_a_sustained_matmul_rate(shallow_onnx, sample_i
     assert r["items"] == 8 and r["gflop"] > 0 and r["sustained_peak_gflops"] > 0
     assert r["fraction_of_peak"] == pytest.approx(r["gflops"], abs=0.06)  # against a 1 GFLOP/s "peak"
     assert 0 < r["fraction_of_sustained_peak"] < r["fraction_of_peak"]
+    # the encoder's batches are part of the pass, so its rate over their time alone is the higher one
+    assert 0 < r["encoder_share_of_time"] < 1
+    assert r["encoder_fraction_of_peak"] == pytest.approx(r["fraction_of_peak"] / r["encoder_share_of_time"],
+                                                          rel=0.05)

@@ -36,3 +36,32 @@ def test_a_joint_text_is_the_sequence_pair_of_question_and_answer(encoder):
     ids = encoder._tokenised([joint("What is 2+2?", "4")])[0]["input_ids"]
     direct = encoder.tokenizer("What is 2+2?", "4")["input_ids"]
     assert ids == direct and ids.count(encoder.tokenizer.sep_token_id) == 2
+
+
+LONG = ["word " * 100, joint("why " * 50, "because " * 50), joint("short?", "long " * 90), ""]
+
+
+def _tokenizer_ids(encoder, texts):
+    """What the transformers tokenizer itself gives for each text (a joint text as a sequence pair)."""
+    out = []
+    for t in texts:
+        parts = t.split("\x1e", 1)
+        e = encoder.tokenizer(*parts, truncation=True, max_length=encoder.max_length)
+        out.append((e["input_ids"], e["token_type_ids"]))
+    return out
+
+
+@pytest.mark.parametrize("copies", [1, 4], ids=["one-by-one", "batch-call"])
+def test_tokenising_gives_the_tokenizers_own_ids_truncated_alike(encoder, copies):
+    texts = (TEXTS[:4] + LONG) * copies  # 8 texts take the one-by-one path, 32 the batch call
+    got = [(e["input_ids"], e["token_type_ids"]) for e in encoder._tokenised(texts)]
+    assert got == _tokenizer_ids(encoder, texts)
+    assert max(len(ids) for ids, _ in got) == encoder.max_length  # the long texts were cut
+
+
+def test_padded_batch_equals_the_tokenizers_padding(encoder):
+    rows = encoder._tokenised(TEXTS + LONG)
+    ours = encoder._padded(rows)
+    theirs = encoder.tokenizer.pad([dict(r) for r in rows], return_tensors="np")
+    for name in ("input_ids", "attention_mask", "token_type_ids"):
+        assert ours[name].dtype == np.int64 and np.array_equal(ours[name], theirs[name]), name
