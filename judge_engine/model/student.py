@@ -184,11 +184,10 @@ class Encoder:
         longest-first): the tokenizer's own output, from its Rust backend directly (``_rust_tokenizer``). Up to
         ``SERIAL_TEXTS`` texts are tokenised one by one: the batch call wakes the tokenizer's thread pool, which
         right after an ONNX Runtime run cost about 1 ms per judged item at batch 1."""
-        inputs = [tuple(t.split(JOINT, 1)) if JOINT in t else t for t in texts]
-        if len(inputs) <= SERIAL_TEXTS:
-            encoded = [self._fast.encode(*x) if isinstance(x, tuple) else self._fast.encode(x) for x in inputs]
+        if len(texts) <= SERIAL_TEXTS:
+            encoded = [self._fast.encode(*t.split(JOINT, 1)) for t in texts]  # (question, answer) or (text,)
         else:
-            encoded = self._fast.encode_batch(inputs)
+            encoded = self._fast.encode_batch([tuple(t.split(JOINT, 1)) if JOINT in t else t for t in texts])
         return [{"input_ids": e.ids, "token_type_ids": e.type_ids} for e in encoded]
 
     def _padded(self, rows: list[dict]) -> dict[str, np.ndarray]:
@@ -273,7 +272,8 @@ class Encoder:
 def _rust_tokenizer(tokenizer, max_length: int):
     """A copy of ``tokenizer``'s Rust backend that truncates like ``tokenizer(texts, truncation=True,
     max_length=max_length)`` (longest-first for a pair) and does not pad. Called directly it skips the wrapper's
-    per-call set-up, which cost about as much as the tokenising itself for the three or four texts of one item."""
+    per-call set-up, which added about 30 % to tokenising the three or four texts of one item (0.62 against
+    0.48 ms, measured alone)."""
     from tokenizers import Tokenizer
 
     fast = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
