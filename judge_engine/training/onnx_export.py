@@ -8,7 +8,9 @@ Contract:
   dynamic batch and token axes, inputs ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64) and output
   ``last_hidden_state`` [batch, tokens, 384]; the pooling stays in ``student.py``. The graph is then optimised
   offline with ``onnxruntime.transformers.optimizer`` (attention, LayerNorm, GELU fusions: portable contrib
-  operators that the CPU and CUDA providers both run). ``int8`` quantises it with
+  operators that the CPU and CUDA providers both run), all but the residual-and-LayerNorm fusion
+  (``SkipLayerNormalization``), whose CPU kernel is slower than the operators it replaces (``student.CPU_UNFUSED``;
+  a CUDA session fuses them when it loads the graph). ``int8`` quantises it with
   ``onnxruntime.quantization.quantize_dynamic`` (int8 weights per output channel, activations quantised per
   batch; per-channel measured closer to fp32 than per-tensor: docs/judge.md, "ONNX Runtime").
 - It records ``runtime: onnx``, ``precision`` and ``encoder_file`` in the directory's ``student.json``, so
@@ -86,9 +88,12 @@ def _quiet():
 
 def _optimise(source: Path, target: Path, config) -> None:
     from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
 
+    fusions = FusionOptions("bert")
+    fusions.enable_skip_layer_norm = False  # slow on the CPU: see student.CPU_UNFUSED (CUDA sessions fuse it again)
     model = optimizer.optimize_model(str(source), model_type="bert", num_heads=config.num_attention_heads,
-                                     hidden_size=config.hidden_size, opt_level=0)
+                                     hidden_size=config.hidden_size, opt_level=0, optimization_options=fusions)
     model.save_model_to_file(str(target))
 
 

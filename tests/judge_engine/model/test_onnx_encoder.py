@@ -3,11 +3,14 @@ fine-tuned layers carried into the graph, the runtime recorded in student.json a
 
 import json
 import shutil
+from collections import Counter
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
+from judge_engine.model import student
 from judge_engine.model.student import Encoder, Judge, joint, texts_of
 from judge_engine.training.export import export, prepare
 from tests_support import with_perturbed_top_layer
@@ -92,6 +95,24 @@ def test_onnx_session_takes_the_threads_it_is_given(fp32):
     assert session.get_session_options().intra_op_num_threads == 1
     torch_threads = torch.get_num_threads()
     assert Judge(fp32).encoder.session.get_session_options().intra_op_num_threads == torch_threads
+
+
+def _ops(path) -> Counter:
+    return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+
+
+def test_the_cpu_session_runs_residual_and_layer_norm_unfused(fp32, tmp_path, monkeypatch):
+    exported = _ops(fp32 / "encoder.onnx")
+    assert exported["SkipLayerNormalization"] == 0 and exported["Attention"] >= 1
+    assert exported["LayerNormalization"] == 2 * exported["Attention"]  # two per layer, kept apart from their Adds
+    student.onnx_session(fp32 / "encoder.onnx", optimized_to=tmp_path / "cpu.onnx")
+    ran = _ops(tmp_path / "cpu.onnx")
+    assert ran["SkipLayerNormalization"] == 0 and ran["LayerNormalization"] == exported["LayerNormalization"]
+    assert ran["Attention"] == exported["Attention"] and ran["BiasGelu"] == exported["BiasGelu"] > 0
+    # without CPU_UNFUSED, ONNX Runtime folds them back into its slow SkipLayerNormalization when it loads the graph
+    monkeypatch.setattr(student, "CPU_UNFUSED", ())
+    student.onnx_session(fp32 / "encoder.onnx", optimized_to=tmp_path / "fused.onnx")
+    assert _ops(tmp_path / "fused.onnx")["SkipLayerNormalization"] == exported["LayerNormalization"]
 
 
 def test_onnx_threads_spin_only_when_asked(fp32, sample_items):
