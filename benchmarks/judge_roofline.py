@@ -25,9 +25,10 @@ Contract:
   stay fp32. The ONNX Runtime variants (``judgeline export --runtime onnx [--quantize int8]``) are judges of their
   own (``student.Judge`` on a prepared directory); ``benchmarks.judge`` measures them the same way. An int8
   variant's rate is still quoted as a fraction of the fp32 peak (its FLOPs are the same multiply-adds in int8).
-- ``python -m benchmarks.judge_roofline --model DIR`` runs this part alone (``benchmarks.judge`` runs it after the
-  Triton table), with ``--threads`` torch threads: on a machine oversubscribed by other jobs 1 thread is the
-  meaningful setting (2 threads then mostly wait on each other at every operation's barrier).
+- ``python -m benchmarks.judge_roofline --model DIR`` runs this part alone on a torch judge (it quantises its
+  layers; an ONNX directory is refused, naming the fix) (``benchmarks.judge`` runs it after the Triton table), with
+  ``--threads`` torch threads: on a machine oversubscribed by other jobs 1 thread is the meaningful setting
+  (2 threads then mostly wait on each other at every operation's barrier).
 - ``held_out(model_dir)`` rebuilds the trained judge's test split (the same files, teacher, fractions and seed
   as ``student.json`` records), the items no training decision ever saw: accuracy against their labels is
   what the int8 variant is compared on.
@@ -179,13 +180,17 @@ def main() -> None:
     from judge_engine.model.student import Judge
 
     parser = argparse.ArgumentParser(description="the in-process judge against the fp32 matmul peak; its int8 variant")
-    parser.add_argument("--model", required=True, help="trained judge directory")
+    parser.add_argument("--model", required=True, help="trained judge directory (torch runtime)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--roofline-batches", type=int, default=1, help="batches of 64 for the FLOP rate")
     parser.add_argument("--items-per-size", type=int, default=32, help="a quarter of it: batch-1 items")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    r = _roofline(Judge(args.model), Path(args.model), args)
+    judge = Judge(args.model)
+    if judge.encoder.runtime != "torch":
+        parser.error(f"--model {args.model} serves its encoder on {judge.encoder.runtime}; give the torch judge it "
+                     "was exported from (`judgeline train`'s output): this part quantises its torch layers")
+    r = _roofline(judge, Path(args.model), args)
     r["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average": [round(x, 2) for x in os.getloadavg()]}
     OUT.mkdir(exist_ok=True)

@@ -52,3 +52,13 @@ def test_each_pass_is_paired_with_a_sustained_matmul_rate(shallow_onnx, sample_i
     assert 0 < r["encoder_share_of_time"] < 1
     assert r["encoder_fraction_of_peak"] == pytest.approx(r["fraction_of_peak"] / r["encoder_share_of_time"],
                                                           rel=0.05)
+
+
+def test_run_alone_on_an_onnx_directory_is_refused_naming_the_fix(shallow_onnx, monkeypatch, capsys):
+    from benchmarks import judge_roofline
+
+    monkeypatch.setattr("sys.argv", ["judge_roofline", "--model", str(shallow_onnx)])
+    with pytest.raises(SystemExit) as exit_:
+        judge_roofline.main()
+    assert exit_.value.code == 2
+    assert "serves its encoder on onnx; give the torch judge" in capsys.readouterr().err
