@@ -3,6 +3,8 @@
 Contract:
 - ``matmul_peak_gflops(threads)``: the fp32 matmul rate this machine reaches with ``threads`` torch threads
   (the best of several 1024x1024x1024 products, measured now, in the same run as the judge): the roofline.
+  ``benchmarks.judge`` measures it before each judge's passes and once after them, and divides by the highest of
+  those measurements (``against_peak``): one taken in a slow minute would flatter every judge measured after it.
 - ``FlopCounter(encoder)`` records the shape of every batch the encoder's transformer runs (torch or ONNX
   Runtime: it wraps ``Encoder.embed_batch``) and counts its FLOPs
   (2 per multiply-add): the linear maps of the layers it runs (``config.num_hidden_layers``: six, or a judge's
@@ -131,17 +133,24 @@ def roofline(judge, batches: list[list[dict]], threads: int, peak_gflops: float)
                 best, in_encoder = seconds, counter.seconds
             ratios.append(counter.flops / seconds / 1e9 / sustained[-1])
         items = sum(len(b) for b in batches)
-        gflops = counter.flops / best / 1e9
-        return {"items": items, "seconds": round(best, 3), "items_per_s": round(items / best, 1),
-                "tokens": counter.tokens, "gflop": round(counter.flops / 1e9, 1),
-                "padding_share": round(1 - counter.useful / counter.flops, 3),
-                "gflops": round(gflops, 1), "fraction_of_peak": round(gflops / peak_gflops, 3),
-                "encoder_share_of_time": round(in_encoder / best, 3),
-                "encoder_fraction_of_peak": round(counter.flops / in_encoder / 1e9 / peak_gflops, 3),
-                "sustained_peak_gflops": round(statistics.median(sustained), 1),
-                "fraction_of_sustained_peak": round(statistics.median(ratios), 3)}
+        result = {"items": items, "seconds": round(best, 3), "items_per_s": round(items / best, 1),
+                  "tokens": counter.tokens, "gflop": round(counter.flops / 1e9, 1),
+                  "padding_share": round(1 - counter.useful / counter.flops, 3),
+                  "gflops": round(counter.flops / best / 1e9, 1),
+                  "encoder_share_of_time": round(in_encoder / best, 3),
+                  "encoder_gflops": round(counter.flops / in_encoder / 1e9, 1),
+                  "sustained_peak_gflops": round(statistics.median(sustained), 1),
+                  "fraction_of_sustained_peak": round(statistics.median(ratios), 3)}
+        return against_peak(result, peak_gflops)
     finally:
         counter.close()
+
+
+def against_peak(result: dict, peak_gflops: float) -> dict:
+    """``result`` (``roofline``'s) with its two fractions of the burst peak set for ``peak_gflops``."""
+    result["fraction_of_peak"] = round(result["gflops"] / peak_gflops, 3)
+    result["encoder_fraction_of_peak"] = round(result["encoder_gflops"] / peak_gflops, 3)
+    return result
 
 
 def quantised(judge):
