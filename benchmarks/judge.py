@@ -24,10 +24,11 @@ Contract:
   (``runtime_rows``: p50/p95, items/s, and ``speedup_vs_torch``, the torch judge's p50 over the variant's, in
   process and through Triton). Batch 1 through Triton is the issue's goal row (p50 <= 30 ms).
 - Then the judge against this machine's limit (``benchmarks.judge_roofline``): the fp32 matmul peak measured in
-  the same run (the best of the bursts measured before each variant and after the last), each variant's GFLOP/s for the tokens it processes at batch 64 and batch 1 and their fraction of
-  that peak (the torch judge, its torch dynamic-int8 copy, the ONNX fp32 and int8 versions; an int8 rate is still
-  a fraction of the fp32 peak), each one's speed-up over torch fp32, and each one's accuracy on the trained
-  judge's held-out test split (the change in points against torch fp32 and how often the labels agree).
+  the same run (the best of the bursts measured before each variant and after the last), each variant's GFLOP/s
+  for the tokens it processes at batch 64 and batch 1 and their fraction of that peak (the torch judge, its torch
+  dynamic-int8 copy, the ONNX fp32 and int8 versions; an int8 rate is still a fraction of the fp32 peak), each
+  one's speed-up over torch fp32, and each one's accuracy on the trained judge's held-out test split (the change in
+  points against torch fp32 and how often the labels agree).
 """
 
 from __future__ import annotations
