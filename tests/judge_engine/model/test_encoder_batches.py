@@ -4,7 +4,7 @@ text at a time, joint (question, answer) texts read as sequence pairs beside sin
 import numpy as np
 import pytest
 
-from judge_engine.model.student import PADDING_BUDGET, Encoder, joint
+from judge_engine.model.student import JOINT, PADDING_BUDGET, Encoder, joint
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def _tokenizer_ids(encoder, texts):
     """What the transformers tokenizer itself gives for each text (a joint text as a sequence pair)."""
     out = []
     for t in texts:
-        parts = t.split("\x1e", 1)
+        parts = t.split(JOINT, 1)
         e = encoder.tokenizer(*parts, truncation=True, max_length=encoder.max_length)
         out.append((e["input_ids"], e["token_type_ids"]))
     return out
