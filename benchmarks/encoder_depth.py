@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import shutil
 import statistics
 import time
 from pathlib import Path
 
+from benchmarks import machine
 from benchmarks.judge import OUT
 
 METRICS = ("accuracy_vs_training_label", "accuracy_vs_human", "kappa_vs_human", "ece")
@@ -122,7 +121,7 @@ def main() -> None:
     summary = summarise(runs, full=max(depths))
     result = {"benchmark": "encoder_depth", "depths": depths, "seeds": seeds,
               "seconds": round(time.perf_counter() - started, 1), "runs": runs, "summary": summary,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
+              "machine": machine.describe()}
     OUT.mkdir(exist_ok=True)
     (OUT / "encoder_depth.json").write_text(json.dumps(result, indent=2))
     print(f"\n| encoder layers | accuracy vs gpt-4 (mean of {len(seeds)} splits) | change vs {max(depths)} layers, "

@@ -29,6 +29,8 @@ Contract:
   dynamic-int8 copy, the ONNX fp32 and int8 versions; an int8 rate is still a fraction of the fp32 peak), each
   one's speed-up over torch fp32, and each one's accuracy on the trained judge's held-out test split (the change in
   points against torch fp32 and how often the labels agree).
+- ``machine`` in the JSON and the last printed line: the CPU and its vector width (``benchmarks.machine``). The
+  fractions of the peak and, above all, the int8 speed-up depend on them: quote them with the figures.
 """
 
 from __future__ import annotations
@@ -37,13 +39,12 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import shutil
 import statistics
 import time
 from pathlib import Path
 
+from benchmarks import machine
 from schemas import paths
 
 REPO = Path(__file__).resolve().parent.parent
@@ -307,8 +308,7 @@ def main() -> None:
     limits = _roofline(local, model, args, variant_judges)
     result = {
         "benchmark": "judge",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": args.threads,
-                    "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine.describe(torch_threads=args.threads),
         "model": str(model),
         "candidate": args.candidate,
         "items": "pairwise PandaLM items (question + two answers; each scored in both orders)",
@@ -333,7 +333,7 @@ def main() -> None:
                   f"{r['triton']['p50_ms']} | {r['triton']['p95_ms']} | {r['triton']['items_per_s']} | "
                   f"{r['speedup_vs_torch']['in_process']} | {r['speedup_vs_torch']['triton']} |")
     _print_roofline(limits)
-    print(f"\nload average {result['machine']['load_average']}; wrote {OUT / 'judge.json'}")
+    print(f"\n{machine.line(result['machine'])}; wrote {OUT / 'judge.json'}")
 
 
 if __name__ == "__main__":

@@ -182,9 +182,7 @@ def accuracy(judge, labelled: list[tuple[dict, str]], batch: int = 64) -> tuple[
 
 def main() -> None:
     import argparse
-    import os
-    import platform
-
+    from benchmarks import machine
     from benchmarks.judge import OUT, _print_roofline, _roofline
     from judge_engine.model.student import Judge
 
@@ -200,12 +198,11 @@ def main() -> None:
         parser.error(f"--model {args.model} serves its encoder on {judge.encoder.runtime}; give the torch judge it "
                      "was exported from (`judgeline train`'s output): this part quantises its torch layers")
     r = _roofline(judge, Path(args.model), args)
-    r["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_average": [round(x, 2) for x in os.getloadavg()]}
+    r["machine"] = machine.describe(torch_threads=args.threads)
     OUT.mkdir(exist_ok=True)
     (OUT / "judge_roofline.json").write_text(json.dumps(r, indent=2))
     _print_roofline(r)
-    print(f"load average {r['machine']['load_average']}; wrote {OUT / 'judge_roofline.json'}")
+    print(f"{machine.line(r['machine'])}; wrote {OUT / 'judge_roofline.json'}")
 
 
 if __name__ == "__main__":

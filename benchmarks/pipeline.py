@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import time
 from pathlib import Path
 
+from benchmarks import machine
 from schemas import paths
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,7 +143,7 @@ def main() -> None:
         stack.down(base, log=lambda *_: None)
     result = {
         "benchmark": "pipeline",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine.describe(),
         "gold": str(gold),
         "seconds": round(time.monotonic() - started),
         "rows": rows,

@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import random
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks import machine
 from schemas import paths
 
 REPO = Path(__file__).resolve().parent.parent
@@ -163,7 +162,7 @@ def main() -> None:
     baseline = _global_threshold(stream, settings.routing.threshold, settings.routing.calibration_sample_rate)
 
     result = {"benchmark": "shift", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+              "machine": machine.describe(),
               "command": "python -m benchmarks.shift " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
                                                                   vars(args).items() if v is not None),
               "model": str(model), "judge_trained_on": [d["path"] for d in meta.get("data", [])],

@@ -28,12 +28,13 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shutil
 import sys
 import threading
 import time
 from pathlib import Path
+
+from benchmarks import machine
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench-results"
@@ -210,7 +211,7 @@ def main() -> None:
                  and dup_verdicts == 0 and dup_letters == 0)
     report = {
         "benchmark": "soak",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine.describe(),
         "gold": str(gold), "judge": version, "offered_rate": args.rate, "minutes": args.minutes,
         "seconds": round(time.monotonic() - started),
         "published": {"traces": run.produced_traces, "malformed": run.produced_malformed,

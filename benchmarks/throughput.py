@@ -33,7 +33,7 @@ Contract:
   within ``--timeout-s`` is an error.
 - ``--quick`` (5,000-trace bursts, 5 s paced) is for trying changes; its figures are not the benchmark's.
 - Prints the Markdown tables (absolute figures, the two-worker ratio, the CPU per process) and writes
-  ``bench-results/throughput.json`` (with the machine: CPU count, platform). The two workers share the machine's
+  ``bench-results/throughput.json`` (with the machine: ``benchmarks.machine``). The two workers share the machine's
   cores with the broker and the store server: the ratio says what the cores allow, not what the code does.
 """
 
@@ -42,12 +42,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import time
 from pathlib import Path
 
-from benchmarks import consumer_ceiling
+from benchmarks import consumer_ceiling, machine
 from benchmarks.process_cpu import CpuSampler
 
 REPO = Path(__file__).resolve().parent.parent
@@ -232,9 +231,7 @@ def main() -> None:
     result = {
         "benchmark": "throughput",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
-                    "load_average_before": [round(x, 2) for x in load_before],
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine.describe(load_average_before=[round(x, 2) for x in load_before]),
         "gold": str(gold), "stub_judge_ms": args.stub_ms, "partitions": args.partitions, "quick": args.quick,
         "two_workers_ratio": round(two / one, 2),
         # an estimate, not a bound: what two workers would reach if every trace cost the CPU it cost in the
@@ -253,9 +250,9 @@ def main() -> None:
         "rows": [{**r, "per_batch": per_batch(r)} for r in rows],
     }
     (OUT / "throughput.json").write_text(json.dumps(result, indent=2))
-    print(f"\nstub judge {args.stub_ms:g} ms per call, {args.partitions} partitions, {os.cpu_count()} CPUs "
-          f"(shared by the workers, the broker and the store server; 1-min load average {load_before[0]:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after)")
+    print(f"\nstub judge {args.stub_ms:g} ms per call, {args.partitions} partitions; {machine.line(result['machine'])} "
+          f"after the runs, {load_before[0]:.1f} before (the cores are shared by the workers, the broker and the store "
+          "server)")
     print("| run | workers | traces | offered/s | traces/s | ratio to 1 worker | p50 ms | p95 ms | traces/batch |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in result["rows"]:
