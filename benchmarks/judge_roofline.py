@@ -12,16 +12,16 @@ Contract:
   attention products, for the tokens actually processed (padding included: the model computes it), besides
   the ``useful`` share without padding. The embeddings' lookups, layer norms, softmax and the small heads are
   left out (under 1% of the work), so the rate is a slight underestimate.
-- ``roofline(judge, batches, threads)`` times the in-process judge on those batches (the best of ``passes``
-  passes, ``PASSES`` by default; every pass's seconds are in ``pass_seconds``) and returns items/s, GFLOP/s for its tokens and that as a fraction of the peak; and, to say where the rest of
-  the time goes, the share of that pass spent inside the encoder's batches (``encoder_share_of_time``: the
-  transformer and its pooling; outside it: tokenising, padding, the heads, the novelty score) and the same FLOPs
-  over that time alone (``encoder_fraction_of_peak``). The peak above is a burst: the
-  best single product, a few milliseconds, while a judge pass lasts seconds, and on a shared host the rate a
-  core sustains for seconds is lower and moves from minute to minute. So each pass is also paired with the matmul
-  rate ``sustained_matmul_gflops`` measured for as long as the pass, right before it; ``fraction_of_sustained_peak``
-  is the median over the passes of the judge's rate over its pair's (the same measurement both sides, the same
-  minute). Both fractions are reported; neither replaces the other.
+- ``roofline(judge, batches, threads)`` times the in-process judge on those batches (the best of ``passes`` passes,
+  ``PASSES`` by default; every pass's seconds are in ``pass_seconds``) and returns items/s, GFLOP/s for its tokens
+  and that as a fraction of the peak; and, to say where the rest of the time goes, the share of that pass spent
+  inside the encoder's batches (``encoder_share_of_time``: the transformer and its pooling; outside it: tokenising,
+  padding, the heads, the novelty score) and the same FLOPs over that time alone (``encoder_fraction_of_peak``). The
+  peak above is a burst: the best single product, a few milliseconds, while a judge pass lasts seconds, and on a
+  shared host the rate a core sustains for seconds is lower and moves from minute to minute. So each pass is also
+  paired with the matmul rate ``sustained_matmul_gflops`` measured for as long as the pass, right before it;
+  ``fraction_of_sustained_peak`` is the median over the passes of the judge's rate over its pair's (the same
+  measurement both sides, the same minute). Both fractions are reported; neither replaces the other.
 - ``quantised(judge)`` is a copy of the judge whose encoder's ``nn.Linear`` layers are dynamically quantised to
   int8 (``torch.ao.quantization.quantize_dynamic``: weights int8, activations quantised per batch); the heads
   stay fp32. The ONNX Runtime variants (``judgeline export --runtime onnx [--quantize int8]``) are judges of their

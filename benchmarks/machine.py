@@ -1,13 +1,14 @@
 """What machine a benchmark ran on: the one description every ``bench-results/*.json`` records under ``machine``.
 
 Contract:
-- ``describe(**extra)`` returns ``cpus`` (``os.cpu_count()``), ``platform``, the CPU's ``model`` name (with its family and model numbers where Linux gives them) and its
-  widest ``simd`` (``avx512``, ``avx2``, ``neon`` or ``baseline``, with ``+vnni`` where the CPU has the int8 dot
-  product instructions) as Linux's ``/proc/cpuinfo`` names them ("unknown" where it is absent), the 1-minute
-  ``load_average`` now, then ``extra`` (a benchmark's own fields: threads, load before the run).
+- ``describe(**extra)`` returns ``cpus`` (``os.cpu_count()``), ``platform``, the CPU's ``model`` name (with its
+  family and model numbers where Linux gives them) and its widest ``simd`` (``avx512``, ``avx2``, ``neon`` or
+  ``baseline``, with ``+vnni`` where the CPU has the int8 dot product instructions) as Linux's ``/proc/cpuinfo``
+  names them ("unknown" where it is absent), the 1-minute ``load_average`` now, then ``extra`` (a benchmark's own
+  fields: threads, load before the run).
 - Why the vector width is recorded: a fraction of the fp32 peak, and above all an int8 speed-up, depend on it.
-  The same code measured ONNX int8 at 1.4-1.5x fp32 on AVX2 hosts without VNNI, and the project's CI and sessions
-  land on hosts of either kind (docs/benchmarks.md).
+  The same code measured ONNX int8 at 1.4-1.5x its fp32 on AVX2 hosts without VNNI and 1.9-2.3x on an AVX-512
+  host with VNNI, and the project's CI and sessions land on hosts of either kind (docs/benchmarks.md).
 - Reads files only; no benchmark imports anything heavy through it.
 """
 

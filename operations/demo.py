@@ -86,8 +86,9 @@ def default_gold(settings: Settings, gold_dir: Path = SHARED_GOLD) -> Path:
 # --runtime onnx --quantize int8``); ``judgeline export`` without options keeps torch fp32 (the GPU image).
 SERVED_RUNTIME = ("onnx", "int8")
 # ... and the first four of the encoder's six layers: about 0.6 of the time per pair, so one PandaLM pair took
-# 18.6-32.0 ms p50 through Triton on 2 CPU cores (twelve make bench runs, 2026-12-01: the host's minute decides), no
-# held-out accuracy lost over eight paired splits (benchmarks.encoder_depth; docs/judge.md, "Encoder depth").
+# 18.6-32.0 ms p50 through Triton on 2 AVX2 cores (twelve make bench runs, 2026-12-01: the host's minute decides) and
+# 13.0-13.9 ms on 2 AVX-512 cores with VNNI (six runs, the same day), no held-out accuracy lost over eight paired
+# splits (benchmarks.encoder_depth; docs/judge.md, "Encoder depth").
 # `judgeline train` keeps all six unless told.
 SERVED_ENCODER_LAYERS = 4
 
