@@ -45,6 +45,9 @@ down:
 status: install
 	$(BIN)/judgeline status
 
+# the benchmarks one after another (a table each on stdout, JSON under bench-results/), ending with the issue 13
+# goals read off this run's files (benchmarks.goals refuses a file older than the run's start)
+bench: BENCH_STARTED := $(shell date +%s)
 bench: install
 	$(BIN)/python -m benchmarks.judge $(if $(JUDGE_CANDIDATE),--candidate $(JUDGE_CANDIDATE))
 	$(BIN)/python -m benchmarks.encoder_depth
@@ -52,6 +55,7 @@ bench: install
 	$(BIN)/python -m benchmarks.throughput
 	$(BIN)/python -m benchmarks.shift
 	$(BIN)/python -m benchmarks.recorders
+	$(BIN)/python -m benchmarks.goals --since $(BENCH_STARTED)
 
 # the soak: traces at a fixed rate for SOAK_MINUTES through the whole pipeline (its own stack); bench-results/soak.json
 SOAK_MINUTES ?= 5
