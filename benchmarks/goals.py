@@ -4,7 +4,7 @@ Contract:
 - ``make bench`` runs this last. It reads ``judge.json`` and ``throughput.json`` from ``bench-results/``, both
   written by the same run: with ``--since EPOCH`` (the Makefile passes the second its ``bench`` target started) a
   file older than that is refused, naming the file and the fix, so a table never mixes runs. Exit status 2 then,
-  or when a file is missing or lacks a figure; 0 otherwise, whether or not every goal is met (a benchmark reports,
+  or when a file is missing, is not JSON or lacks a figure; 0 otherwise, whether or not every goal is met (a benchmark reports,
   it does not fail a build).
 - ``evaluate(judge, throughput)`` returns one row per goal: ``goal``, ``target``, ``measured`` (the figure, with
   the context that reads it), ``value`` (the number the verdict compares) and ``verdict``: ``met``, ``not met``, or
@@ -54,7 +54,11 @@ def load(out: Path = OUT, since: float | None = None) -> dict[str, dict]:
         if since is not None and path.stat().st_mtime < since:
             raise GoalsError(f"{path} was written before this run started ({time.ctime(path.stat().st_mtime)}): "
                              "its benchmark failed or did not run; run `make bench` again")
-        found[name] = json.loads(path.read_text())
+        try:
+            found[name] = json.loads(path.read_text())
+        except ValueError as e:
+            raise GoalsError(f"{path} is not JSON ({e}): its benchmark stopped while writing it; run `make bench` "
+                             "again") from None
     return found
 
 

@@ -106,3 +106,10 @@ def test_a_missing_file_or_figure_is_named_with_the_fix(tmp_path, capsys):
     _write(tmp_path, judge=judge)
     assert goals.main(["--out", str(tmp_path)]) == 2
     assert "judge.json has no roofline.onnx_fp32.batch_64" in capsys.readouterr().err
+
+
+def test_a_truncated_file_is_named_not_a_traceback(tmp_path, capsys):
+    _write(tmp_path)
+    (tmp_path / "judge.json").write_text('{"roofline": {')
+    assert goals.main(["--out", str(tmp_path)]) == 2
+    assert "judge.json is not JSON" in capsys.readouterr().err
