@@ -4,8 +4,8 @@ Contract:
 - ``make bench`` runs this last. It reads ``judge.json`` and ``throughput.json`` from ``bench-results/``, both
   written by the same run: with ``--since EPOCH`` (the Makefile passes the second its ``bench`` target started) a
   file older than that is refused, naming the file and the fix, so a table never mixes runs. Exit status 2 then,
-  or when a file is missing, is not JSON or lacks a figure; 0 otherwise, whether or not every goal is met (a benchmark reports,
-  it does not fail a build).
+  or when a file is missing, is not JSON or lacks a figure; 0 otherwise, whether or not every goal is met (a
+  benchmark reports, it does not fail a build).
 - ``evaluate(judge, throughput)`` returns one row per goal: ``goal``, ``target``, ``measured`` (the figure, with
   the context that reads it), ``value`` (the number the verdict compares) and ``verdict``: ``met``, ``not met``, or
   ``cores allow less`` (two workers under 1.7x on a machine whose cores would carry less than that at the
