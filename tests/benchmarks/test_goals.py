@@ -55,6 +55,7 @@ def test_a_run_that_meets_every_goal_reads_met_on_every_row():
     (None, _throughput(traces=5_000), 0, "not measured"),  # benchmarks.throughput --quick
     (None, _throughput(ratio=1.55, cores=1.65), 1, "cores allow less"),
     (None, _throughput(ratio=1.55, cores=1.90), 1, "not met"),
+    (None, _throughput(ratio=1.20, cores=1.65), 1, "not met"),  # far under what the cores would carry
     (None, _throughput(p95=1_001.0), 2, "not met"),
     (_judge(fraction=0.785), None, 3, "not met"),
     (_judge(int8_items=130.0), None, 4, "not met"),  # int8 slower than fp32
