@@ -85,65 +85,63 @@ def _met(ok: bool) -> str:
     return "met" if ok else "not met"
 
 
+def _goal(goal: str, target: str, value: float, measured: str, verdict: str) -> dict:
+    return {"goal": goal, "target": target, "value": value, "measured": measured, "verdict": verdict}
+
+
 def evaluate(judge: dict, throughput: dict) -> list[dict]:
     rows = _get(throughput, "throughput.json", "rows")
     one = _row(rows, "throughput.json", "burst, 1 worker")
     paced = _row(rows, "throughput.json", "paced at half the ceiling")
-    ceiling = float(_get(one, "throughput.json's burst, 1 worker", "throughput_traces_per_s"))
-    traces = int(_get(one, "throughput.json's burst, 1 worker", "traces"))
-
-    per_worker = {"goal": "stub-judge pipeline, one inline worker", "target": f">= {PER_WORKER:,.0f} traces/s",
-                  "value": ceiling,
-                  "measured": f"{ceiling:,.0f} traces/s (a burst of {traces:,} traces)"}
-    per_worker["verdict"] = "not measured" if traces < BURST else _met(ceiling >= PER_WORKER)
-
+    burst, paced_run = "throughput.json's burst, 1 worker", "throughput.json's paced run"
+    ceiling = float(_get(one, burst, "throughput_traces_per_s"))
+    traces = int(_get(one, burst, "traces"))
     ratio = float(_get(throughput, "throughput.json", "two_workers_ratio"))
     cores = float(_get(throughput, "throughput.json", "two_workers_ratio_cores_estimate"))
-    scaling = {"goal": "two workers on 4 partitions against one", "target": f">= {SCALING}x where cores allow",
-               "value": ratio, "measured": f"{ratio:.2f}x; the cores would carry {cores:.2f}x"}
-    scaling["verdict"] = ("met" if ratio >= SCALING else
-                          "cores allow less" if cores < SCALING and ratio >= NEAR_CORES * cores else "not met")
-
-    p95 = float(_get(paced, "throughput.json's paced run", "latency_ms_p95"))
-    offered = _get(paced, "throughput.json's paced run", "offered_per_s")
-    share = f"{float(offered) / ceiling:.2f} of the 1-worker ceiling" if ceiling else "no ceiling"
-    latency = {"goal": "produce-to-stored p95 at half the ceiling", "target": f"<= {PACED_P95_MS:,.0f} ms",
-               "value": p95, "measured": f"{p95:,.0f} ms at {float(offered):,.0f} traces/s offered ({share})",
-               "verdict": _met(p95 <= PACED_P95_MS)}
+    p95 = float(_get(paced, paced_run, "latency_ms_p95"))
+    offered = float(_get(paced, paced_run, "offered_per_s"))
 
     fp32 = _get(judge, "judge.json", "roofline", "onnx_fp32", "batch_64")
-    peak = float(_get(judge, "judge.json", "roofline", "fp32_matmul_peak_gflops"))
-    fraction = float(fp32["fraction_of_peak"])
-    roofline = {"goal": "judge in process (ONNX Runtime fp32, batch 64) against the fp32 matmul peak",
-                "target": f">= {ROOFLINE}", "value": fraction,
-                "measured": f"{fraction:.3f} of the best burst ({peak} GFLOP/s); "
-                            f"{float(fp32['fraction_of_sustained_peak']):.3f} of the rate sustained beside it "
-                            f"({float(fp32['sustained_peak_gflops'])} GFLOP/s)",
-                "verdict": _met(fraction >= ROOFLINE)}
-
     int8 = _get(judge, "judge.json", "roofline", "onnx_int8", "batch_64")
-    speedup = float(int8["items_per_s"]) / float(fp32["items_per_s"])
     held = _get(judge, "judge.json", "roofline", "held_out")
-    items = _get(held, "judge.json roofline.held_out", "items")
-    change = float(_get(held, "judge.json roofline.held_out", "onnx_int8", "change_points")) - float(
-        _get(held, "judge.json roofline.held_out", "onnx_fp32", "change_points"))
-    quantised = {"goal": "int8 variant (ONNX Runtime int8 against fp32, batch 64)",
-                 "target": f"faster, <= {INT8_LOSS_POINTS:g} point loss", "value": speedup,
-                 "measured": f"{speedup:.2f}x; held out {change:+.2f} points ({items} items)",
-                 "verdict": _met(speedup > 1.0 and change >= -INT8_LOSS_POINTS)}
-
+    fp32_at, int8_at = "judge.json roofline.onnx_fp32.batch_64", "judge.json roofline.onnx_int8.batch_64"
+    held_at = "judge.json roofline.held_out"
+    peak = float(_get(judge, "judge.json", "roofline", "fp32_matmul_peak_gflops"))
+    fraction = float(_get(fp32, fp32_at, "fraction_of_peak"))
+    sustained = float(_get(fp32, fp32_at, "fraction_of_sustained_peak"))
+    sustained_rate = float(_get(fp32, fp32_at, "sustained_peak_gflops"))
+    speedup = float(_get(int8, int8_at, "items_per_s")) / float(_get(fp32, fp32_at, "items_per_s"))
+    change = (float(_get(held, held_at, "onnx_int8", "change_points"))
+              - float(_get(held, held_at, "onnx_fp32", "change_points")))
     served = [r for r in _get(judge, "judge.json", "runtime_rows")
               if r.get("variant") == "onnx_int8" and r.get("batch_size") == 1]
     if not served:
         raise GoalsError("judge.json has no ONNX int8 row at batch 1: run `make bench` (its default runtimes)")
-    row = "judge.json's ONNX int8 row at batch 1"
-    p50 = float(_get(served[0], row, "triton", "p50_ms"))
-    in_process = _get(served[0], row, "in_process", "p50_ms")
-    triton = {"goal": "one trace through Triton on CPU at batch 1 (ONNX int8)",
-              "target": f"p50 <= {TRITON_P50_MS:g} ms",
-              "value": p50, "measured": f"p50 {p50} ms (in process {in_process} ms)",
-              "verdict": _met(p50 <= TRITON_P50_MS)}
-    return [per_worker, scaling, latency, roofline, quantised, triton]
+    served_at = "judge.json's ONNX int8 row at batch 1"
+    p50 = float(_get(served[0], served_at, "triton", "p50_ms"))
+    in_process = _get(served[0], served_at, "in_process", "p50_ms")
+
+    share = f"{offered / ceiling:.2f} of the 1-worker ceiling" if ceiling else "no ceiling"
+    return [
+        _goal("stub-judge pipeline, one inline worker", f">= {PER_WORKER:,.0f} traces/s", ceiling,
+              f"{ceiling:,.0f} traces/s (a burst of {traces:,} traces)",
+              "not measured" if traces < BURST else _met(ceiling >= PER_WORKER)),
+        _goal("two workers on 4 partitions against one", f">= {SCALING}x where cores allow", ratio,
+              f"{ratio:.2f}x; the cores would carry {cores:.2f}x",
+              "met" if ratio >= SCALING else
+              "cores allow less" if cores < SCALING and ratio >= NEAR_CORES * cores else "not met"),
+        _goal("produce-to-stored p95 at half the ceiling", f"<= {PACED_P95_MS:,.0f} ms", p95,
+              f"{p95:,.0f} ms at {offered:,.0f} traces/s offered ({share})", _met(p95 <= PACED_P95_MS)),
+        _goal("judge in process (ONNX Runtime fp32, batch 64) against the fp32 matmul peak", f">= {ROOFLINE}",
+              fraction, f"{fraction:.3f} of the best burst ({peak} GFLOP/s); {sustained:.3f} of the rate sustained "
+              f"beside it ({sustained_rate} GFLOP/s)", _met(fraction >= ROOFLINE)),
+        _goal("int8 variant (ONNX Runtime int8 against fp32, batch 64)",
+              f"faster, <= {INT8_LOSS_POINTS:g} point loss", speedup,
+              f"{speedup:.2f}x; held out {change:+.2f} points ({_get(held, held_at, 'items')} items)",
+              _met(speedup > 1.0 and change >= -INT8_LOSS_POINTS)),
+        _goal("one trace through Triton on CPU at batch 1 (ONNX int8)", f"p50 <= {TRITON_P50_MS:g} ms", p50,
+              f"p50 {p50} ms (in process {in_process} ms)", _met(p50 <= TRITON_P50_MS)),
+    ]
 
 
 def table(goals: list[dict]) -> str:

@@ -9,6 +9,7 @@ inside fenced code blocks are not links and are skipped.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def _lines(path: Path):
             yield number, line
 
 
-def anchors(path: Path) -> set[str]:
+@functools.cache
+def anchors(path: Path) -> frozenset[str]:
     out: set[str] = set()
     repeats: dict[str, int] = {}
     for _, line in _lines(path):
@@ -41,7 +43,7 @@ def anchors(path: Path) -> set[str]:
             n = repeats.get(slug, 0)
             repeats[slug] = n + 1
             out.add(slug if n == 0 else f"{slug}-{n}")
-    return out
+    return frozenset(out)
 
 
 def broken_links(files: list[Path], root: Path = REPO) -> list[str]:
