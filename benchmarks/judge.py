@@ -144,16 +144,16 @@ def _print_roofline(r: dict) -> None:
     print(f"\nfp32 matmul peak with {r['threads']} threads (measured now): {r['fp32_matmul_peak_gflops']} GFLOP/s, the "
           f"best of the bursts measured before each judge and after the last ({measured})")
     print("| judge in process | batch | items/s | speed-up vs torch fp32 | GFLOP/s for its tokens | fraction of fp32 "
-          "peak | sustained matmul GFLOP/s beside it | fraction of that | padding share | time in the encoder | "
-          "encoder alone: fraction of peak |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "peak | sustained matmul GFLOP/s beside it | fraction of that | padding share | without padding: "
+          "fraction of peak | time in the encoder | encoder alone: fraction of peak |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in r.get("variants", ("fp32", "int8")):
         for size in ("batch_64", "batch_1"):
             m = r[name][size]
             print(f"| {VARIANT_NAMES.get(name, name)} | {size.split('_')[1]} | {m['items_per_s']} | "
                   f"{r[f'{name}_speedup_{size}']} | {m['gflops']} | {m['fraction_of_peak']} | "
                   f"{m['sustained_peak_gflops']} | {m['fraction_of_sustained_peak']} | {m['padding_share']} | "
-                  f"{m['encoder_share_of_time']:.1%} | {m['encoder_fraction_of_peak']} |")
+                  f"{m['useful_fraction_of_peak']} | {m['encoder_share_of_time']:.1%} | {m['encoder_fraction_of_peak']} |")
     h = r.get("held_out")
     if isinstance(h, dict):
         print(f"held-out accuracy ({h['items']} items of the judge's test split): torch fp32 {h['fp32_accuracy']:.4f}")

@@ -10,7 +10,10 @@ Contract:
   (2 per multiply-add): the linear maps of the layers it runs (``config.num_hidden_layers``: six, or a judge's
   ``encoder_layers``) (Q, K, V, output, the two feed-forward maps) and the
   attention products, for the tokens actually processed (padding included: the model computes it), besides
-  the ``useful`` share without padding. The embeddings' lookups, layer norms, softmax and the small heads are
+  the ``useful`` share without padding (``roofline``'s ``useful_gflops`` and ``useful_fraction_of_peak``: the work
+  the items needed; padding runs at the rate of the real tokens, so the first fraction does not fall when a batch
+  pads more and the second does: a judge that cuts its padding, as the twelfth session's did, raises its items/s
+  and the second fraction and lowers the first). The embeddings' lookups, layer norms, softmax and the small heads are
   left out (under 1% of the work), so the rate is a slight underestimate.
 - ``roofline(judge, batches, threads)`` times the in-process judge on those batches (the best of ``passes`` passes,
   ``PASSES`` by default; every pass's seconds are in ``pass_seconds``) and returns items/s, GFLOP/s for its tokens
@@ -146,6 +149,7 @@ def roofline(judge, batches: list[list[dict]], threads: int, peak_gflops: float,
                   "tokens": counter.tokens, "gflop": round(counter.flops / 1e9, 1),
                   "padding_share": round(1 - counter.useful / counter.flops, 3),
                   "gflops": round(counter.flops / best / 1e9, 1),
+                  "useful_gflops": round(counter.useful / best / 1e9, 1),
                   "encoder_share_of_time": round(in_encoder / best, 3),
                   "encoder_gflops": round(counter.flops / in_encoder / 1e9, 1),
                   "sustained_peak_gflops": round(statistics.median(sustained), 1),
@@ -158,6 +162,7 @@ def roofline(judge, batches: list[list[dict]], threads: int, peak_gflops: float,
 def against_peak(result: dict, peak_gflops: float) -> dict:
     """``result`` (``roofline``'s) with its two fractions of the burst peak set for ``peak_gflops``."""
     result["fraction_of_peak"] = round(result["gflops"] / peak_gflops, 3)
+    result["useful_fraction_of_peak"] = round(result["useful_gflops"] / peak_gflops, 3)
     result["encoder_fraction_of_peak"] = round(result["encoder_gflops"] / peak_gflops, 3)
     return result
 

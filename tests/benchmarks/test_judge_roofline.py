@@ -49,6 +49,7 @@ def test_each_pass_is_paired_with_a_sustained_matmul_rate(shallow_onnx, sample_i
     assert len(r["pass_seconds"]) == 2 and r["seconds"] == min(r["pass_seconds"])  # the best pass is the rate's
     assert r["fraction_of_peak"] == pytest.approx(r["gflops"], abs=0.06)  # against a 1 GFLOP/s "peak"
     assert 0 < r["fraction_of_sustained_peak"] < r["fraction_of_peak"]
+    assert r["useful_fraction_of_peak"] == pytest.approx(r["fraction_of_peak"] * (1 - r["padding_share"]), abs=0.06)
     # the encoder's batches are part of the pass, so its rate over their time alone is the higher one
     assert 0 < r["encoder_share_of_time"] < 1
     assert r["encoder_fraction_of_peak"] == pytest.approx(r["fraction_of_peak"] / r["encoder_share_of_time"],
@@ -88,3 +89,4 @@ def test_every_judge_is_measured_against_the_best_burst_of_the_run(shallow_onnx,
             m = r[name][size]
             assert m["fraction_of_peak"] == pytest.approx(m["gflops"] / 150.0, abs=1e-3)
             assert m["encoder_fraction_of_peak"] == pytest.approx(m["encoder_gflops"] / 150.0, abs=1e-3)
+            assert m["useful_fraction_of_peak"] == pytest.approx(m["useful_gflops"] / 150.0, abs=1e-3)
