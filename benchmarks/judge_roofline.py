@@ -88,6 +88,7 @@ class FlopCounter:
         self.flops = 0.0
         self.useful = 0.0
         self.tokens = 0
+        self.calls = 0  # encoder batches
         self.seconds = 0.0  # spent inside the encoder's batches
         self.encoder = encoder
         run = encoder.embed_batch  # every padded batch, on either runtime (torch or ONNX Runtime), passes here
@@ -115,10 +116,11 @@ class FlopCounter:
         lengths = mask.sum(1).tolist() if mask is not None else [width] * rows
         self.useful += sum(self.per_sequence(int(n)) for n in lengths)
         self.tokens += int(sum(lengths))
+        self.calls += 1
 
     def reset(self) -> None:
         self.flops = self.useful = self.seconds = 0.0
-        self.tokens = 0
+        self.tokens = self.calls = 0
 
     def close(self) -> None:
         vars(self.encoder).pop("embed_batch", None)

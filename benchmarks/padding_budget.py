@@ -10,8 +10,10 @@ Contract:
 - Budgets take turns within each round (one whole pass over the batches each, ``--rounds`` rounds), so a load that
   changes during the run falls on every budget alike. Reported per runtime and batch size: each budget's median
   and best ms per item over the rounds, its median as a ratio of the first budget's, the number of encoder calls
-  per pass and the padded share of the positions computed. The budget only regroups texts: the embeddings are the
-  same (``tests/judge_engine/model/test_encoder_batches.py``), so no accuracy is at stake.
+  per pass, the padded share of its FLOPs, and the median pass's GFLOP/s counted as ``benchmarks.judge_roofline``
+  counts them: for every position computed (``gflops``, what the roofline row reads) and for the unpadded ones
+  alone (``useful_gflops``). The budget only regroups texts: the embeddings are the same
+  (``tests/judge_engine/model/test_encoder_batches.py``), so no accuracy is at stake.
 - Results: a printed table and ``bench-results/padding_budget.json`` with the ``machine``: the best budget depends on
   the cost of one encoder call against the cost of a padded position, so on the CPU and on the device.
   Not part of ``make bench``: it measures the choice of a default, not a goal.
@@ -26,10 +28,9 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks import machine
 from benchmarks.judge import OUT, _items, _model
+from benchmarks.judge_roofline import FlopCounter
 
 
 def _pass(judge, batches: list[list[dict]]) -> float:
@@ -40,23 +41,15 @@ def _pass(judge, batches: list[list[dict]]) -> float:
 
 
 def _shape(judge, batches: list[list[dict]]) -> dict:
-    """Encoder calls per pass and the padded share of the positions they compute, at the judge's current budget."""
-    calls, real, positions = 0, 0, 0
-    run = judge.encoder.embed_batch
-
-    def counted(batch):
-        nonlocal calls, real, positions
-        mask = np.asarray(batch["attention_mask"])  # numpy, or a CPU tensor on the torch runtime
-        calls, real, positions = calls + 1, real + int(mask.sum()), positions + mask.size
-        return run(batch)
-
-    judge.encoder.embed_batch = counted
+    """One pass at the judge's current budget: its encoder calls and FLOPs (``judge_roofline.FlopCounter``: every
+    position computed, and the unpadded ones alone)."""
+    counter = FlopCounter(judge.encoder)
     try:
         for batch in batches:
             judge.judge(batch)
     finally:
-        vars(judge.encoder).pop("embed_batch", None)
-    return {"encoder_calls": calls, "padding_share": round(1 - real / positions, 3)}
+        counter.close()
+    return {"encoder_calls": counter.calls, "gflop": counter.flops / 1e9, "useful_gflop": counter.useful / 1e9}
 
 
 def compare(judge, batches: list[list[dict]], budgets: list[float], rounds: int) -> dict:
@@ -75,10 +68,16 @@ def compare(judge, batches: list[list[dict]], budgets: list[float], rounds: int)
     finally:
         judge.encoder.padding_budget = original
     first = statistics.median(seconds[budgets[0]])
-    return {str(b): {"median_ms_per_item": round(1000 * statistics.median(s) / items, 2),
-                     "best_ms_per_item": round(1000 * min(s) / items, 2),
-                     "median_vs_first": round(statistics.median(s) / first, 3), **shapes[b]}
-            for b, s in seconds.items()}
+    out = {}
+    for b, s in seconds.items():
+        median, shape = statistics.median(s), shapes[b]
+        out[str(b)] = {"median_ms_per_item": round(1000 * median / items, 2),
+                       "best_ms_per_item": round(1000 * min(s) / items, 2),
+                       "median_vs_first": round(median / first, 3), "encoder_calls": shape["encoder_calls"],
+                       "padding_share": round(1 - shape["useful_gflop"] / shape["gflop"], 3),
+                       "gflops": round(shape["gflop"] / median, 1),
+                       "useful_gflops": round(shape["useful_gflop"] / median, 1)}
+    return out
 
 
 def _judge(model: Path, runtime: str, work: Path, threads: int):
@@ -132,7 +131,8 @@ def main() -> None:
 
 def _print_row(row: dict) -> None:
     cells = [f"{b}: {r['median_ms_per_item']:.2f} ms ({r['median_vs_first']:.3f}, {r['encoder_calls']} calls, "
-             f"{100 * r['padding_share']:.0f} % pad)" for b, r in row["budgets"].items()]
+             f"{100 * r['padding_share']:.0f} % pad, {r['gflops']}/{r['useful_gflops']} GFLOP/s)"
+             for b, r in row["budgets"].items()]
     print(f"{row['runtime']:>10} batch {row['batch_size']:>3} | " + " | ".join(cells), flush=True)
 
 

@@ -17,6 +17,8 @@ def test_each_budget_is_measured_with_its_own_cuts_and_the_judge_keeps_its_budge
     assert tight["padding_share"] == 0.0 < loose["padding_share"]  # no budget: only equal lengths share a batch
     assert tight["encoder_calls"] > loose["encoder_calls"]
     assert loose["median_vs_first"] == 1.0 and tight["median_vs_first"] > 0
+    assert tight["gflops"] == tight["useful_gflops"] > 0  # nothing padded: every FLOP was needed
+    assert loose["useful_gflops"] < loose["gflops"]
     for r in rows.values():
         assert 0 < r["best_ms_per_item"] <= r["median_ms_per_item"]
     assert judge.encoder.padding_budget == PADDING_BUDGET
