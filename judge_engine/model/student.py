@@ -75,10 +75,10 @@ ENCODER_DEPTH = 6  # the package's transformer layers; a judge may use the first
 ENCODER_TOP = "encoder_top.pt"
 # Padded positions a text batch may add, as a share of its real tokens (``Encoder.padding_budget``). Padding is
 # computed like real tokens, and a cut costs one more encoder call: on this project's 2-core AVX-512 machine
-# 0.1 took 6-15 % less time per item than 0.25 (the default until the twelfth session) at batches of 16 and 64
-# and the same at batch 1, ONNX fp32 and int8 alike, in two runs; 0.05 gained nothing more (``python -m
-# benchmarks.padding_budget``, docs/benchmarks.md). A GPU, where a call costs more than a padded position, may
-# want more: measure it there.
+# 0.1 took about 9 % less time per item than 0.25 (the default until the twelfth session) at batches of 16 and 64
+# (2-16 % over 13 comparisons, ONNX fp32 and int8) and the same within the noise at batch 1; 0.05 gained nothing
+# more (``python -m benchmarks.padding_budget``, docs/benchmarks.md). A GPU, where a call costs more than a padded
+# position, may want more: measure it there.
 PADDING_BUDGET = 0.1
 SERIAL_TEXTS = 8  # up to this many texts are tokenised one by one, more in one parallel batch call
 _WORD = re.compile(r"\w+")
