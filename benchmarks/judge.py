@@ -153,7 +153,8 @@ def _print_roofline(r: dict) -> None:
             print(f"| {VARIANT_NAMES.get(name, name)} | {size.split('_')[1]} | {m['items_per_s']} | "
                   f"{r[f'{name}_speedup_{size}']} | {m['gflops']} | {m['fraction_of_peak']} | "
                   f"{m['sustained_peak_gflops']} | {m['fraction_of_sustained_peak']} | {m['padding_share']} | "
-                  f"{m['useful_fraction_of_peak']} | {m['encoder_share_of_time']:.1%} | {m['encoder_fraction_of_peak']} |")
+                  f"{m['useful_fraction_of_peak']} | {m['encoder_share_of_time']:.1%} | "
+                  f"{m['encoder_fraction_of_peak']} |")
     h = r.get("held_out")
     if isinstance(h, dict):
         print(f"held-out accuracy ({h['items']} items of the judge's test split): torch fp32 {h['fp32_accuracy']:.4f}")

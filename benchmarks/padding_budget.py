@@ -45,8 +45,7 @@ def _shape(judge, batches: list[list[dict]]) -> dict:
     position computed, and the unpadded ones alone)."""
     counter = FlopCounter(judge.encoder)
     try:
-        for batch in batches:
-            judge.judge(batch)
+        _pass(judge, batches)
     finally:
         counter.close()
     return {"encoder_calls": counter.calls, "gflop": counter.flops / 1e9, "useful_gflop": counter.useful / 1e9}

@@ -49,7 +49,8 @@ def test_each_pass_is_paired_with_a_sustained_matmul_rate(shallow_onnx, sample_i
     assert len(r["pass_seconds"]) == 2 and r["seconds"] == min(r["pass_seconds"])  # the best pass is the rate's
     assert r["fraction_of_peak"] == pytest.approx(r["gflops"], abs=0.06)  # against a 1 GFLOP/s "peak"
     assert 0 < r["fraction_of_sustained_peak"] < r["fraction_of_peak"]
-    assert r["useful_fraction_of_peak"] == pytest.approx(r["fraction_of_peak"] * (1 - r["padding_share"]), abs=0.06)
+    # each figure is rounded (GFLOP/s to 0.1, the share to 0.001), so compare them relatively
+    assert r["useful_fraction_of_peak"] == pytest.approx(r["fraction_of_peak"] * (1 - r["padding_share"]), rel=0.005)
     # the encoder's batches are part of the pass, so its rate over their time alone is the higher one
     assert 0 < r["encoder_share_of_time"] < 1
     assert r["encoder_fraction_of_peak"] == pytest.approx(r["fraction_of_peak"] / r["encoder_share_of_time"],
