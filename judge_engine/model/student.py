@@ -2,9 +2,10 @@
 features and two small trained heads.
 
 Contract:
-- Self-contained (torch, transformers, numpy, ``verdict_math`` and ``novelty`` only, no other project import):
-  ``judgeline export`` copies this file, ``verdict_math.py`` and ``novelty.py`` beside the Triton python-backend ``model.py``, and the same
-  code judges in process (training, benchmarks). What is served is exactly what was evaluated.
+- Self-contained (torch, transformers, numpy, ``verdict_math``, ``novelty`` and ``thread_pools`` only, no other
+  project import): ``judgeline export`` copies this file and those three beside the Triton python-backend
+  ``model.py``, and the same code judges in process (training, benchmarks). What is served is exactly what was
+  evaluated.
 - An item is a dict with ``kind`` (pairwise|pointwise), ``criterion``, ``question``, ``answer_a``/``answer_b``
   (pairwise) or ``answer`` (pointwise), and ``reference`` (None or "" when absent).
 - ``Encoder`` embeds texts with all-MiniLM-L6-v2 (mean pooling, L2-normalised), or with its first ``layers`` of
@@ -28,8 +29,11 @@ Contract:
   ``confidence`` (calibrated probability of the label), ``probs`` (3 wide, ``verdict_math.LABELS`` order) and
   ``swap_consistent`` (and ``first_order_label``, the (A, B) order alone, when asked: the position-bias meter),
   and ``novelty`` (``novelty.py``: the distance to the version's training items over the version's own threshold,
-  so above 1 is novel whatever the version; None for a version trained without a novelty index). Pairwise items are scored in both answer orders and combined
-  (``verdict_math.combine_orders``), so the verdict does not depend on the order the answers arrive in.
+  so above 1 is novel whatever the version; None for a version trained without a novelty index). Pairwise items
+  are scored in both answer orders and combined (``verdict_math.combine_orders``), so the verdict does not depend
+  on the order the answers arrive in. Each call runs its side work (the heads, the pooling, the novelty score) on
+  one thread beside the encoder's (``thread_pools``), and on the CPU tokenises every text one by one
+  (``Encoder.serial_texts``).
 - ``save``/``load``: ``heads.pt`` (state dict) and ``student.json`` (architecture, temperatures, provenance)
   in one directory, plus ``encoder_top.pt`` when training fine-tuned the encoder's last layers
   (``finetuned_layers`` in ``student.json``). The rest of the encoder's weights are not copied: they come from the
@@ -62,8 +66,10 @@ except ImportError:  # copied flat beside a Triton model.py
     import verdict_math as vm  # type: ignore[no-redef]
 try:
     from judge_engine.model import novelty as nv
+    from judge_engine.model import thread_pools
 except ImportError:
     import novelty as nv  # type: ignore[no-redef]
+    import thread_pools  # type: ignore[no-redef]
 
 EMBED_DIM = 384
 PAIR_CHEAP = 11
@@ -80,7 +86,11 @@ ENCODER_TOP = "encoder_top.pt"
 # more (``python -m benchmarks.padding_budget``, docs/benchmarks.md). A GPU, where a call costs more than a padded
 # position, may want more: measure it there.
 PADDING_BUDGET = 0.1
-SERIAL_TEXTS = 8  # up to this many texts are tokenised one by one, more in one parallel batch call
+# Up to this many texts are tokenised one by one, more in one parallel batch call, where the encoder runs on a GPU.
+# On the CPU every text is tokenised one by one (``Encoder.serial_texts``): the encoder's threads own the cores, and
+# the tokenizer's pool, woken for a batch call, busy-waits on them afterwards (issue 13: serial tokenising took 3-10 %
+# less time per item at batches of 16 and 64 on this project's 2-core machine, docs/benchmarks.md).
+SERIAL_TEXTS = 8
 _WORD = re.compile(r"\w+")
 JOINT = "\x1e"  # joins question and answer into one text that the encoder reads as a sequence pair
 ARCHS = ("bi", "cross")
@@ -130,6 +140,7 @@ class Encoder:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.padding_budget = padding_budget
+        self.serial_texts = math.inf if self.device.type == "cpu" else SERIAL_TEXTS
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self._fast = _rust_tokenizer(self.tokenizer, max_length)
         self.session = None
@@ -192,9 +203,9 @@ class Encoder:
     def _tokenised(self, texts: list[str]) -> list[dict]:
         """Each text's ``input_ids`` and ``token_type_ids``, unpadded (truncated to ``max_length``; a joint text
         longest-first): the tokenizer's own output, from its Rust backend directly (``_rust_tokenizer``). Up to
-        ``SERIAL_TEXTS`` texts are tokenised one by one: the batch call wakes the tokenizer's thread pool, which
-        right after an ONNX Runtime run cost about 1 ms per judged item at batch 1."""
-        if len(texts) <= SERIAL_TEXTS:
+        ``serial_texts`` texts (all on the CPU) are tokenised one by one: the batch call wakes the tokenizer's
+        thread pool, which right after an ONNX Runtime run cost about 1 ms per judged item at batch 1."""
+        if len(texts) <= self.serial_texts:
             encoded = [self._fast.encode(*t.split(JOINT, 1)) for t in texts]  # (question, answer) or (text,)
         else:
             encoded = self._fast.encode_batch([tuple(t.split(JOINT, 1)) if JOINT in t else t for t in texts])
@@ -639,6 +650,9 @@ class Judge:
             self.encoder = Encoder(max_length=max_length, device=device, top_state=top, layers=layers)
         index_file = Path(model_dir) / nv.FILENAME
         self.novelty = nv.NoveltyIndex.load(Path(model_dir)) if index_file.is_file() else None
+        # each call runs numpy's BLAS on one thread, and torch too where ONNX Runtime's threads run the encoder
+        on_cpu = self.encoder.device.type == "cpu"
+        self.pools = thread_pools.Scoped(torch_single=on_cpu and self.encoder.session is not None)
 
     def vectors(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
         unique = list(dict.fromkeys(texts))
@@ -647,6 +661,10 @@ class Judge:
     def judge(self, items: list[Mapping], first_order: bool = False) -> list[dict]:
         """Verdicts; with ``first_order`` each pairwise verdict also carries ``first_order_label`` (the (A, B)
         order alone, before combination)."""
+        with self.pools:
+            return self._judge(items, first_order)
+
+    def _judge(self, items: list[Mapping], first_order: bool) -> list[dict]:
         v = self.vectors(t for it in items for t in texts_of(it, self.heads.cross))
         out = self.heads.judge_vectors(items, v)
         if first_order:

@@ -3,8 +3,8 @@
 Contract:
 - Writes ``<repository>/<model_name>/<version>/`` with the trained files (``heads.pt``, ``student.json``,
   ``encoder_top.pt`` when the encoder's top layers were fine-tuned, ``novelty.npz`` when training built one), the
-  serving code (``model.py`` from ``triton_models/judge/``, ``student.py``, ``verdict_math.py`` and ``novelty.py`` from
-  ``judge_engine/``) and nothing else; the version is one more than the highest present (Triton versions are
+  serving code (``model.py`` from ``triton_models/judge/``, ``student.py``, ``verdict_math.py``, ``novelty.py`` and
+  ``thread_pools.py`` from ``judge_engine/``) and nothing else; the version is one more than the highest present (Triton versions are
   integers) unless one is given, and an existing version is never overwritten.
 - The directory is assembled under a hidden name and renamed into place, so a running Triton never sees half a
   version. The model's ``config.pbtxt`` (CPU) and ``configs/gpu.pbtxt`` are copied from the repository's
@@ -35,6 +35,7 @@ SERVING_FILES = {
     "student.py": paths.MODEL_CODE / "student.py",
     "verdict_math.py": paths.MODEL_CODE / "verdict_math.py",
     "novelty.py": paths.MODEL_CODE / "novelty.py",
+    "thread_pools.py": paths.MODEL_CODE / "thread_pools.py",
 }
 TRAINED_FILES = ("heads.pt", "student.json")
 # encoder_top.pt: written when training fine-tuned the encoder's last layers; novelty.npz: the version's novelty

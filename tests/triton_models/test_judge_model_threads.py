@@ -1,6 +1,7 @@
 """The inline judge's Triton model (``triton_models/judge/model.py``) sizes its threads as its config says: with the
-encoder on ONNX Runtime on CPU, torch keeps only the small heads, on one thread, while ONNX Runtime gets
-``torch_threads``; a torch-encoder version keeps ``torch_threads`` for torch.
+encoder on ONNX Runtime on CPU, ONNX Runtime gets ``torch_threads`` and torch runs only the small heads, on one
+thread during each call (the version's own ``thread_pools.py``, copied beside ``student.py``); a torch-encoder version
+keeps ``torch_threads`` for torch. numpy's BLAS runs on one thread during a call either way.
 
 Why it matters (issue 13): two torch threads waking beside ONNX Runtime's took 53-57 ms per batch-1 PandaLM item
 through Triton against 42-45 ms with one (alternating runs of ``benchmarks.judge``). The real ``initialize`` runs on
@@ -34,7 +35,8 @@ def _initialize(version_dir: Path, threads: int):
 
 # what a version directory's model.py imports from beside it (and this test's names): forgotten afterwards, so no
 # later import finds this version's copies. Library modules stay loaded: a C extension (onnx) must not load twice
-VERSION_MODULES = ("student", "verdict_math", "novelty", "judge_model_under_test", "triton_python_backend_utils")
+VERSION_MODULES = ("student", "verdict_math", "novelty", "thread_pools", "judge_model_under_test",
+                   "triton_python_backend_utils")
 
 
 @pytest.fixture
@@ -52,11 +54,26 @@ def restore_threads():
 
 @pytest.mark.parametrize("runtime", ["onnx", "torch"])
 def test_torch_runs_on_one_thread_only_when_onnx_runtime_runs_the_encoder(runtime, tiny_judge, tmp_path,
-                                                                         restore_threads):
+                                                                         restore_threads, sample_items,
+                                                                         monkeypatch):
+    from threadpoolctl import threadpool_info
+
     version = export(tiny_judge.model_dir, tmp_path / "repository", "judge", runtime=runtime)
     model = _initialize(version, threads=2)
-    onnx = model.judge.encoder.session is not None
+    judge = model.judge
+    assert type(judge).__module__ == "student"  # the version's own copy, with its own thread_pools
+    onnx = judge.encoder.session is not None
     assert onnx == (runtime == "onnx")
-    assert torch.get_num_threads() == (1 if onnx else 2)
+    assert torch.get_num_threads() == 2
     if onnx:  # ONNX Runtime keeps the configured threads
-        assert model.judge.encoder.session.get_session_options().intra_op_num_threads == 2
+        assert judge.encoder.session.get_session_options().intra_op_num_threads == 2
+    seen, heads = [], judge.heads.judge_vectors
+
+    def recording(items, vectors):
+        blas = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+        seen.append((torch.get_num_threads(), blas))
+        return heads(items, vectors)
+
+    monkeypatch.setattr(judge.heads, "judge_vectors", recording)
+    assert len(judge.judge(sample_items[:4])) == 4
+    assert seen == [(1 if onnx else 2, {1})] and torch.get_num_threads() == 2

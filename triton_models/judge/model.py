@@ -6,7 +6,7 @@ Contract:
   runs in the embedded CPU Triton and in the NVIDIA Triton image on a GPU (the instance kind picks the device).
   The version's ``student.json`` picks the encoder's runtime (torch, or ONNX Runtime with ``encoder.onnx``); the
   ``torch_threads`` parameter sets the threads of either (on CPU with ONNX Runtime, torch then runs only the small
-  heads, on one thread); ``ort_spinning`` ("1"/"0") whether ONNX Runtime's threads busy-wait within a run
+  heads, on one thread: ``thread_pools``, copied beside ``student.py``); ``ort_spinning`` ("1"/"0") whether ONNX Runtime's threads busy-wait within a run
   (``student.onnx_session``).
 - Each request row is one item: KIND, CRITERION, QUESTION, ANSWER_A (the answer for pointwise), ANSWER_B (empty
   for pointwise), REFERENCE (empty when none), all UTF-8 strings. Rows of every request in one execution (dynamic
@@ -55,10 +55,6 @@ class TritonPythonModel:
         spinning = params.get("ort_spinning", {}).get("string_value", "0") == "1"
         self.judge = student.Judge(version_dir, device=device, threads=threads if threads > 0 else None,
                                    spinning=spinning)
-        if device == "cpu" and getattr(self.judge.encoder, "session", None) is not None:
-            # the encoder runs on ONNX Runtime's own threads; torch keeps only the small heads, on one thread: two
-            # torch threads waking beside ONNX Runtime's cost 11.6 ms per batch-1 item in this stub (issue 13)
-            torch.set_num_threads(1)
         self.trained_kinds = set(self.judge.meta.get("trained_kinds", ["pairwise", "pointwise"]))
 
     def _rows(self, request):

@@ -1,10 +1,12 @@
 """The encoder's text batches: cut by padding (a short text never pays for a long one), the same embeddings as one
 text at a time, joint (question, answer) texts read as sequence pairs beside single texts."""
 
+import math
+
 import numpy as np
 import pytest
 
-from judge_engine.model.student import JOINT, Encoder, joint
+from judge_engine.model.student import JOINT, SERIAL_TEXTS, Encoder, joint
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +76,35 @@ def _tokenizer_ids(encoder, texts):
     return out
 
 
-@pytest.mark.parametrize("copies", [1, 4], ids=["one-by-one", "batch-call"])
-def test_tokenising_gives_the_tokenizers_own_ids_truncated_alike(encoder, copies):
-    texts = (TEXTS[:4] + LONG) * copies  # 8 texts take the one-by-one path, 32 the batch call
+class _CountingTokenizer:
+    """The encoder's Rust tokenizer, counting its batch calls."""
+
+    def __init__(self, fast):
+        self.fast, self.batch_calls = fast, 0
+
+    def encode(self, *args):
+        return self.fast.encode(*args)
+
+    def encode_batch(self, texts):
+        self.batch_calls += 1
+        return self.fast.encode_batch(texts)
+
+
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+@pytest.mark.parametrize("copies", [1, 4])
+def test_tokenising_gives_the_tokenizers_own_ids_truncated_alike(encoder, copies, device, monkeypatch):
+    """On the CPU every text is tokenised one by one; on a GPU (its rule set here: no GPU on these machines) more
+    than SERIAL_TEXTS go to one parallel batch call. Either way: the tokenizer's own ids."""
+    assert encoder.serial_texts == math.inf  # a CPU encoder
+    if device == "gpu":
+        monkeypatch.setattr(encoder, "serial_texts", SERIAL_TEXTS)
+    counting = _CountingTokenizer(encoder._fast)
+    monkeypatch.setattr(encoder, "_fast", counting)
+    texts = (TEXTS[:4] + LONG) * copies  # 8 texts, or 32
     got = [(e["input_ids"], e["token_type_ids"]) for e in encoder._tokenised(texts)]
     assert got == _tokenizer_ids(encoder, texts)
     assert max(len(ids) for ids, _ in got) == encoder.max_length  # the long texts were cut
+    assert counting.batch_calls == (1 if device == "gpu" and len(texts) > SERIAL_TEXTS else 0)
 
 
 def test_padded_batch_equals_the_tokenizers_padding(encoder):

@@ -13,7 +13,8 @@ def test_versions_count_up_and_carry_everything_triton_needs(tiny_judge, tmp_pat
     second = export(tiny_judge.model_dir, repo, "judge")
     assert (first.name, second.name) == ("1", "2") and versions(repo / "judge") == [1, 2]
     assert sorted(p.name for p in first.iterdir()) == ["heads.pt", "model.py", "novelty.npz", "novelty.py",
-                                                       "student.json", "student.py", "verdict_math.py"]
+                                                       "student.json", "student.py", "thread_pools.py",
+                                                       "verdict_math.py"]
     assert json.loads((second / "student.json").read_text())["model_version"] == "2"
     assert (repo / "judge" / "config.pbtxt").exists() and (repo / "judge" / "configs" / "gpu.pbtxt").exists()
     assert not [p for p in (repo / "judge").iterdir() if p.name.startswith(".export-")]
