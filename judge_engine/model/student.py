@@ -88,8 +88,10 @@ ENCODER_TOP = "encoder_top.pt"
 PADDING_BUDGET = 0.1
 # Up to this many texts are tokenised one by one, more in one parallel batch call, where the encoder runs on a GPU.
 # On the CPU every text is tokenised one by one (``Encoder.serial_texts``): the encoder's threads own the cores, and
-# the tokenizer's pool, woken for a batch call, busy-waits on them afterwards (issue 13: serial tokenising took 3-10 %
-# less time per item at batches of 16 and 64 on this project's 2-core machine, docs/benchmarks.md).
+# the tokenizer's pool, woken for a batch call, busy-waits on them afterwards. With a call's other pools on one thread
+# (``thread_pools``) that took a median 3 % less time per item than the batch call at batches of 16 and 64 (12
+# comparisons on this project's 2-core machine, from 4 % more to 15 % less; alone it was slower: issue 13,
+# ``python -m benchmarks.thread_pools``, docs/benchmarks.md).
 SERIAL_TEXTS = 8
 _WORD = re.compile(r"\w+")
 JOINT = "\x1e"  # joins question and answer into one text that the encoder reads as a sequence pair

@@ -1,4 +1,4 @@
-"""One thread pool per core while a judge call runs: the encoder's, not three competing ones.
+"""One thread pool per core while a judge call runs: the encoder's, not four competing ones.
 
 Contract:
 - Self-contained (torch and threadpoolctl only, no project import): it is copied into every Triton version beside
@@ -14,7 +14,7 @@ Contract:
 - Scoped, not set once for the process: a caller that also runs torch or numpy work of its own (the benchmarks run
   a torch judge beside the ONNX one) keeps its settings. ``torch.set_num_threads`` is process-wide, so while a call
   runs another Python thread's torch work also gets one thread; a judge is called from one thread at a time in the
-  Triton model and the benchmarks. Entering and leaving costs about 20 us (threadpoolctl's controller is made on
+  Triton model and the benchmarks. Entering and leaving costs 10-20 us (threadpoolctl's controller is made on
   first use and after any new import, which may have loaded another BLAS: it walks the loaded libraries).
 """
 
