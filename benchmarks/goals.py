@@ -16,7 +16,8 @@ Contract:
   cores' estimate beside it, the paced run's p95 and its offered rate against the 1-worker ceiling; the ONNX
   Runtime fp32 judge at batch 64 against the run's best burst of the fp32 matmul peak (and, beside it, the rate
   sustained next to each pass, and its rate for the unpadded tokens alone); ONNX int8 against ONNX fp32 at batch 64
-  in speed and on held-out items; the ONNX int8 judge at batch 1 through Triton (p50). Pure reading: nothing is measured here.
+  in speed and on held-out items; the ONNX int8 judge at batch 1 through Triton (p50). Pure reading: nothing is
+  measured here.
 """
 
 from __future__ import annotations

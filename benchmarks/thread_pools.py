@@ -2,7 +2,7 @@
 
 Contract:
 - ``python -m benchmarks.thread_pools [--model DIR] [--runtimes onnx-int8,onnx-fp32,torch] [--sizes 64,16,1]``
-  judges the same real pairwise items in process (``benchmarks.padding_budget.sweep``: the same items, judge,
+  judges the same real pairwise items in process (``benchmarks.judge_variants.sweep``: the same items, judge,
   rounds in turns and table) four ways, the first the baseline of the ratios:
   - ``before``: every pool as it was until the thirteenth session: numpy's BLAS and torch on the caller's threads
     during the call, and more than ``student.SERIAL_TEXTS`` texts tokenised in one parallel batch call;
@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 
-from benchmarks.padding_budget import sweep, sweep_parser
+from benchmarks.judge_variants import sweep, sweep_parser
 
 VARIANTS = ("before", "serial", "pools", "now")
 

@@ -4,8 +4,8 @@ Contract:
 - Writes ``<repository>/<model_name>/<version>/`` with the trained files (``heads.pt``, ``student.json``,
   ``encoder_top.pt`` when the encoder's top layers were fine-tuned, ``novelty.npz`` when training built one), the
   serving code (``model.py`` from ``triton_models/judge/``, ``student.py``, ``verdict_math.py``, ``novelty.py`` and
-  ``thread_pools.py`` from ``judge_engine/``) and nothing else; the version is one more than the highest present (Triton versions are
-  integers) unless one is given, and an existing version is never overwritten.
+  ``thread_pools.py`` from ``judge_engine/``) and nothing else; the version is one more than the highest present
+  (Triton versions are integers) unless one is given, and an existing version is never overwritten.
 - The directory is assembled under a hidden name and renamed into place, so a running Triton never sees half a
   version. The model's ``config.pbtxt`` (CPU) and ``configs/gpu.pbtxt`` are copied from the repository's
   ``triton_models/judge/`` when the target repository has none, with the model name set. The template is found

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from benchmarks.padding_budget import compare_variants
+from benchmarks.judge_variants import compare_variants
 from benchmarks.thread_pools import VARIANTS, variants
 from judge_engine.model.student import SERIAL_TEXTS, Judge
 from judge_engine.model.thread_pools import Scoped

@@ -6,8 +6,8 @@ Contract:
   runs in the embedded CPU Triton and in the NVIDIA Triton image on a GPU (the instance kind picks the device).
   The version's ``student.json`` picks the encoder's runtime (torch, or ONNX Runtime with ``encoder.onnx``); the
   ``torch_threads`` parameter sets the threads of either (on CPU with ONNX Runtime, torch then runs only the small
-  heads, on one thread: ``thread_pools``, copied beside ``student.py``); ``ort_spinning`` ("1"/"0") whether ONNX Runtime's threads busy-wait within a run
-  (``student.onnx_session``).
+  heads, on one thread: ``thread_pools``, copied beside ``student.py``); ``ort_spinning`` ("1"/"0") whether ONNX
+  Runtime's threads busy-wait within a run (``student.onnx_session``).
 - Each request row is one item: KIND, CRITERION, QUESTION, ANSWER_A (the answer for pointwise), ANSWER_B (empty
   for pointwise), REFERENCE (empty when none), all UTF-8 strings. Rows of every request in one execution (dynamic
   batching) are judged together; the response rows keep the request's order.
