@@ -294,7 +294,7 @@ class StreamSettings(_Group):
     # what consumes the inline worker's topics: ``librdkafka`` (confluent-kafka's batch consume, which builds each
     # batch in C: streams.batch_consumer) or ``faust`` (Faust's per-event stream, which alone costs about 200 us of
     # CPU per message: benchmarks/consumer_ceiling.py). Same guarantees either way: tests/faults passed on both
-    # (it runs on the default; docs/benchmarks.md, fourth session)
+    # (it runs on the default; docs/benchmarks-history.md, fourth session)
     consumer: Literal["librdkafka", "faust"] = "librdkafka"
     # the inline worker's largest micro-batch: reached at once while it is behind (a backlog), while at light load a
     # batch is what arrived within batch_within_s. Each batch costs a fixed ~70 ms on the embedded store (one insert

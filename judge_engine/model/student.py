@@ -83,15 +83,15 @@ ENCODER_TOP = "encoder_top.pt"
 # computed like real tokens, and a cut costs one more encoder call: on this project's 2-core AVX-512 machine
 # 0.1 took about 9 % less time per item than 0.25 (the default until the twelfth session) at batches of 16 and 64
 # (2-16 % over 13 comparisons, ONNX fp32 and int8) and the same within the noise at batch 1; 0.05 gained nothing
-# more (``python -m benchmarks.padding_budget``, docs/benchmarks.md). A GPU, where a call costs more than a padded
-# position, may want more: measure it there.
+# more (``python -m benchmarks.padding_budget``, docs/benchmarks-history.md). A GPU, where a call costs more than a
+# padded position, may want more: measure it there.
 PADDING_BUDGET = 0.1
 # Up to this many texts are tokenised one by one, more in one parallel batch call, where the encoder runs on a GPU.
 # On the CPU every text is tokenised one by one (``Encoder.serial_texts``): the encoder's threads own the cores, and
 # the tokenizer's pool, woken for a batch call, busy-waits on them afterwards. With a call's other pools on one thread
 # (``thread_pools``) that took a median 3 % less time per item than the batch call at batches of 16 and 64 (12
 # comparisons on this project's 2-core machine, from 4 % more to 15 % less; alone it was slower: issue 13,
-# ``python -m benchmarks.thread_pools``, docs/benchmarks.md).
+# ``python -m benchmarks.thread_pools``, docs/benchmarks-history.md).
 SERIAL_TEXTS = 8
 _WORD = re.compile(r"\w+")
 JOINT = "\x1e"  # joins question and answer into one text that the encoder reads as a sequence pair
@@ -331,7 +331,8 @@ def pool_numpy(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 # ONNX Runtime's own graph optimisations that the CPU session leaves out. SkipLayerNormFusion folds each residual
 # Add, bias Add and LayerNormalization into one SkipLayerNormalization, whose fp32 CPU kernel (ORT 1.32) took 2.9 ns
 # per element on this project's AVX2 machine against 0.8 for the three operators it replaces: 9 % of the encoder's
-# time at batch 64 (docs/benchmarks.md, ninth session). On CUDA the fused kernel is the fast one, so there it stays.
+# time at batch 64 (docs/benchmarks-history.md, ninth session; 7-8 % on the AVX-512 host, tenth and thirteenth).
+# On CUDA the fused kernel is the fast one, so there it stays.
 CPU_UNFUSED = ("SkipLayerNormFusion",)
 
 
