@@ -29,8 +29,9 @@ def _judge(fraction=0.857, fp32_items=136.4, int8_items=276.4, fp32_points=0.0, 
                 {"variant": "onnx_int8", "batch_size": 1, "triton": {"p50_ms": p50}, "in_process": {"p50_ms": 13.0}},
             ],
             "roofline": {
-                "fp32_matmul_peak_gflops": 199.8,
-                "onnx_fp32": {"batch_64": {"fraction_of_peak": fraction, "fraction_of_sustained_peak": 0.921,
+                "fp32_matmul_peak_gflops": 199.8, "peak_measurements_gflops": [183.5, 199.8, 191.2, 102.6, 190.0],
+                "onnx_fp32": {"batch_64": {"gflops": round(fraction * 199.8, 1),
+                                           "fraction_of_peak": fraction, "fraction_of_sustained_peak": 0.921,
                                            "sustained_peak_gflops": 180.2, "items_per_s": fp32_items,
                                            "useful_fraction_of_peak": 0.797, "padding_share": 0.07}},
                 "onnx_int8": {"batch_64": {"items_per_s": int8_items}},
@@ -48,6 +49,7 @@ def test_a_run_that_meets_every_goal_reads_met_on_every_row():
     assert [g["verdict"] for g in rows] == ["met"] * 6
     assert rows[3]["value"] == 0.857 and "0.921 of the rate sustained" in rows[3]["measured"]
     assert "without its padding (7% of the FLOPs) 0.797" in rows[3]["measured"]
+    assert "(171.2 of 199.8 GFLOP/s; the part's bursts 102.6-199.8)" in rows[3]["measured"]
     assert rows[4]["value"] == pytest.approx(276.4 / 136.4)
     assert "0.50 of the 1-worker ceiling" in rows[2]["measured"]
 
