@@ -111,6 +111,8 @@ def evaluate(judge: dict, throughput: dict) -> list[dict]:
     held_at = "judge.json roofline.held_out"
     peak = float(_get(judge, "judge.json", "roofline", "fp32_matmul_peak_gflops"))
     bursts = _get(judge, "judge.json", "roofline", "peak_measurements_gflops")
+    if not bursts:
+        raise GoalsError("judge.json has no roofline.peak_measurements_gflops: run `make bench` again")
     rate = float(_get(fp32, fp32_at, "gflops"))
     fraction = float(_get(fp32, fp32_at, "fraction_of_peak"))
     sustained = float(_get(fp32, fp32_at, "fraction_of_sustained_peak"))

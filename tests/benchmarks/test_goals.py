@@ -112,6 +112,15 @@ def test_a_missing_file_or_figure_is_named_with_the_fix(tmp_path, capsys):
     assert goals.main(["--out", str(tmp_path)]) == 2
     assert "judge.json has no roofline.onnx_fp32.batch_64" in capsys.readouterr().err
 
+    for bursts in (None, []):  # an older judge.json, or one whose peak part measured nothing
+        judge = _judge()
+        judge["roofline"]["peak_measurements_gflops"] = bursts
+        if bursts is None:
+            del judge["roofline"]["peak_measurements_gflops"]
+        _write(tmp_path, judge=judge)
+        assert goals.main(["--out", str(tmp_path)]) == 2
+        assert "judge.json has no roofline.peak_measurements_gflops" in capsys.readouterr().err
+
 
 def test_a_truncated_file_is_named_not_a_traceback(tmp_path, capsys):
     _write(tmp_path)
