@@ -17,9 +17,8 @@ Contract:
   Runtime fp32 judge at batch 64 against the run's best burst of the fp32 matmul peak (with the judge's own GFLOP/s
   and the spread of the part's bursts, which says how steady the host was: a busy minute lowers the best burst and
   flatters the fraction; and, beside it, the rate sustained next to each pass, and its rate for the unpadded tokens
-  alone); ONNX int8 against ONNX fp32 at batch 64
-  in speed and on held-out items; the ONNX int8 judge at batch 1 through Triton (p50). Pure reading: nothing is
-  measured here.
+  alone); ONNX int8 against ONNX fp32 at batch 64 in speed and on held-out items; the ONNX int8 judge at batch 1
+  through Triton (p50). Pure reading: nothing is measured here.
 """
 
 from __future__ import annotations
@@ -145,8 +144,7 @@ def evaluate(judge: dict, throughput: dict) -> list[dict]:
               fraction, f"{fraction:.3f} of the best burst ({rate} of {peak} GFLOP/s; the part's bursts "
               f"{min(bursts)}-{max(bursts)}); {sustained:.3f} of the rate sustained beside it "
               f"({sustained_rate} GFLOP/s); without its padding ({padding:.0%} of the FLOPs) {useful:.3f} of the best "
-              "burst",
-              _met(fraction >= ROOFLINE)),
+              "burst", _met(fraction >= ROOFLINE)),
         _goal("int8 variant (ONNX Runtime int8 against fp32, batch 64)",
               f"faster, <= {INT8_LOSS_POINTS:g} point loss", speedup,
               f"{speedup:.2f}x; held out {change:+.2f} points ({_get(held, held_at, 'items')} items)",
